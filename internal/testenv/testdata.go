@@ -1,4 +1,4 @@
-// Package testdata finds the test data that lives outside the repository:
+// Package testenv finds the test data that lives outside the repository:
 // the shared directory (models, golden outputs from llama.cpp) and
 // llama.cpp's vocabulary test files.
 //
@@ -11,7 +11,7 @@
 // When data is missing, a test is skipped with a message saying why, except
 // under CI (the environment variable CI set to a non-empty value), where
 // missing data fails the test.
-package testdata
+package testenv
 
 import (
 	"errors"
@@ -36,9 +36,9 @@ func missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if CI() {
-		t.Fatalf("testdata: %s (CI is set, so missing test data is a failure)", msg)
+		t.Fatalf("testenv: %s (CI is set, so missing test data is a failure)", msg)
 	}
-	t.Skipf("testdata: %s; skipping", msg)
+	t.Skipf("testenv: %s; skipping", msg)
 }
 
 // RepoRoot returns the repository root: the nearest directory at or above
@@ -47,7 +47,7 @@ func RepoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := repoRoot()
 	if err != nil {
-		t.Fatalf("testdata: %v", err)
+		t.Fatalf("testenv: %v", err)
 	}
 	return dir
 }
@@ -108,7 +108,7 @@ func SharedGlob(t testing.TB, pattern string) []string {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join(SharedDir(t), filepath.FromSlash(pattern)))
 	if err != nil {
-		t.Fatalf("testdata: bad pattern %q: %v", pattern, err)
+		t.Fatalf("testenv: bad pattern %q: %v", pattern, err)
 	}
 	if len(paths) == 0 {
 		missing(t, "no shared files match %s", pattern)

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stratanet/strata/internal/testenv"
+)
+
+// runCLI runs one command line in-process.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(t.Context(), &env{stdout: &out, stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	lines := [][]string{{"help"}, {"weights", "--help"}}
+	for _, c := range commands() {
+		lines = append(lines, []string{c.name, "--help"})
+	}
+	for _, c := range weightsCommands {
+		lines = append(lines, []string{"weights", c.name, "--help"})
+	}
+	for _, args := range lines {
+		code, out, errOut := runCLI(t, args...)
+		if code != 0 || !strings.Contains(out, "Usage") {
+			t.Errorf("strata %s: exit %d, stdout %q, stderr %q; want usage and exit 0", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"nosuchcommand"},
+		{"inspect"},
+		{"inspect", "a", "b"},
+		{"inspect", "--nosuchflag", "x"},
+		{"tokenize", "--text", "hi"},
+		{"weights"},
+		{"weights", "nosuch"},
+		{"weights", "synth"},
+		{"weights", "synth", "--out", "x", "--type", "iq2_xxs"},
+		{"weights", "synth", "--out", "x", "--type", "q9_9"},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code != 2 || errOut == "" {
+			t.Errorf("strata %s: exit %d, stderr %q; want exit 2 with a message", strings.Join(args, " "), code, errOut)
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runCLI(t, "demo", "--keep", dir)
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"model id", "decoded: \"" + demoText + "\""} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "demo-llama-q8_0.gguf")); err != nil {
+		t.Errorf("--keep did not keep the model: %v", err)
+	}
+}
+
+func TestInspectRealModel(t *testing.T) {
+	path := testenv.Shared(t, "models/stories260K.gguf")
+	code, out, errOut := runCLI(t, "inspect", path, "--json", "--tensors")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rep inspectReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	h := rep.HParams
+	if h == nil || h.Layers != 5 || h.Dim != 64 || h.FFN != 172 || h.Heads != 8 || h.KVHeads != 4 || h.Vocab != 512 || h.TiedOutput {
+		t.Errorf("inspect hparams = %+v", h)
+	}
+	if len(rep.Tensors) != 48 || rep.Tokenizer == nil || rep.Tokenizer.Tokens != 512 {
+		t.Errorf("inspect: %d tensors, tokenizer %+v", len(rep.Tensors), rep.Tokenizer)
+	}
+	code, out, _ = runCLI(t, "inspect", path)
+	if code != 0 || !strings.Contains(out, "feed-forward length  172") {
+		t.Errorf("text inspect: exit %d\n%s", code, out)
+	}
+}
+
+func TestTokenizeMatchesGolden(t *testing.T) {
+	var golden struct {
+		Prompt      struct{ Text string } `json:"prompt"`
+		InputTokens []int32               `json:"input_tokens"`
+	}
+	raw, err := os.ReadFile(testenv.Shared(t, "golden/stories260K.p1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "tokenize", "--model", testenv.Shared(t, "models/stories260K.gguf"), "--text", golden.Prompt.Text, "--bos", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res struct{ Tokens []int32 }
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !slicesEqual(res.Tokens, golden.InputTokens) {
+		t.Errorf("tokenize %q = %v, want %v", golden.Prompt.Text, res.Tokens, golden.InputTokens)
+	}
+}
+
+func slicesEqual(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSynthManifestAndConvert(t *testing.T) {
+	dir := t.TempDir()
+	q := filepath.Join(dir, "q.gguf")
+	code, out, errOut := runCLI(t, "weights", "synth", "--out", q, "--dim", "64", "--ffn", "128", "--layers", "2",
+		"--heads", "4", "--kv-heads", "2", "--vocab", "300", "--type", "q4_0", "--seed", "3")
+	if code != 0 {
+		t.Fatalf("synth: exit %d: %s %s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, "weights", "synth", "--out", q, "--dim", "64", "--ffn", "128"); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Errorf("synth over an existing file: exit %d, %q; want a refusal", code, errOut)
+	}
+	code, out, _ = runCLI(t, "weights", "manifest", q)
+	if code != 0 || !strings.Contains(out, "tensor blk.0.attn_q.weight Q4_0 64x64 ") || !strings.Contains(out, "model id ") {
+		t.Errorf("manifest: exit %d\n%s", code, out)
+	}
+	f := filepath.Join(dir, "f.gguf")
+	if code, _, errOut := runCLI(t, "weights", "convert", "--type", "f32", q, f); code != 0 {
+		t.Fatalf("convert: exit %d: %s", code, errOut)
+	}
+	code, out, _ = runCLI(t, "inspect", f, "--json")
+	if code != 0 || !strings.Contains(out, `"F32": 21`) {
+		t.Errorf("converted model: exit %d\n%s", code, out)
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile(testenv.Shared(t, "models/stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"truncated": good[:len(good)/2],
+		"text":      []byte("not a model at all"),
+		"empty":     nil,
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"inspect", p}, {"tokenize", "--model", p, "--text", "x"}, {"weights", "manifest", p}} {
+			code, _, errOut := runCLI(t, args...)
+			if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "gguf:") {
+				t.Errorf("strata %s on %s file: exit %d, stderr %q; want exit 1 and one line naming the problem", args[0], name, code, errOut)
+			}
+		}
+	}
+}
