@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/stratanet/strata/internal/testdata"
+	"github.com/stratanet/strata/internal/testenv"
 )
 
 // BenchmarkManifest hashes a 1 GB model with 1 and 2 workers; bytes/s is
@@ -14,7 +14,7 @@ import (
 // round, so this measures BLAKE3 and the copy, not the disk).
 func BenchmarkManifest(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "zero.gguf")
-	testdata.WriteZeroModel(b, path, 1<<30)
+	testenv.WriteZeroModel(b, path, 1<<30)
 	st, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/stratanet/strata/internal/testdata"
+	"github.com/stratanet/strata/internal/testenv"
 	"github.com/stratanet/strata/weights/gguf"
 	"github.com/stratanet/strata/weights/quant"
 )
@@ -17,7 +17,7 @@ import (
 // and returns the full logit vectors after each of the input tokens.
 func oracleLogits(t *testing.T, model string, tokens string) [][]float64 {
 	t.Helper()
-	node, script := testdata.Oracle(t)
+	node, script := testenv.Oracle(t)
 	dump := model + ".logits.json"
 	cmd := exec.Command(node, script, "--model", model, "--tokens", tokens, "--n", "1", "--reps", "0",
 		"--threads", "1", "--kv-type", "F32", "--flash-attn", "off", "--dump-logits", dump)
@@ -74,7 +74,7 @@ func TestLlamaCppLoadsSynth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs llama.cpp")
 	}
-	testdata.Oracle(t)
+	testenv.Oracle(t)
 	dir := t.TempDir()
 	const tokens = "1,100,200,300,400,45,67,89"
 	write := func(name string, fill func(*os.File) error) string {

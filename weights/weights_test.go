@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/stratanet/strata/internal/testdata"
+	"github.com/stratanet/strata/internal/testenv"
 	"github.com/stratanet/strata/weights/gguf"
 	"github.com/stratanet/strata/weights/quant"
 )
@@ -40,7 +40,7 @@ var realModels = []struct {
 func TestRealModelsHParams(t *testing.T) {
 	for _, m := range realModels {
 		t.Run(m.file, func(t *testing.T) {
-			f, err := gguf.Open(testdata.Shared(t, "models/"+m.file))
+			f, err := gguf.Open(testenv.Shared(t, "models/"+m.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestRealModelsHParams(t *testing.T) {
 // Q8_0 model's tensors agree with the F16 model's within Q8_0's bound.
 func TestDequantizeRealModels(t *testing.T) {
 	load := func(name string) map[string][]float32 {
-		f, err := gguf.Open(testdata.Shared(t, "models/"+name))
+		f, err := gguf.Open(testenv.Shared(t, "models/"+name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func abs(x float32) float32 {
 }
 
 func TestHParamsErrors(t *testing.T) {
-	src, err := gguf.Open(testdata.Shared(t, "models/stories260K.gguf"))
+	src, err := gguf.Open(testenv.Shared(t, "models/stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,12 +202,12 @@ func TestHParamsErrors(t *testing.T) {
 func TestManifest(t *testing.T) {
 	ids := map[string]ModelID{}
 	for _, m := range realModels {
-		man, err := ComputeManifest(testdata.Shared(t, "models/"+m.file), 2)
+		man, err := ComputeManifest(testenv.Shared(t, "models/"+m.file), 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids[m.file] = man.ID
-		one, err := ComputeManifest(testdata.Shared(t, "models/"+m.file), 1)
+		one, err := ComputeManifest(testenv.Shared(t, "models/"+m.file), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestManifest(t *testing.T) {
 
 // TestManifestDetectsChange flips one byte of tensor data.
 func TestManifestDetectsChange(t *testing.T) {
-	raw, err := os.ReadFile(testdata.Shared(t, "models/stories260K.gguf"))
+	raw, err := os.ReadFile(testenv.Shared(t, "models/stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/stratanet/strata/internal/testdata"
+	"github.com/stratanet/strata/internal/testenv"
 	"github.com/stratanet/strata/weights/gguf"
 )
 
@@ -12,7 +12,7 @@ import (
 // well under a millisecond, independent of the data size.
 func BenchmarkOpen(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "zero.gguf")
-	testdata.WriteZeroModel(b, path, 1<<30)
+	testenv.WriteZeroModel(b, path, 1<<30)
 	b.Run("size=1GB", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
