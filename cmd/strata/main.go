@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -35,9 +36,11 @@ type env struct {
 func commands() []command {
 	return []command{
 		{"demo", "run Strata's main job on a built-in default model", runDemo},
+		{"run", "generate text with the whole model on this machine", runRun},
 		{"inspect", "show a model's architecture, hyper-parameters, tokenizer and tensors", runInspect},
 		{"tokenize", "turn text into token ids with a model's tokenizer", runTokenize},
 		{"weights", "model files: synth, convert, manifest", runWeights},
+		{"bench", "benchmarks: run", runBench},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -158,3 +161,7 @@ func runVersion(_ context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "strata %s\n", version)
 	return nil
 }
+
+// defaultThreads is the number of kernel threads when --threads is not
+// given: one per core.
+func defaultThreads() int { return runtime.NumCPU() }

@@ -27,6 +27,9 @@ func TestHelpForEveryCommand(t *testing.T) {
 	for _, c := range weightsCommands {
 		lines = append(lines, []string{"weights", c.name, "--help"})
 	}
+	for _, c := range benchCommands {
+		lines = append(lines, []string{"bench", c.name, "--help"})
+	}
 	for _, args := range lines {
 		code, out, errOut := runCLI(t, args...)
 		if code != 0 || !strings.Contains(out, "Usage") {
@@ -177,5 +180,78 @@ func TestBadFiles(t *testing.T) {
 				t.Errorf("strata %s on %s file: exit %d, stderr %q; want exit 1 and one line naming the problem", args[0], name, code, errOut)
 			}
 		}
+	}
+}
+
+// TestRunGreedy runs `strata run --json --temp 0 --logits 10` and compares
+// tokens and logits with llama.cpp's golden output.
+func TestRunGreedy(t *testing.T) {
+	var golden struct {
+		Prompt      struct{ Text string } `json:"prompt"`
+		InputTokens []int32               `json:"input_tokens"`
+		Greedy      struct {
+			Tokens []int32 `json:"tokens"`
+		} `json:"greedy"`
+		Logits struct {
+			Positions []logitPos `json:"positions"`
+		} `json:"logits"`
+	}
+	raw, err := os.ReadFile(testenv.Shared(t, "golden/stories260K.p1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "run", "--model", testenv.Shared(t, "models/stories260K.gguf"), "--prompt", golden.Prompt.Text,
+		"-n", "64", "--temp", "0", "--json", "--logits", "10", "--threads", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rep runReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slicesEqual(rep.PromptTokens, golden.InputTokens) || !slicesEqual(rep.Tokens, golden.Greedy.Tokens) {
+		t.Errorf("run: prompt %v, tokens %v; llama.cpp %v, %v", rep.PromptTokens, rep.Tokens, golden.InputTokens, golden.Greedy.Tokens)
+	}
+	if len(rep.Logits) != len(golden.Logits.Positions) {
+		t.Fatalf("run --logits gave %d positions, llama.cpp %d", len(rep.Logits), len(golden.Logits.Positions))
+	}
+	for i, p := range rep.Logits {
+		g := golden.Logits.Positions[i]
+		if p.Pos != g.Pos || p.InputToken != g.InputToken || p.Top[0][0] != g.Top[0][0] {
+			t.Errorf("position %d: %+v, llama.cpp %+v", i, p, g)
+		}
+	}
+	if rep.DecodeTokPerS <= 0 || rep.PrefillTokPerS <= 0 {
+		t.Errorf("run reported speeds %v, %v", rep.PrefillTokPerS, rep.DecodeTokPerS)
+	}
+	// Text mode streams the same text.
+	code, text, _ := runCLI(t, "run", "--model", testenv.Shared(t, "models/stories260K.gguf"), "--prompt", golden.Prompt.Text, "-n", "64", "--temp", "0")
+	if code != 0 || strings.TrimSpace(text) != strings.TrimSpace(rep.Text) {
+		t.Errorf("text mode printed %q, JSON text %q", text, rep.Text)
+	}
+}
+
+func TestRunBadInput(t *testing.T) {
+	model := testenv.Shared(t, "models/stories260K.gguf")
+	for _, args := range [][]string{
+		{"run", "--model", model, "--prompt", "hi", "-n", "5000"},
+		{"run", "--model", model, "--prompt", "hi", "--ctx", "3"},
+		{"run", "--model", testenv.Shared(t, "golden/README.md"), "--prompt", "hi"},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code == 0 || errOut == "" {
+			t.Errorf("strata %v: exit %d, stderr %q; want an error", args, code, errOut)
+		}
+	}
+	code, _, _ := runCLI(t, "run", "--model", model, "--prompt", "hi", "--temp", "-1", "--top-p", "2")
+	if code != 2 {
+		t.Errorf("bad sampler settings: exit %d, want 2", code)
+	}
+	code, _, _ = runCLI(t, "bench", "run", "--model", model, "--prompt", "4", "--gen", "2", "--reps", "1")
+	if code != 0 {
+		t.Errorf("bench run: exit %d", code)
 	}
 }

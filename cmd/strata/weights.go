@@ -20,9 +20,14 @@ var weightsCommands = []command{
 }
 
 func runWeights(ctx context.Context, e *env, args []string) error {
+	return runGroup(ctx, e, "weights", weightsCommands, args)
+}
+
+// runGroup dispatches "strata GROUP COMMAND ...".
+func runGroup(ctx context.Context, e *env, group string, cmds []command, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(e.stdout, "Usage: strata weights COMMAND [flags]\n\nCommands:")
-		for _, c := range weightsCommands {
+		fmt.Fprintf(e.stdout, "Usage: strata %s COMMAND [flags]\n\nCommands:\n", group)
+		for _, c := range cmds {
 			fmt.Fprintf(e.stdout, "  %-10s %s\n", c.name, c.summary)
 		}
 		if len(args) == 0 {
@@ -30,7 +35,9 @@ func runWeights(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
-	for _, c := range weightsCommands {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.name
 		if c.name == args[0] {
 			if err := c.run(ctx, e, args[1:]); err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
@@ -38,7 +45,7 @@ func runWeights(ctx context.Context, e *env, args []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: unknown command %q (synth, convert, manifest)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown command %q (%s)", errUsage, args[0], strings.Join(names, ", "))
 }
 
 func quantTypeFlag(s string) (quant.Type, error) {
