@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/stratanet/strata/tensor"
-	"github.com/stratanet/strata/weights/quant"
 )
 
 // KV is a read-only view of one layer's key or value cache for one
@@ -47,9 +46,14 @@ func (c KV) len() int { return max(len(c.F32), len(c.F16)) }
 // Attention computes causal self-attention with grouped-query heads for
 // one sequence over its KV cache. It keeps scratch buffers between calls:
 // after the first call at a given context length and thread count (or a
-// Reserve), Forward allocates nothing. The zero value is ready to use; an
-// Attention is not safe for concurrent use.
+// Reserve), Forward allocates nothing. The zero value is ready to use (on
+// the Generic path); an Attention is not safe for concurrent use.
 type Attention struct {
+	// Path is the kernel path Forward runs (Path.Vec's kernels; a path
+	// without vector kernels runs the generic ones). Every path gives the
+	// same bits; the zero value is Generic.
+	Path Path
+
 	scores [][]float32 // per thread: one row of attention weights
 	task   attnTask
 }
@@ -113,7 +117,7 @@ func (a *Attention) Forward(dst, q []float32, k, v KV, positions []int32, heads,
 	a.Reserve(threads, n)
 	t := &a.task
 	*t = attnTask{
-		a: a, dst: dst, q: q, k: k, v: v, positions: positions,
+		a: a, vk: a.Path.Vec(), dst: dst, q: q, k: k, v: v, positions: positions,
 		heads: heads, group: heads / kvHeads, headDim: headDim, scale: scale,
 		items: nTok * heads,
 	}
@@ -146,6 +150,7 @@ func checkKV(name string, c KV, n, kvHeads, headDim int) int {
 // themselves are claimed one at a time from next.
 type attnTask struct {
 	a                     *Attention
+	vk                    *VecKernels
 	dst, q                []float32
 	k, v                  KV
 	positions             []int32
@@ -177,32 +182,17 @@ func (t *attnTask) item(tok, h int, buf []float32) {
 	g := h / t.group
 	n := int(t.positions[tok]) + 1
 	s := buf[:n]
-	k := t.k
-	for j := range s {
-		o := j*k.Stride + g*hd
-		var d float32
-		if k.F32 != nil {
-			d = dotVec(q, k.F32[o:o+hd])
-		} else {
-			d = dotVecF16(k.F16[o:o+hd], q)
-		}
-		s[j] = float32(d * t.scale)
+	vk := t.vk
+	if k := t.k; k.F32 != nil {
+		vk.Scores(s, q, k.F32[g*hd:], k.Stride, t.scale)
+	} else {
+		vk.ScoresF16(s, q, k.F16[g*hd:], k.Stride, t.scale)
 	}
-	Softmax(s)
+	vk.softmax(s)
 	clear(out) // q is no longer needed: out may be q
-	v := t.v
-	for j, w := range s {
-		o := j*v.Stride + g*hd
-		if v.F32 != nil {
-			vj := v.F32[o : o+hd]
-			for d := range out {
-				out[d] = fma32(w, vj[d], out[d])
-			}
-		} else {
-			vj := v.F16[o : o+hd]
-			for d := range out {
-				out[d] = fma32(w, quant.FP16ToFP32(vj[d]), out[d])
-			}
-		}
+	if v := t.v; v.F32 != nil {
+		vk.WeightedSum(out, s, v.F32[g*hd:], v.Stride)
+	} else {
+		vk.WeightedSumF16(out, s, v.F16[g*hd:], v.Stride)
 	}
 }

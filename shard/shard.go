@@ -320,7 +320,7 @@ func (s *Shard) Logits(dst, x []float32, nTok int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	xn := grow(&s.buf.row, len(x))
-	kernels.RMSNormRows(xn, x, s.outNorm, s.hp.RMSNormEps)
+	s.cfg.Path.RMSNormRows(xn, x, s.outNorm, s.hp.RMSNormEps)
 	return s.eng.MatMul(dst, s.out, xn, nTok)
 }
 
@@ -350,6 +350,7 @@ func (s *Shard) Forward(sess *Session, x []float32) error {
 	}
 	s.buf.pos = pos
 	s.rope.Reserve(p0 + nTok)
+	s.attn.Path = s.cfg.Path
 	s.attn.Reserve(s.cfg.Pool.Threads(), p0+nTok)
 	xn := grow(&s.buf.xn, nTok*d)
 	q := grow(&s.buf.q, nTok*h.QDim())
@@ -363,7 +364,7 @@ func (s *Shard) Forward(sess *Session, x []float32) error {
 
 	for li := range s.blocks {
 		b := &s.blocks[li]
-		kernels.RMSNormRows(xn, x, b.attnNorm, h.RMSNormEps)
+		s.cfg.Path.RMSNormRows(xn, x, b.attnNorm, h.RMSNormEps)
 		if err := s.matmul(q, b.q, xn, nTok, b.qBias); err != nil {
 			return err
 		}
@@ -382,14 +383,14 @@ func (s *Shard) Forward(sess *Session, x []float32) error {
 			return err
 		}
 		kernels.Add(x, x, o)
-		kernels.RMSNormRows(xn, x, b.ffnNorm, h.RMSNormEps)
+		s.cfg.Path.RMSNormRows(xn, x, b.ffnNorm, h.RMSNormEps)
 		if err := s.eng.MatMul(gate, b.gate, xn, nTok); err != nil {
 			return err
 		}
 		if err := s.eng.MatMul(up, b.up, xn, nTok); err != nil {
 			return err
 		}
-		kernels.SwiGLU(gate, gate, up)
+		s.cfg.Path.SwiGLU(gate, gate, up)
 		if err := s.eng.MatMul(o, b.down, gate, nTok); err != nil {
 			return err
 		}
