@@ -111,12 +111,14 @@ func rowRule(t quant.Type) (rule, bool) {
 // several Engines may share a Pool. After the first calls with a given
 // shape, products do not allocate.
 type Engine struct {
-	path Path
-	k    *RowKernels
-	pool *Pool
+	path  Path
+	k     *RowKernels
+	tiles *TileKernels // nil: the row kernels only
+	pool  *Pool
 
 	q8   Q8
 	q8k  Q8K
+	q8p  []int8 // q8's quants in a tile kernel's layout
 	task matTask
 
 	mu      sync.Mutex
@@ -130,7 +132,7 @@ func NewEngine(p Path, pool *Pool) (*Engine, error) {
 	if !p.Supported() {
 		return nil, fmt.Errorf("kernels: path %s is not supported by this CPU or build", p)
 	}
-	e := &Engine{path: p, k: p.Kernels(), pool: pool}
+	e := &Engine{path: p, k: p.Kernels(), tiles: p.tiles(), pool: pool}
 	e.task.e = e
 	return e, nil
 }
@@ -168,12 +170,16 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 	t := &e.task
 	*t = matTask{e: e, rule: r, dst: dst, w: w, rb: w.RowBytes(), x: x, nTok: nTok}
 	t.pickKernels(e.k)
+	t.pickTiles(e.tiles)
 	switch r {
 	case ruleQ8, ruleQ8Sum:
 		if err := e.q8.Quantize(x); err != nil {
 			return err
 		}
 		t.q, t.d, t.s = e.q8.Q, e.q8.D, e.q8.S
+		if t.tq.Run != nil {
+			t.q = e.tileQuants(t.tq, t.q, nTok)
+		}
 	case ruleQ8K, ruleQ6K:
 		if err := e.q8k.Quantize(x); err != nil {
 			return err
@@ -229,6 +235,9 @@ type matTask struct {
 	ks func(w []byte, q []int8, d []float32, s []int32) float32  // ruleQ8Sum
 	kk func(w []byte, q []int8, d []float32, bs []int16) float32 // ruleQ8K
 	kf func(w []byte, x []float32) float32                       // ruleFloat, ruleDequant
+	tq TileQ8                                                    // ruleQ8: a tile kernel, or none
+	tk TileQ8K                                                   // ruleQ8K, ruleQ6K: a tile kernel, or none
+	tf TileFloat                                                 // ruleFloat: a tile kernel, or none
 
 	// The quantized activations of all tokens, laid end to end.
 	q     []int8
@@ -278,6 +287,9 @@ func (t *matTask) Run(lo, hi int) {
 		nr := min(t.tile, hi-r0)
 		dst := t.dst[r0:]
 		w := t.w.Data[r0*t.rb : (r0+nr)*t.rb]
+		if t.runTile(dst, ldd, w, nr) {
+			continue
+		}
 		switch t.rule {
 		case ruleQ8, ruleQ6K:
 			tileQ8(t.kq, dst, ldd, w, t.rb, nr, t.q, t.d, t.nTok)

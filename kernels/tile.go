@@ -1,0 +1,138 @@
+package kernels
+
+import "github.com/stratanet/strata/weights/quant"
+
+// TileKernels is the table of one path's tile kernels: a matrix product of
+// nr weight rows with nt tokens, every output computed exactly as the row
+// rule (package doc) computes it, the same bits as the row kernel for that
+// (row, token), but with each weight block unpacked once for several
+// tokens. An entry whose Run is nil (and a path without a table) falls
+// back to calling the row kernel once per (row, token); so does a product
+// of one token (see pickTiles).
+type TileKernels struct {
+	Q4_0, Q8_0 TileQ8
+	Q4_K, Q6_K TileQ8K
+	F16        TileFloat
+}
+
+// TileQ8 is a tile kernel against the Q8 activation form. Run writes
+// dst[t*ldd+r] for r < nr and t < nt: the dot of row r (at w[r*rb:]) with
+// token t's activation, q[t*n:(t+1)*n], d[t*nb:(t+1)*nb] and
+// s[t*nb:(t+1)*nb] where n = len(q)/nt = 32*nb and nb = len(d)/nt; s holds
+// the activation's exact block sums (Q8.S). With Packed, each token's
+// quants are in the tile layout of packQ8 rather than in Q8's.
+type TileQ8 struct {
+	Run    func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int)
+	Packed bool
+}
+
+// TileQ8K is a tile kernel against the Q8K activation form. Run writes
+// dst[t*ldd+r] for r < nr and t < nt: the dot of row r (at w[r*rb:]) with
+// token t's activation, q[t*n:(t+1)*n], d[t*nb:(t+1)*nb] and
+// bsums[t*16*nb:(t+1)*16*nb] where n = len(q)/nt = 256*nb and nb =
+// len(d)/nt; bsums holds the exact sums of q's 16-element groups
+// (Q8K.BSums).
+type TileQ8K struct {
+	Run func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int)
+}
+
+// TileFloat is a tile kernel of float weights against float32
+// activations. Run writes dst[t*ldd+r] for r < nr and t < nt: the dot of
+// row r (at w[r*rb:]) with token t's activation x[t*n:(t+1)*n], n =
+// len(x)/nt.
+type TileFloat struct {
+	Run func(dst []float32, ldd int, w []byte, rb, nr int, x []float32, nt int)
+}
+
+// pathTiles holds the tile kernels of this build's paths, filled by init
+// functions (tile_amd64.go) and never changed afterwards.
+var pathTiles = map[Path]*TileKernels{}
+
+// registerTiles installs path p's tile kernels. Called only from init
+// functions.
+func registerTiles(p Path, k TileKernels) {
+	pathTiles[p] = &k
+}
+
+// tiles returns path p's tile kernels, or nil when it has none.
+func (p Path) tiles() *TileKernels {
+	return pathTiles[p]
+}
+
+// pickTiles sets t's tile kernel for its weight type from table k (nil:
+// none). A single token has no unpacked weights to share: it keeps the row
+// kernels, which are faster there (decode).
+func (t *matTask) pickTiles(k *TileKernels) {
+	if k == nil || t.nTok < 2 {
+		return
+	}
+	switch t.w.Type {
+	case quant.Q4_0:
+		t.tq = k.Q4_0
+	case quant.Q8_0:
+		t.tq = k.Q8_0
+	case quant.Q4_K:
+		t.tk = k.Q4_K
+	case quant.Q6_K:
+		t.tk = k.Q6_K
+	case quant.F16:
+		t.tf = k.F16
+	}
+}
+
+// runTile computes a tile of nr rows at w (see tileQ8) with t's tile
+// kernel, and reports false when t has none.
+func (t *matTask) runTile(dst []float32, ldd int, w []byte, nr int) bool {
+	switch {
+	case t.tq.Run != nil:
+		t.tq.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.s, t.nTok)
+	case t.tk.Run != nil:
+		t.tk.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.bsums, t.nTok)
+	case t.tf.Run != nil:
+		t.tf.Run(dst, ldd, w, t.rb, nr, t.x, t.nTok)
+	default:
+		return false
+	}
+	return true
+}
+
+// packQ8 writes to dst the tile layout of the quants q of nt tokens of
+// equal length n = len(q)/nt (a multiple of 32): within each token, the
+// whole groups of eight blocks (256 quants from 256g) become eight
+// 32-byte vectors, vector j holding quants 4j..4j+3 of block k at bytes
+// 4k..4k+3,
+//
+//	dst[256g + 32j + 4k + i] = q[256g + 32k + 4j + i]   (j, k < 8, i < 4)
+//
+// and the last (n/32)%8 blocks are copied as they are. A tile kernel then
+// puts four products of every block of a group in that block's own lane
+// with one multiply per 32 bytes. dst must not overlap q.
+func packQ8(dst, q []int8, nt int) {
+	if nt == 0 {
+		return
+	}
+	n := len(q) / nt
+	whole := n / 256 * 256
+	for t := range nt {
+		src, out := q[t*n:(t+1)*n], dst[t*n:(t+1)*n]
+		for g := 0; g < whole; g += 256 {
+			for j := range 8 {
+				for k := range 8 {
+					copy(out[g+32*j+4*k:g+32*j+4*k+4], src[g+32*k+4*j:g+32*k+4*j+4])
+				}
+			}
+		}
+		copy(out[whole:], src[whole:])
+	}
+}
+
+// tileQuants returns the quants that t's tile kernel reads: q itself, or
+// its tile layout in the Engine's scratch.
+func (e *Engine) tileQuants(tq TileQ8, q []int8, nt int) []int8 {
+	if !tq.Packed {
+		return q
+	}
+	e.q8p = grow(e.q8p, len(q))
+	packQ8(e.q8p, q, nt)
+	return e.q8p
+}
