@@ -17,8 +17,9 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/stratanet/strata/kernels/_asm/avx2"
+
 	. "github.com/mmcloughlin/avo/build"
-	"github.com/mmcloughlin/avo/ir"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
 )
@@ -100,12 +101,8 @@ func declareConstants() {
 	cBias = vecConst("vecbias", 127)
 }
 
-// loopLabel places label l at a 32-byte boundary (PCALIGN, which avo does
-// not know).
-func loopLabel(l string) {
-	Instruction(&ir.Instruction{Opcode: "PCALIGN", Operands: []Op{U8(32)}})
-	Label(l)
-}
+// loopLabel is the shared 32-byte aligned loop label.
+var loopLabel = avx2.LoopLabel
 
 // width is the form of an elementwise step: eight lanes in a YMM, or one
 // lane in the low lane of an XMM.
