@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -56,24 +57,12 @@ func TestSeedDeterminism(t *testing.T) {
 		return out
 	}
 	a, b, c := draw(7), draw(7), draw(8)
-	if !slicesEqualInt32(a, b) {
+	if !slices.Equal(a, b) {
 		t.Errorf("same seed gave %v and %v", a, b)
 	}
-	if slicesEqualInt32(a, c) {
+	if slices.Equal(a, c) {
 		t.Errorf("seeds 7 and 8 gave the same 50 tokens")
 	}
-}
-
-func slicesEqualInt32(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestTemperatureDistribution draws many tokens at temperature 1 with no

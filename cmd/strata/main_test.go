@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,21 +118,9 @@ func TestTokenizeMatchesGolden(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
-	if !slicesEqual(res.Tokens, golden.InputTokens) {
+	if !slices.Equal(res.Tokens, golden.InputTokens) {
 		t.Errorf("tokenize %q = %v, want %v", golden.Prompt.Text, res.Tokens, golden.InputTokens)
 	}
-}
-
-func slicesEqual(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSynthManifestAndConvert(t *testing.T) {
@@ -212,7 +201,7 @@ func TestRunGreedy(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if !slicesEqual(rep.PromptTokens, golden.InputTokens) || !slicesEqual(rep.Tokens, golden.Greedy.Tokens) {
+	if !slices.Equal(rep.PromptTokens, golden.InputTokens) || !slices.Equal(rep.Tokens, golden.Greedy.Tokens) {
 		t.Errorf("run: prompt %v, tokens %v; llama.cpp %v, %v", rep.PromptTokens, rep.Tokens, golden.InputTokens, golden.Greedy.Tokens)
 	}
 	if len(rep.Logits) != len(golden.Logits.Positions) {
