@@ -18,7 +18,9 @@
 //
 // Activation quantization (the "Q8" and "Q8K" forms, used against
 // quantized weights) follows what llama.cpp's CPU backend does, so that
-// Strata's logits stay within a few thousandths of llama.cpp's. For each
+// Strata's logits stay close to llama.cpp's (equal to about 1e-5 until a
+// one-ulp difference upstream flips a quant, then within about one
+// quantization step). For each
 // block of 32 values x (Q8, used by the 32-block types, as ggml's x86
 // quantize_row_q8_0):
 //
@@ -28,6 +30,8 @@
 //	q_i  = roundToNearestEven(x_i * id)   (an int8 in [-127, 127])
 //	sum  = Σ q_i
 //
+// (when 127/amax overflows float32, for a block below about 4e-37, q_i
+// saturates to ±127 and the NaN of 0·Inf becomes 0, so every path agrees);
 // and for each block of 256 (Q8K, used by the K types, as ggml's
 // quantize_row_q8_K_ref), with max the x_i of largest magnitude (the first
 // on ties):
