@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/stratanet/strata/kernels/_asm/avx2"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
@@ -305,28 +307,7 @@ func kquantQ6K() {
 		for c := range 4 {
 			// Quants 32c..32c+31 of this half: a nibble of ql[c%2] and
 			// bits 2c, 2c+1 of qh, in [0, 63].
-			x := YMM()
-			if c < 2 {
-				VPAND(nib, ql[c], x)
-			} else {
-				VPSRLW(U8(4), ql[c-2], x)
-				VPAND(nib, x, x)
-			}
-			hb := YMM()
-			switch c {
-			case 0:
-				VPSLLW(U8(4), qh, hb)
-				VPAND(x30, hb, hb)
-			case 1:
-				VPSLLW(U8(2), qh, hb)
-				VPAND(x30, hb, hb)
-			case 2:
-				VPAND(x30, qh, hb)
-			case 3:
-				VPSRLW(U8(2), qh, hb)
-				VPAND(x30, hb, hb)
-			}
-			VPOR(hb, x, x)
+			x := avx2.Q6KQuant(c, ql, qh, nib, x30)
 			// (quant - 32) * q as quant*q - 32*q: int16 pair sums at most
 			// 2*63*127 and 2*32*127, their difference in [-8128, 7874].
 			qv := YMM()

@@ -162,3 +162,33 @@ func Transpose8(ones reg.VecVirtual, narrow bool, v func(k int) reg.VecVirtual) 
 	VPADDD(t, a, a)
 	return a
 }
+
+// Q6KQuant returns the unsigned quants (< 64) of chunk c (c < 4) of one
+// 128-quant half of a Q6_K block: the low (c < 2) or high nibble of
+// ql[c%2], with bits 2c and 2c+1 of qh as bits 4 and 5. nib holds 0x0f
+// bytes and x30 0x30 bytes.
+func Q6KQuant(c int, ql [2]reg.VecVirtual, qh, nib, x30 reg.VecVirtual) reg.VecVirtual {
+	x := YMM()
+	if c < 2 {
+		VPAND(nib, ql[c], x)
+	} else {
+		VPSRLW(U8(4), ql[c-2], x)
+		VPAND(nib, x, x)
+	}
+	hb := YMM()
+	switch c {
+	case 0:
+		VPSLLW(U8(4), qh, hb)
+		VPAND(x30, hb, hb)
+	case 1:
+		VPSLLW(U8(2), qh, hb)
+		VPAND(x30, hb, hb)
+	case 2:
+		VPAND(x30, qh, hb)
+	case 3:
+		VPSRLW(U8(2), qh, hb)
+		VPAND(x30, hb, hb)
+	}
+	VPOR(hb, x, x)
+	return x
+}

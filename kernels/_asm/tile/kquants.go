@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/stratanet/strata/kernels/_asm/avx2"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
@@ -340,28 +342,7 @@ func tileQ6K(nt int) {
 		VMOVDQU(Mem{Base: wp, Disp: 64 * h}, ql[0])
 		VMOVDQU(Mem{Base: wp, Disp: 64*h + 32}, ql[1])
 		for c := range 4 {
-			x := YMM()
-			if c < 2 {
-				VPAND(nib, ql[c], x)
-			} else {
-				VPSRLW(U8(4), ql[c-2], x)
-				VPAND(nib, x, x)
-			}
-			hb := YMM()
-			switch c {
-			case 0:
-				VPSLLW(U8(4), qh, hb)
-				VPAND(x30, hb, hb)
-			case 1:
-				VPSLLW(U8(2), qh, hb)
-				VPAND(x30, hb, hb)
-			case 2:
-				VPAND(x30, qh, hb)
-			case 3:
-				VPSRLW(U8(2), qh, hb)
-				VPAND(x30, hb, hb)
-			}
-			VPOR(hb, x, x)
+			x := avx2.Q6KQuant(c, ql, qh, nib, x30)
 			VMOVDQU(x, k.stash.Offset(32*(4*h+c)))
 		}
 	}
