@@ -69,6 +69,16 @@ func (s GenStats) DecodeTokensPerSec() float64 {
 	return float64(s.GenTokens-1) / s.Decode.Seconds()
 }
 
+// Body runs a model's transformer blocks on new positions of one
+// sequence: a local [Session] holding all blocks, or a chain of remote
+// stages. Forward updates the hidden states x ([Dim][nTok], token-major)
+// in place; Len and MaxLen are the positions held and allowed.
+type Body interface {
+	Len() int
+	MaxLen() int
+	Forward(ctx context.Context, x []float32) error
+}
+
 // Generate runs the prompt through the model as one batch, then samples n
 // tokens, feeding each back one at a time. promptLogits, when not nil, is
 // called with the logits after every prompt position (for comparison with
@@ -76,23 +86,33 @@ func (s GenStats) DecodeTokensPerSec() float64 {
 // the generation by returning an error. The session must be fresh.
 func (l *Local) Generate(ctx context.Context, sess *Session, prompt []int32, n int, smp *Sampler,
 	promptLogits func(pos int, logits []float32), onStep func(Step) error) (GenStats, error) {
+	return Generate(ctx, l.Shard, sess, prompt, n, smp, promptLogits, onStep)
+}
+
+// Generate is [Local.Generate] with the blocks run by body and the token
+// embedding and output head by ends (a shard opened with Embed and Head,
+// possibly of no blocks). As long as body computes the same bits, the
+// tokens and logits are the same whether the blocks run here or across a
+// swarm.
+func Generate(ctx context.Context, ends *Shard, body Body, prompt []int32, n int, smp *Sampler,
+	promptLogits func(pos int, logits []float32), onStep func(Step) error) (GenStats, error) {
 	st := GenStats{PromptTokens: len(prompt)}
-	h := l.Shard.HParams()
+	h := ends.HParams()
 	if len(prompt) == 0 {
 		return st, fmt.Errorf("%w: empty prompt", ErrInput)
 	}
-	if sess.Len() != 0 {
-		return st, fmt.Errorf("%w: session already holds %d positions", ErrInput, sess.Len())
+	if body.Len() != 0 {
+		return st, fmt.Errorf("%w: session already holds %d positions", ErrInput, body.Len())
 	}
-	if len(prompt)+n > sess.MaxLen() {
-		return st, fmt.Errorf("%w: %d prompt + %d new tokens > context %d", ErrContext, len(prompt), n, sess.MaxLen())
+	if len(prompt)+n > body.MaxLen() {
+		return st, fmt.Errorf("%w: %d prompt + %d new tokens > context %d", ErrContext, len(prompt), n, body.MaxLen())
 	}
 	start := time.Now()
 	x := make([]float32, len(prompt)*h.Dim)
-	if err := l.Shard.Embed(x, prompt); err != nil {
+	if err := ends.Embed(x, prompt); err != nil {
 		return st, err
 	}
-	if err := l.Shard.Forward(sess, x); err != nil {
+	if err := body.Forward(ctx, x); err != nil {
 		return st, err
 	}
 	nLogits := 1
@@ -100,7 +120,7 @@ func (l *Local) Generate(ctx context.Context, sess *Session, prompt []int32, n i
 		nLogits = len(prompt)
 	}
 	logits := make([]float32, nLogits*h.Vocab)
-	if err := l.Shard.Logits(logits, x[(len(prompt)-nLogits)*h.Dim:], nLogits); err != nil {
+	if err := ends.Logits(logits, x[(len(prompt)-nLogits)*h.Dim:], nLogits); err != nil {
 		return st, err
 	}
 	if promptLogits != nil {
@@ -133,14 +153,14 @@ func (l *Local) Generate(ctx context.Context, sess *Session, prompt []int32, n i
 		if i == n-1 {
 			break
 		}
-		if err := l.Shard.Embed(xt, []int32{tok}); err != nil {
+		if err := ends.Embed(xt, []int32{tok}); err != nil {
 			return st, err
 		}
-		if err := l.Shard.Forward(sess, xt); err != nil {
+		if err := body.Forward(ctx, xt); err != nil {
 			return st, err
 		}
 		last = logits[:h.Vocab]
-		if err := l.Shard.Logits(last, xt, 1); err != nil {
+		if err := ends.Logits(last, xt, 1); err != nil {
 			return st, err
 		}
 	}

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 // with Shard.NewSession; Close it to give its memory back.
 type Session struct {
 	shard  *Shard
+	span   Span // absolute blocks this session runs, within the shard's span
+	lo, hi int  // the same as local block indices
 	maxLen int
 	n      int // positions filled
 	closed bool
@@ -26,10 +29,20 @@ type Session struct {
 	bytes    int64
 }
 
-// NewSession makes a session with room for maxLen positions, reserving its
-// KV cache in the shard's budget.
+// NewSession makes a session of all the shard's blocks with room for
+// maxLen positions, reserving its KV cache in the shard's budget.
 func (s *Shard) NewSession(maxLen int) (*Session, error) {
+	return s.NewSessionSpan(s.cfg.Span, maxLen)
+}
+
+// NewSessionSpan makes a session that runs only blocks span, a non-empty
+// sub-range of the shard's span (a pipeline may use part of a server's
+// blocks), with a KV cache for those blocks only.
+func (s *Shard) NewSessionSpan(span Span, maxLen int) (*Session, error) {
 	h := s.hp
+	if span.Len() <= 0 || span.Start < s.cfg.Span.Start || span.End > s.cfg.Span.End {
+		return nil, fmt.Errorf("%w: blocks %s are not within this shard's %s", ErrSpan, span, s.cfg.Span)
+	}
 	if maxLen <= 0 || maxLen > h.ContextLength {
 		return nil, fmt.Errorf("%w: session of %d positions; the model's context is %d", ErrContext, maxLen, h.ContextLength)
 	}
@@ -37,7 +50,8 @@ func (s *Shard) NewSession(maxLen int) (*Session, error) {
 		return nil, fmt.Errorf("%w: key width %d differs from value width %d", ErrTensor, h.KVDim(), h.VDim())
 	}
 	kvDim := h.KVDim()
-	bytes := int64(len(s.blocks)) * 2 * int64(maxLen) * int64(kvDim) * int64(s.cfg.KVType.bytes())
+	lo, hi := span.Start-s.cfg.Span.Start, span.End-s.cfg.Span.Start
+	bytes := int64(hi-lo) * 2 * int64(maxLen) * int64(kvDim) * int64(s.cfg.KVType.bytes())
 	s.mu.Lock()
 	if s.cfg.KVBudget > 0 && s.kvUsed+bytes > s.cfg.KVBudget {
 		used := s.kvUsed
@@ -46,8 +60,8 @@ func (s *Shard) NewSession(maxLen int) (*Session, error) {
 	}
 	s.kvUsed += bytes
 	s.mu.Unlock()
-	sess := &Session{shard: s, maxLen: maxLen, kvDim: kvDim, bytes: bytes}
-	for range s.blocks {
+	sess := &Session{shard: s, span: span, lo: lo, hi: hi, maxLen: maxLen, kvDim: kvDim, bytes: bytes}
+	for range hi - lo {
 		if s.cfg.KVType == KVF16 {
 			sess.k16 = append(sess.k16, make([]uint16, maxLen*kvDim))
 			sess.v16 = append(sess.v16, make([]uint16, maxLen*kvDim))
@@ -75,6 +89,15 @@ func (sess *Session) Len() int { return sess.n }
 
 // MaxLen is the session's capacity.
 func (sess *Session) MaxLen() int { return sess.maxLen }
+
+// Span is the blocks the session runs.
+func (sess *Session) Span() Span { return sess.span }
+
+// KVBytes is the size of the session's KV cache.
+func (sess *Session) KVBytes() int64 { return sess.bytes }
+
+// Forward runs the session's blocks on new positions: see [Shard.Forward].
+func (sess *Session) Forward(_ context.Context, x []float32) error { return sess.shard.Forward(sess, x) }
 
 // Close frees the session's KV cache. Using a closed session is an error.
 func (sess *Session) Close() {
@@ -152,12 +175,13 @@ func (sess *Session) ExportKV() ([]byte, error) {
 	}
 	elem := s.cfg.KVType.bytes()
 	m := sess.n * sess.kvDim
-	out := make([]byte, 0, 24+len(s.blocks)*2*m*elem)
+	nb := sess.hi - sess.lo
+	out := make([]byte, 0, 24+nb*2*m*elem)
 	out = append(out, kvMagic...)
-	for _, x := range []int{int(s.cfg.KVType), s.cfg.Span.Start, s.cfg.Span.End, sess.kvDim, sess.n} {
+	for _, x := range []int{int(s.cfg.KVType), sess.span.Start, sess.span.End, sess.kvDim, sess.n} {
 		out = binary.LittleEndian.AppendUint32(out, uint32(x))
 	}
-	for li := range s.blocks {
+	for li := range nb {
 		if sess.k16 != nil {
 			for _, arr := range [][]uint16{sess.k16[li][:m], sess.v16[li][:m]} {
 				for _, x := range arr {
@@ -192,20 +216,21 @@ func (sess *Session) ImportKV(b []byte) error {
 		hdr[i] = int(binary.LittleEndian.Uint32(b[4+4*i:]))
 	}
 	typ, start, end, kvDim, n := hdr[0], hdr[1], hdr[2], hdr[3], hdr[4]
-	if KVType(typ) != s.cfg.KVType || start != s.cfg.Span.Start || end != s.cfg.Span.End || kvDim != sess.kvDim {
+	if KVType(typ) != s.cfg.KVType || start != sess.span.Start || end != sess.span.End || kvDim != sess.kvDim {
 		return fmt.Errorf("%w: export is %s blocks %d:%d width %d; this session is %s %s width %d",
-			ErrKVFormat, KVType(typ), start, end, kvDim, s.cfg.KVType, s.cfg.Span, sess.kvDim)
+			ErrKVFormat, KVType(typ), start, end, kvDim, s.cfg.KVType, sess.span, sess.kvDim)
 	}
 	if n > sess.maxLen {
 		return fmt.Errorf("%w: %d positions exceed the session's %d", ErrContext, n, sess.maxLen)
 	}
 	elem := s.cfg.KVType.bytes()
 	m := n * kvDim
-	if want := 24 + len(s.blocks)*2*m*elem; len(b) != want {
+	nb := sess.hi - sess.lo
+	if want := 24 + nb*2*m*elem; len(b) != want {
 		return fmt.Errorf("%w: %d bytes, want %d", ErrKVFormat, len(b), want)
 	}
 	p := b[24:]
-	for li := range s.blocks {
+	for li := range nb {
 		if sess.k16 != nil {
 			for _, arr := range [][]uint16{sess.k16[li][:m], sess.v16[li][:m]} {
 				for i := range arr {

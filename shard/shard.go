@@ -61,6 +61,10 @@ func (t KVType) bytes() int {
 type Config struct {
 	// Span is the blocks to run; zero means all of them.
 	Span Span
+	// EndsOnly holds no blocks at all, only the ends asked for (a client
+	// that embeds tokens and applies the head while a swarm runs the
+	// blocks). Span is then ignored.
+	EndsOnly bool
 	// Embed holds the token embedding (the first stage of a chain).
 	Embed bool
 	// Head holds the final norm and output projection (the last stage).
@@ -133,11 +137,16 @@ func Open(f *gguf.File, cfg Config) (*Shard, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Span == (Span{}) {
+	switch {
+	case cfg.EndsOnly:
+		cfg.Span = Span{0, 0}
+	case cfg.Span == (Span{}):
 		cfg.Span = Span{0, hp.Layers}
-	}
-	if err := cfg.Span.Check(hp.Layers); err != nil {
-		return nil, err
+		fallthrough
+	default:
+		if err := cfg.Span.Check(hp.Layers); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Pool == nil {
 		return nil, fmt.Errorf("%w: Config.Pool is required", ErrInput)
@@ -362,8 +371,8 @@ func (s *Shard) Forward(sess *Session, x []float32) error {
 	up := grow(&s.buf.up, nTok*h.FFN)
 	scale := 1 / float32(math.Sqrt(float64(h.HeadDimK)))
 
-	for li := range s.blocks {
-		b := &s.blocks[li]
+	for li := range sess.hi - sess.lo {
+		b := &s.blocks[sess.lo+li]
 		s.cfg.Path.RMSNormRows(xn, x, b.attnNorm, h.RMSNormEps)
 		if err := s.matmul(q, b.q, xn, nTok, b.qBias); err != nil {
 			return err

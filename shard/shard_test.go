@@ -348,3 +348,77 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("span without the missing tensor: %v", err)
 	}
 }
+
+// TestSubSpanSessions: sessions over sub-ranges of one shard's blocks,
+// chained, with the ends on an ends-only shard, give the bits of separate
+// shards per stage; KV exports of a sub-span carry only its blocks.
+func TestSubSpanSessions(t *testing.T) {
+	f, err := gguf.Open(testenv.Shared(t, "models/stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, _ := weights.DecodeHParams(f)
+	_, want := chainRun(t, f, []int{1, 3}, 1, kernels.Generic, KVF32)
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	all, err := Open(f, Config{Pool: pool, Path: kernels.Best()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := Open(f, Config{EndsOnly: true, Embed: true, Head: true, Pool: pool, Path: kernels.Best()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ends.Span().Len() != 0 {
+		t.Fatalf("ends-only shard has span %s", ends.Span())
+	}
+	if _, err := ends.NewSession(4); !errors.Is(err, ErrSpan) {
+		t.Errorf("session on an ends-only shard: %v, want ErrSpan", err)
+	}
+	if _, err := all.NewSessionSpan(Span{2, h.Layers + 1}, 4); !errors.Is(err, ErrSpan) {
+		t.Errorf("session beyond the shard: %v, want ErrSpan", err)
+	}
+	var sessions []*Session
+	for _, sp := range []Span{{0, 1}, {1, 3}, {3, h.Layers}} {
+		sess, err := all.NewSessionSpan(sp, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, sess)
+	}
+	var logits []float32
+	for _, toks := range [][]int32{{1, 403, 407, 261, 378, 5, 9}, {100}, {200}, {7}} {
+		x := make([]float32, len(toks)*h.Dim)
+		if err := ends.Embed(x, toks); err != nil {
+			t.Fatal(err)
+		}
+		for _, sess := range sessions {
+			if err := sess.Forward(t.Context(), x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		logits = make([]float32, len(toks)*h.Vocab)
+		if err := ends.Logits(logits, x, len(toks)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(floatBytes(logits), floatBytes(want)) {
+		t.Error("sub-span sessions give different logits from separate shards")
+	}
+	kv, err := sessions[1].ExportKV()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := all.NewSessionSpan(Span{1, 3}, 32)
+	if err := other.ImportKV(kv); err != nil {
+		t.Fatalf("import into the same sub-span: %v", err)
+	}
+	if other.Len() != sessions[1].Len() {
+		t.Errorf("imported %d positions, want %d", other.Len(), sessions[1].Len())
+	}
+	wrong, _ := all.NewSessionSpan(Span{0, 2}, 32)
+	if err := wrong.ImportKV(kv); !errors.Is(err, ErrKVFormat) {
+		t.Errorf("import into another sub-span: %v, want ErrKVFormat", err)
+	}
+}
