@@ -67,6 +67,10 @@ const (
 	KindClose   Kind = 3
 	KindReceipt Kind = 4
 	KindError   Kind = 5
+	KindReady   Kind = 6
+	KindRoute   Kind = 7
+	KindMoved   Kind = 8
+	KindMigrate Kind = 9
 )
 
 // String returns the kind's name.
@@ -82,15 +86,24 @@ func (k Kind) String() string {
 		return "receipt"
 	case KindError:
 		return "error"
+	case KindReady:
+		return "ready"
+	case KindRoute:
+		return "route"
+	case KindMoved:
+		return "moved"
+	case KindMigrate:
+		return "migrate"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // fields is the number of array elements of each kind, the kind included.
-var fields = [...]int{KindOpen: 8, KindStep: 8, KindClose: 2, KindReceipt: 10, KindError: 4}
+var fields = [...]int{KindOpen: 10, KindStep: 8, KindClose: 2, KindReceipt: 10, KindError: 4,
+	KindReady: 3, KindRoute: 4, KindMoved: 4, KindMigrate: 15}
 
 // Frame is one message of the session protocol: *Open, *Step, *Close,
-// *Receipt or *Error.
+// *Receipt, *Error, *Ready, *Route, *Moved or *Migrate.
 type Frame interface {
 	Kind() Kind
 	// Validate reports the first field out of range, wrapped in ErrFrame.
@@ -100,17 +113,64 @@ type Frame interface {
 // SessionID names a session; the client picks it at random.
 type SessionID [16]byte
 
-// Open starts a session on a stage. Wire order: SessionID, Model,
-// Span.Start, Span.End, MaxLength, Encoding, NextHops, TimeoutMS.
+// Open starts a session on a stage; the stage answers [Ready] or [Error].
+// Wire order: SessionID, Model, Span.Start, Span.End, MaxLength, Encoding,
+// NextHops, TimeoutMS, Upstream.
 type Open struct {
 	SessionID SessionID
 	Model     weights.ModelID
 	Span      dht.Span // blocks [Start, End) this stage runs
 	MaxLength int      // positions the session may reach, 1..MaxLength
 	Encoding  Encoding // of the activations of its steps
-	NextHops  []string // multiaddrs or peer ids after this stage; empty: back to the client
-	TimeoutMS uint32   // idle time after which the stage drops the session, 1..MaxTimeoutMS
+	// NextHops are the multiaddrs of the next stage, each ending in
+	// /p2p/<its peer id> (one peer); empty: this is the last stage.
+	NextHops  []string
+	TimeoutMS uint32 // idle time after which the stage drops the session, 1..MaxTimeoutMS
+	// Upstream is the peer id of the stage that pushes steps to this one;
+	// empty: the client sends them itself.
+	Upstream string
 }
+
+// Ready answers an Open (or the client's attach to a migrated session):
+// the session exists and holds Len positions. Wire order: SessionID, Len.
+type Ready struct {
+	SessionID SessionID
+	Len       int
+}
+
+// Route changes the neighbours of a session after a stage was replaced.
+// Wire order: SessionID, Upstream, NextHops (as in [Open]).
+type Route struct {
+	SessionID SessionID
+	Upstream  string
+	NextHops  []string
+}
+
+// Moved tells the client that a leaving stage handed its session, KV cache
+// included, to another peer. Wire order: SessionID, Peer, Addrs.
+type Moved struct {
+	SessionID SessionID
+	Peer      string   // peer id of the successor
+	Addrs     []string // its multiaddrs
+}
+
+// Migrate starts the hand-over of a session between two servers of the
+// same span: the session's Open (its current neighbours included), its
+// owner, how far it got, and the length of the KV-cache export (shard's
+// "SKV1" format) that follows the frame on the stream as raw bytes.
+// Wire order: the fields of Open (without its kind), then Owner, Len,
+// NextSeq, History, KVBytes.
+type Migrate struct {
+	Open
+	Owner   string   // peer id of the client that opened the session
+	Len     int      // positions the KV cache holds
+	NextSeq uint64   // the step number the session expects next
+	History [32]byte // running hash of the inputs the session consumed
+	KVBytes int64    // bytes of the KV export that follow, 0..MaxKVBytes
+}
+
+// MaxKVBytes caps a migrated KV cache.
+const MaxKVBytes = 16 << 30
 
 // Step carries hidden states for positions [Start, Start+Count). Wire
 // order: SessionID, Seq, Start, Count, Dim, Encoding, Activations.
@@ -182,6 +242,18 @@ func (*Receipt) Kind() Kind { return KindReceipt }
 // Kind implements [Frame].
 func (*Error) Kind() Kind { return KindError }
 
+// Kind implements [Frame].
+func (*Ready) Kind() Kind { return KindReady }
+
+// Kind implements [Frame].
+func (*Route) Kind() Kind { return KindRoute }
+
+// Kind implements [Frame].
+func (*Moved) Kind() Kind { return KindMoved }
+
+// Kind implements [Frame].
+func (*Migrate) Kind() Kind { return KindMigrate }
+
 func bad(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrFrame, fmt.Sprintf(format, args...))
 }
@@ -203,12 +275,20 @@ func (o *Open) Validate() error {
 		return bad("max length %d", o.MaxLength)
 	case !o.Encoding.Valid():
 		return bad("encoding %d", uint8(o.Encoding))
-	case len(o.NextHops) > MaxNextHops:
-		return bad("%d next hops, at most %d", len(o.NextHops), MaxNextHops)
 	case o.TimeoutMS < 1 || o.TimeoutMS > MaxTimeoutMS:
 		return bad("timeout %d ms", o.TimeoutMS)
 	}
-	for i, h := range o.NextHops {
+	if err := validHops(o.NextHops); err != nil {
+		return err
+	}
+	return validText("upstream", o.Upstream, MaxPeerIDLen)
+}
+
+func validHops(hops []string) error {
+	if len(hops) > MaxNextHops {
+		return bad("%d next hops, at most %d", len(hops), MaxNextHops)
+	}
+	for i, h := range hops {
 		if h == "" {
 			return bad("next hop %d is empty", i)
 		}
@@ -217,6 +297,49 @@ func (o *Open) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Validate implements [Frame].
+func (r *Ready) Validate() error {
+	if r.Len < 0 || r.Len > MaxLength {
+		return bad("length %d", r.Len)
+	}
+	return nil
+}
+
+// Validate implements [Frame].
+func (r *Route) Validate() error {
+	if err := validHops(r.NextHops); err != nil {
+		return err
+	}
+	return validText("upstream", r.Upstream, MaxPeerIDLen)
+}
+
+// Validate implements [Frame].
+func (m *Moved) Validate() error {
+	if m.Peer == "" {
+		return bad("no successor")
+	}
+	if err := validHops(m.Addrs); err != nil {
+		return err
+	}
+	return validText("peer", m.Peer, MaxPeerIDLen)
+}
+
+// Validate implements [Frame].
+func (m *Migrate) Validate() error {
+	if err := m.Open.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case m.Owner == "":
+		return bad("no owner")
+	case m.Len < 0 || m.Len > m.MaxLength:
+		return bad("length %d of a session of %d", m.Len, m.MaxLength)
+	case m.KVBytes < 0 || m.KVBytes > MaxKVBytes:
+		return bad("KV export of %d bytes", m.KVBytes)
+	}
+	return validText("owner", m.Owner, MaxPeerIDLen)
 }
 
 // Validate implements [Frame] with the default activation cap.
@@ -357,17 +480,32 @@ func appendFrame(f Frame, maxAct int) ([]byte, error) {
 	buf.Write([]byte{0, 0, 0, 0}) // the length, set below
 	err = e.EncodeArrayLen(fields[k])
 	err = errors.Join(err, e.EncodeUint(uint64(k)))
-	switch f := f.(type) {
-	case *Open:
-		err = errors.Join(err,
-			e.EncodeBytes(f.SessionID[:]), e.EncodeBytes(f.Model[:]),
-			e.EncodeUint(uint64(f.Span.Start)), e.EncodeUint(uint64(f.Span.End)),
-			e.EncodeUint(uint64(f.MaxLength)), e.EncodeUint(uint64(f.Encoding)),
-			e.EncodeArrayLen(len(f.NextHops)))
-		for _, h := range f.NextHops {
+	hops := func(hs []string) error {
+		err := e.EncodeArrayLen(len(hs))
+		for _, h := range hs {
 			err = errors.Join(err, e.EncodeString(h))
 		}
-		err = errors.Join(err, e.EncodeUint(uint64(f.TimeoutMS)))
+		return err
+	}
+	open := func(o *Open) error {
+		return errors.Join(
+			e.EncodeBytes(o.SessionID[:]), e.EncodeBytes(o.Model[:]),
+			e.EncodeUint(uint64(o.Span.Start)), e.EncodeUint(uint64(o.Span.End)),
+			e.EncodeUint(uint64(o.MaxLength)), e.EncodeUint(uint64(o.Encoding)),
+			hops(o.NextHops), e.EncodeUint(uint64(o.TimeoutMS)), e.EncodeString(o.Upstream))
+	}
+	switch f := f.(type) {
+	case *Open:
+		err = errors.Join(err, open(f))
+	case *Ready:
+		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeUint(uint64(f.Len)))
+	case *Route:
+		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeString(f.Upstream), hops(f.NextHops))
+	case *Moved:
+		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeString(f.Peer), hops(f.Addrs))
+	case *Migrate:
+		err = errors.Join(err, open(&f.Open), e.EncodeString(f.Owner), e.EncodeUint(uint64(f.Len)),
+			e.EncodeUint(f.NextSeq), e.EncodeBytes(f.History[:]), e.EncodeUint(uint64(f.KVBytes)))
 	case *Step:
 		err = errors.Join(err,
 			e.EncodeBytes(f.SessionID[:]), e.EncodeUint(f.Seq),
@@ -549,6 +687,14 @@ func DecodeFrame(b []byte, maxAct int) (Frame, error) {
 		f, err = d.receipt()
 	case KindError:
 		f, err = d.error()
+	case KindReady:
+		f, err = d.ready()
+	case KindRoute:
+		f, err = d.route()
+	case KindMoved:
+		f, err = d.moved()
+	case KindMigrate:
+		f, err = d.migrate()
 	}
 	if err != nil {
 		return nil, err
@@ -590,34 +736,105 @@ func (d *decoder) open() (*Open, error) {
 		return nil, err
 	}
 	o.Encoding = Encoding(enc)
-	c, err := d.d.PeekCode()
-	if err != nil {
-		return nil, d.wrap("next hops", err)
-	}
-	if !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 {
-		return nil, bad("next hops: not an array (code %#x)", c)
-	}
-	n, err := d.d.DecodeArrayLen()
-	if err != nil {
-		return nil, d.wrap("next hops", err)
-	}
-	if n < 0 || n > MaxNextHops {
-		return nil, bad("%d next hops, at most %d", n, MaxNextHops)
-	}
-	if n > 0 {
-		o.NextHops = make([]string, n)
-		for i := range o.NextHops {
-			if o.NextHops[i], err = d.text("next hop", MaxHopLen); err != nil {
-				return nil, err
-			}
-		}
+	if o.NextHops, err = d.hops("next hops"); err != nil {
+		return nil, err
 	}
 	t, err := d.small("timeout", MaxTimeoutMS)
 	if err != nil {
 		return nil, err
 	}
 	o.TimeoutMS = uint32(t)
+	if o.Upstream, err = d.text("upstream", MaxPeerIDLen); err != nil {
+		return nil, err
+	}
 	return &o, nil
+}
+
+// hops reads an array of at most MaxNextHops multiaddr strings.
+func (d *decoder) hops(what string) ([]string, error) {
+	c, err := d.d.PeekCode()
+	if err != nil {
+		return nil, d.wrap(what, err)
+	}
+	if !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 {
+		return nil, bad("%s: not an array (code %#x)", what, c)
+	}
+	n, err := d.d.DecodeArrayLen()
+	if err != nil {
+		return nil, d.wrap(what, err)
+	}
+	if n < 0 || n > MaxNextHops {
+		return nil, bad("%s: %d entries, at most %d", what, n, MaxNextHops)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	hs := make([]string, n)
+	for i := range hs {
+		if hs[i], err = d.text(what, MaxHopLen); err != nil {
+			return nil, err
+		}
+	}
+	return hs, nil
+}
+
+func (d *decoder) ready() (*Ready, error) {
+	var r Ready
+	if err := d.fixed("session id", r.SessionID[:]); err != nil {
+		return nil, err
+	}
+	var err error
+	r.Len, err = d.small("length", MaxLength)
+	return &r, err
+}
+
+func (d *decoder) route() (*Route, error) {
+	var r Route
+	if err := d.fixed("session id", r.SessionID[:]); err != nil {
+		return nil, err
+	}
+	var err error
+	if r.Upstream, err = d.text("upstream", MaxPeerIDLen); err != nil {
+		return nil, err
+	}
+	r.NextHops, err = d.hops("next hops")
+	return &r, err
+}
+
+func (d *decoder) moved() (*Moved, error) {
+	var m Moved
+	if err := d.fixed("session id", m.SessionID[:]); err != nil {
+		return nil, err
+	}
+	var err error
+	if m.Peer, err = d.text("peer", MaxPeerIDLen); err != nil {
+		return nil, err
+	}
+	m.Addrs, err = d.hops("addrs")
+	return &m, err
+}
+
+func (d *decoder) migrate() (*Migrate, error) {
+	o, err := d.open()
+	if err != nil {
+		return nil, err
+	}
+	m := Migrate{Open: *o}
+	if m.Owner, err = d.text("owner", MaxPeerIDLen); err != nil {
+		return nil, err
+	}
+	if m.Len, err = d.small("length", MaxLength); err != nil {
+		return nil, err
+	}
+	if m.NextSeq, err = d.uint("next seq", math.MaxUint64); err != nil {
+		return nil, err
+	}
+	if err := d.fixed("history", m.History[:]); err != nil {
+		return nil, err
+	}
+	kv, err := d.uint("kv bytes", MaxKVBytes)
+	m.KVBytes = int64(kv)
+	return &m, err
 }
 
 func (d *decoder) step(maxAct int) (*Step, error) {
