@@ -97,7 +97,9 @@ func (sess *Session) Span() Span { return sess.span }
 func (sess *Session) KVBytes() int64 { return sess.bytes }
 
 // Forward runs the session's blocks on new positions: see [Shard.Forward].
-func (sess *Session) Forward(_ context.Context, x []float32) error { return sess.shard.Forward(sess, x) }
+func (sess *Session) Forward(_ context.Context, x []float32) error {
+	return sess.shard.Forward(sess, x)
+}
 
 // Close frees the session's KV cache. Using a closed session is an error.
 func (sess *Session) Close() {

@@ -288,6 +288,9 @@ func (s *Shard) HParams() *weights.HParams { return s.hp }
 // Span returns the blocks this shard runs.
 func (s *Shard) Span() Span { return s.cfg.Span }
 
+// KVType is the element type of the shard's KV caches.
+func (s *Shard) KVType() KVType { return s.cfg.KVType }
+
 // HasEmbed and HasHead report which ends the shard holds.
 func (s *Shard) HasEmbed() bool { return s.cfg.Embed }
 
