@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
+	"slices"
 
+	"github.com/stratanet/strata/dht"
+	"github.com/stratanet/strata/kernels"
+	"github.com/stratanet/strata/relay"
+	"github.com/stratanet/strata/shard"
 	"github.com/stratanet/strata/weights"
 	"github.com/stratanet/strata/weights/quant"
 )
@@ -20,23 +23,38 @@ var demoConfig = weights.SynthConfig{Arch: "llama", Dim: 256, FFN: 768, Layers: 
 const demoText = "Once upon a time, a small swarm of machines ran one model together."
 
 func runDemo(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "demo", "demo [--model M] [--keep DIR]",
-		"Run Strata's main job on a built-in default: with no --model, synthesize a small llama-shaped\n"+
-			"model, then inspect it, compute its model id, and tokenize and detokenize a sentence with it.")
+	fs := newFlags(e, "demo", "demo [--nodes 3] [--model M] [--prompt T] [-n 32] [--encoding f32] [--keep DIR]",
+		"Run Strata's main job on a built-in default: start a swarm of --nodes servers in this process on\n"+
+			"127.0.0.1, each serving a contiguous span of the model's blocks and announcing it in the DHT; start a\n"+
+			"client that finds a chain covering all blocks, print the chain, and stream a generation through it.\n"+
+			"With no --model, a small llama-shaped model is synthesized first (its weights are random, so its\n"+
+			"text is too). With --encoding f32 the tokens are checked against a single-process run.")
 	model := fs.String("model", "", "use this GGUF model instead of a synthetic one")
 	keep := fs.String("keep", "", "write the synthetic model into DIR and keep it")
+	nodes := fs.Int("nodes", 3, "servers in the swarm")
+	prompt := fs.String("prompt", demoText, "prompt text")
+	n := fs.Int("n", 32, "tokens to generate")
+	encName := fs.String("encoding", "f32", "activations on the wire: f32 (bit-exact), f16 or q8_0")
+	threads := fs.Int("threads", 1, "kernel threads per node")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
+	if *nodes < 1 || *n < 1 || *threads < 1 {
+		return fmt.Errorf("%w: --nodes, -n and --threads must be at least 1", errUsage)
+	}
+	enc, err := parseEncoding(*encName)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "strata-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
 	path := *model
 	if path == "" {
 		dir := *keep
 		if dir == "" {
-			tmp, err := os.MkdirTemp("", "strata-demo-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
 			dir = tmp
 		} else if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -44,52 +62,97 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		path = filepath.Join(dir, "demo-llama-q8_0.gguf")
 		c := demoConfig
 		fmt.Fprintf(e.stdout, "== synthesizing a %d-block llama (dim %d, vocab %d, %s) at %s\n", c.Layers, c.Dim, c.Vocab, c.Type, path)
-		start := time.Now()
 		if err := writeModelFile(path, true, func(f *os.File) error { return weights.WriteSynth(f, c) }); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "   done in %.2fs\n", time.Since(start).Seconds())
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	pool := kernels.NewPool(*threads)
+	defer pool.Close()
+	kpath := kernels.Best()
+	cm, err := openClientModel(path, pool, kpath)
+	if err != nil {
+		return err
+	}
+	defer cm.f.Close()
+	fmt.Fprintf(e.stdout, "== model %s: %s, %d blocks, dim %d, model id %s\n", filepath.Base(path), cm.hp.Family.Name, cm.hp.Layers, cm.hp.Dim, cm.id)
 
-	fmt.Fprintf(e.stdout, "\n== inspect %s\n", filepath.Base(path))
-	rep, err := inspect(path, false)
+	spans := splitSpans(cm.hp.Layers, *nodes)
+	fmt.Fprintf(e.stdout, "\n== starting %d servers on 127.0.0.1\n", len(spans))
+	var boot []dht.Option
+	for i, sp := range spans {
+		npool := kernels.NewPool(*threads)
+		defer npool.Close()
+		sh, err := shard.Open(cm.f, shard.Config{Span: sp, Pool: npool, Path: kpath})
+		if err != nil {
+			return err
+		}
+		opts := append([]dht.Option{dht.WithDataDir(filepath.Join(tmp, fmt.Sprint("node", i))),
+			dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}, boot...)
+		sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: cm.id, Version: version}, opts...)
+		if err != nil {
+			return err
+		}
+		defer sv.Close()
+		if i == 0 {
+			boot = []dht.Option{dht.WithBootstrapPeers(sv.Node.AddrInfo())}
+		}
+		fmt.Fprintf(e.stdout, "   node %d serves blocks %-5s as %s at %s\n", i, sp, sv.Node.ID(), sv.Node.Addrs()[0])
+	}
+	node, err := dht.New(ctx, append([]dht.Option{dht.WithDataDir(filepath.Join(tmp, "client")),
+		dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}, boot...)...)
 	if err != nil {
 		return err
 	}
-	printInspect(e.stdout, rep)
-
-	fmt.Fprintf(e.stdout, "\n== tokenize %q\n", demoText)
-	tok, err := openTokenizer(path)
+	defer node.Close()
+	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim, Encoding: enc})
 	if err != nil {
 		return err
 	}
-	ids, err := tok.Encode(demoText, true, false)
+	fmt.Fprintf(e.stdout, "\n== generating %d tokens through the swarm (%s activations)\n", *n, enc)
+	fmt.Fprintf(e.stdout, "prompt: %q\n", *prompt)
+	scfg := shard.Greedy()
+	rep, err := swarmGenerate(ctx, e.stdout, cm, client, *prompt, *n, scfg, e.stdout)
 	if err != nil {
 		return err
 	}
-	pieces := make([]string, len(ids))
-	for i, id := range ids {
-		pieces[i] = tok.Token(id)
+	st := rep.Stats
+	fmt.Fprintf(e.stdout, "\n%d tokens at %.1f tok/s; %d receipts signed and verified\n", len(rep.Tokens), rep.DecodeTokPerS, st.Receipts)
+	if enc != relay.F32 {
+		return nil
 	}
-	fmt.Fprintf(e.stdout, "   %d tokens: %v\n", len(ids), ids)
-	fmt.Fprintf(e.stdout, "   pieces: %s\n", strings.Join(pieces, " "))
-	// As llama.cpp, decoding the text's tokens (BOS left out) drops the
-	// space that SentencePiece put in front.
-	text := ids
-	if len(text) > 0 && text[0] == tok.BOS() {
-		text = text[1:]
-	}
-	decoded, err := tok.Decode(text)
+	want, err := localTokens(ctx, cm, rep.PromptTokens, *n, pool, kpath)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "   decoded: %q\n", decoded)
-	if decoded != demoText {
-		return fmt.Errorf("round trip changed the text: %q", decoded)
+	if !slices.Equal(want, rep.Tokens) {
+		return fmt.Errorf("the swarm generated %v, a single process %v", rep.Tokens, want)
 	}
-	fmt.Fprintln(e.stdout, "\nThe swarm that runs this model across machines (serve, generate) is being built; see README.md.")
+	fmt.Fprintln(e.stdout, "same tokens as a single-process run: yes")
 	return nil
+}
+
+// localTokens generates greedily with the whole model in this process.
+func localTokens(ctx context.Context, cm *clientModel, prompt []int32, n int, pool *kernels.Pool, kpath kernels.Path) ([]int32, error) {
+	sh, err := shard.Open(cm.f, shard.Config{Embed: true, Head: true, Pool: pool, Path: kpath})
+	if err != nil {
+		return nil, err
+	}
+	sess, err := sh.NewSession(len(prompt) + n)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	smp, err := shard.NewSampler(shard.Greedy(), nil)
+	if err != nil {
+		return nil, err
+	}
+	var toks []int32
+	_, err = shard.Generate(ctx, sh, sess, prompt, n, smp, nil, func(s shard.Step) error {
+		toks = append(toks, s.Token)
+		return nil
+	})
+	return toks, err
 }

@@ -35,7 +35,9 @@ type env struct {
 
 func commands() []command {
 	return []command{
-		{"demo", "run Strata's main job on a built-in default model", runDemo},
+		{"demo", "run a whole swarm in this process on a built-in default model and generate through it", runDemo},
+		{"serve", "serve a span of a model's blocks to the swarm", runServe},
+		{"generate", "generate text through the swarm", runGenerate},
 		{"run", "generate text with the whole model on this machine", runRun},
 		{"inspect", "show a model's architecture, hyper-parameters, tokenizer and tensors", runInspect},
 		{"tokenize", "turn text into token ids with a model's tokenizer", runTokenize},

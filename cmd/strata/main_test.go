@@ -65,7 +65,7 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"model id", "decoded: \"" + demoText + "\""} {
+	for _, want := range []string{"model id", "starting 3 servers on 127.0.0.1", "chain:", "same tokens as a single-process run: yes"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

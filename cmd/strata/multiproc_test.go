@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stratanet/strata/internal/testenv"
+)
+
+// buildStrata builds the binary from this repository.
+func buildStrata(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool:", err)
+	}
+	bin := filepath.Join(t.TempDir(), "strata")
+	out, err := exec.CommandContext(t.Context(), goTool, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// syncBuffer is a process's stderr, read while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is a `strata serve` process.
+type server struct {
+	cmd    *exec.Cmd
+	addr   string // its first multiaddr
+	stderr *syncBuffer
+	done   chan error
+}
+
+func startServe(t *testing.T, bin, model, span string, bootstrap ...string) *server {
+	t.Helper()
+	args := []string{"serve", "--model", model, "--span", span, "--threads", "1",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--data", t.TempDir()}
+	for _, b := range bootstrap {
+		args = append(args, "--bootstrap", b)
+	}
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = s.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+	})
+	addrs := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "addr "); ok {
+				select {
+				case addrs <- a:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		s.done <- cmd.Wait()
+	}()
+	select {
+	case s.addr = <-addrs:
+	case err := <-s.done:
+		s.done <- err
+		t.Fatalf("strata serve %s exited: %v\n%s", span, err, s.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("strata serve %s printed no address\n%s", span, s.stderr)
+	}
+	if !strings.HasPrefix(s.addr, "/ip4/127.0.0.1/tcp/") {
+		t.Fatalf("server listens on %s, want 127.0.0.1", s.addr)
+	}
+	return s
+}
+
+// TestMultiProcess: three `strata serve` processes and one `strata
+// generate` process on 127.0.0.1 produce the tokens of `strata run`; a
+// server told to stop (SIGTERM) leaves cleanly.
+func TestMultiProcess(t *testing.T) {
+	model := testenv.Shared(t, "models/stories260K.gguf")
+	bin := buildStrata(t)
+	a := startServe(t, bin, model, "0:2")
+	b := startServe(t, bin, model, "2:4", a.addr)
+	c := startServe(t, bin, model, "4:5", a.addr)
+	prompt := "Once upon a time there was a dragon"
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	gen := exec.CommandContext(ctx, bin, "generate", "--bootstrap", b.addr, "--model", model, "--prompt", prompt,
+		"-n", "40", "--temp", "0", "--encoding", "f32", "--json", "--listen", "/ip4/127.0.0.1/tcp/0", "--threads", "1")
+	out, err := gen.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("strata generate: %v\n%s\nservers:\n%s\n%s\n%s", err, stderr, a.stderr, b.stderr, c.stderr)
+	}
+	var got generateReport
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("generate --json: %v\n%s", err, out)
+	}
+	code, runOut, runErr := runCLI(t, "run", "--model", model, "--prompt", prompt, "-n", "40", "--temp", "0", "--json")
+	if code != 0 {
+		t.Fatalf("strata run: exit %d: %s", code, runErr)
+	}
+	var want runReport
+	if err := json.Unmarshal([]byte(runOut), &want); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Tokens, want.Tokens) || got.Text != want.Text {
+		t.Errorf("swarm generated %v %q; strata run %v %q", got.Tokens, got.Text, want.Tokens, want.Text)
+	}
+	if len(got.Chain) != 3 || got.Stats.BadReceipts != 0 || got.Stats.Receipts == 0 {
+		t.Errorf("chain %v, stats %+v", got.Chain, got.Stats)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.done:
+		c.done <- err
+		if err != nil {
+			t.Errorf("serve after SIGTERM: %v\n%s", err, c.stderr)
+		}
+		if !strings.Contains(c.stderr.String(), "left: 0 sessions handed over") {
+			t.Errorf("serve stderr after SIGTERM:\n%s", c.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("serve did not exit within 30 s of SIGTERM")
+	}
+}

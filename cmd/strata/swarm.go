@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stratanet/strata/dht"
+	"github.com/stratanet/strata/kernels"
+	"github.com/stratanet/strata/relay"
+	"github.com/stratanet/strata/shard"
+	"github.com/stratanet/strata/weights"
+	"github.com/stratanet/strata/weights/gguf"
+	"github.com/stratanet/strata/weights/tokenizer"
+)
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	for part := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		*l = append(*l, part)
+	}
+	return nil
+}
+
+// netFlags registers the flags every swarm node takes.
+type netFlags struct {
+	listen, bootstrap listFlag
+	data              *string
+	link              *string
+}
+
+func addNetFlags(fs *flag.FlagSet, dataHelp string) *netFlags {
+	n := &netFlags{}
+	fs.Var(&n.listen, "listen", "multiaddr to listen on (repeatable; default: TCP and QUIC on all interfaces, any port)")
+	fs.Var(&n.bootstrap, "bootstrap", "multiaddr of a node to join through, ending in /p2p/<id> (repeatable)")
+	n.data = fs.String("data", "", dataHelp)
+	n.link = fs.String("link", "", `emulate a link on this node's session streams, e.g. "rtt=20ms,bw=100Mbit" (benchmarks)`)
+	return n
+}
+
+// options turns the flags into node options; dataDir is the default data
+// directory.
+func (n *netFlags) options(dataDir string) ([]dht.Option, relay.Link, error) {
+	dir := *n.data
+	if dir == "" {
+		dir = dataDir
+	}
+	opts := []dht.Option{dht.WithDataDir(dir)}
+	if len(n.listen) > 0 {
+		opts = append(opts, dht.WithListenAddrs(n.listen...))
+	}
+	if len(n.bootstrap) > 0 {
+		opts = append(opts, dht.WithBootstrap(n.bootstrap...))
+	}
+	link, err := relay.ParseLink(*n.link)
+	if err != nil {
+		return nil, link, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return opts, link, nil
+}
+
+// defaultDataDir is where a node keeps its identity unless told otherwise.
+func defaultDataDir(name string) string {
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "strata", name)
+	}
+	return filepath.Join(".strata", name)
+}
+
+func parseEncoding(s string) (relay.Encoding, error) {
+	for _, e := range []relay.Encoding{relay.F32, relay.F16, relay.Q8_0} {
+		if e.String() == s {
+			return e, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: --encoding %q (f32, f16 or q8_0)", errUsage, s)
+}
+
+// modelFile is a GGUF model opened for the swarm: its id and hyper-parameters.
+type modelFile struct {
+	f  *gguf.File
+	hp *weights.HParams
+	id weights.ModelID
+}
+
+func openModel(path string, workers int) (*modelFile, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	hp, err := weights.DecodeHParams(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m, err := weights.ManifestOf(f, workers)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &modelFile{f: f, hp: hp, id: m.ID}, nil
+}
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "serve", "serve --model M --span A:B [--listen MULTIADDR] [--bootstrap MULTIADDR...] [--data DIR]",
+		"Serve blocks A..B-1 of a model to the swarm: announce them in the DHT, run sessions for clients,\n"+
+			"and push each step's output to the next stage. Prints this node's multiaddrs (one per line,\n"+
+			"starting with \"addr \") for others to bootstrap from. On SIGINT or SIGTERM it hands its sessions,\n"+
+			"KV caches included, to another server of the same blocks before it exits.")
+	model := fs.String("model", "", "GGUF model (required)")
+	spanStr := fs.String("span", "", "blocks to serve, start:end (required)")
+	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
+	kvBudget := fs.Int64("kv-budget", 0, "bytes of KV cache for all sessions together (0: no cap)")
+	leave := fs.Duration("leave-timeout", 30*time.Second, "how long hand-over of sessions may take on exit")
+	nf := addNetFlags(fs, "directory for this node's identity key (default: the user config dir's strata/serve)")
+	engine := engineFlags(fs)
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *model == "" || *spanStr == "" {
+		return fmt.Errorf("%w: --model and --span are required", errUsage)
+	}
+	span, err := shard.ParseSpan(*spanStr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	kvType, err := parseKV(*kv)
+	if err != nil {
+		return err
+	}
+	opts, link, err := nf.options(defaultDataDir("serve"))
+	if err != nil {
+		return err
+	}
+	pool, path, err := engine()
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	m, err := openModel(*model, pool.Threads())
+	if err != nil {
+		return err
+	}
+	defer m.f.Close()
+	sh, err := shard.Open(m.f, shard.Config{Span: span, Pool: pool, Path: path, KVType: kvType, KVBudget: *kvBudget})
+	if err != nil {
+		return err
+	}
+	sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: m.id, Version: version, Link: link}, opts...)
+	if err != nil {
+		return err
+	}
+	info := sv.Server.Info()
+	fmt.Fprintf(e.stdout, "serving blocks %s of model %s as %s (%.1f tok/s measured, profile %s)\n",
+		span, m.id.Short(), sv.Node.ID(), info.Throughput, info.Profile)
+	for _, a := range sv.Node.Addrs() {
+		fmt.Fprintf(e.stdout, "addr %s\n", a)
+	}
+	if f, ok := e.stdout.(interface{ Sync() error }); ok {
+		_ = f.Sync()
+	}
+	<-ctx.Done()
+	fmt.Fprintln(e.stderr, "leaving: handing sessions over")
+	lctx, cancel := context.WithTimeout(context.Background(), *leave)
+	defer cancel()
+	moved, err := sv.Leave(lctx)
+	fmt.Fprintf(e.stderr, "left: %d sessions handed over\n", moved)
+	if err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	return nil
+}
+
+// generateReport is generate's --json output.
+type generateReport struct {
+	Prompt         string           `json:"prompt"`
+	PromptTokens   []int32          `json:"prompt_tokens"`
+	Tokens         []int32          `json:"tokens"`
+	Text           string           `json:"text"`
+	PrefillTokPerS float64          `json:"prefill_tok_s"`
+	DecodeTokPerS  float64          `json:"decode_tok_s"`
+	Seed           uint64           `json:"seed"`
+	Encoding       string           `json:"encoding"`
+	Chain          []chainHop       `json:"chain"`
+	Stats          relay.ChainStats `json:"stats"`
+}
+
+type chainHop struct {
+	Peer string `json:"peer"`
+	Span string `json:"span"`
+}
+
+func hopsOf(ch *relay.Chain) []chainHop {
+	var out []chainHop
+	for _, h := range ch.Hops() {
+		out = append(out, chainHop{Peer: h.Peer.String(), Span: h.Span.String()})
+	}
+	return out
+}
+
+// clientModel is what a client holds: tokenizer, embedding and head.
+type clientModel struct {
+	*modelFile
+	tok  *tokenizer.Tokenizer
+	ends *shard.Shard
+}
+
+func openClientModel(path string, pool *kernels.Pool, kpath kernels.Path) (*clientModel, error) {
+	m, err := openModel(path, pool.Threads())
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.FromGGUF(&m.f.Metadata)
+	if err != nil {
+		m.f.Close()
+		return nil, err
+	}
+	ends, err := shard.Open(m.f, shard.Config{EndsOnly: true, Embed: true, Head: true, Pool: pool, Path: kpath})
+	if err != nil {
+		m.f.Close()
+		return nil, err
+	}
+	return &clientModel{modelFile: m, tok: tok, ends: ends}, nil
+}
+
+// swarmGenerate runs one generation through a chain and streams its text
+// to w (unless w is nil); it returns the report.
+func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *relay.Client, prompt string, n int,
+	scfg shard.SamplerConfig, chainOut io.Writer) (*generateReport, error) {
+	toks, err := cm.tok.Encode(prompt, true, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(toks) == 0 {
+		return nil, fmt.Errorf("%w: the prompt has no tokens (give --prompt)", errUsage)
+	}
+	if len(toks)+n > cm.hp.ContextLength {
+		return nil, fmt.Errorf("prompt of %d tokens + %d to generate exceeds the model's context of %d", len(toks), n, cm.hp.ContextLength)
+	}
+	ch, err := client.Open(ctx, len(toks)+n)
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close()
+	if chainOut != nil {
+		fmt.Fprintln(chainOut, "chain:")
+		for _, h := range ch.Hops() {
+			fmt.Fprintf(chainOut, "  blocks %-7s on %s\n", h.Span, h.Peer)
+		}
+	}
+	smp, err := shard.NewSampler(scfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	rep := &generateReport{Prompt: prompt, PromptTokens: toks, Tokens: []int32{}, Seed: scfg.Seed}
+	dec := cm.tok.NewStreamDecoder(false)
+	stats, err := shard.Generate(ctx, cm.ends, ch, toks, n, smp, nil, func(s shard.Step) error {
+		rep.Tokens = append(rep.Tokens, s.Token)
+		piece, err := dec.Push(s.Token)
+		if err != nil {
+			return err
+		}
+		if w != nil {
+			fmt.Fprint(w, piece)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if w != nil {
+		fmt.Fprintln(w, dec.Flush())
+	}
+	if rep.Text, err = cm.tok.Decode(rep.Tokens); err != nil {
+		return nil, err
+	}
+	rep.PrefillTokPerS, rep.DecodeTokPerS = stats.PrefillTokensPerSec(), stats.DecodeTokensPerSec()
+	rep.Chain, rep.Stats = hopsOf(ch), ch.Stats()
+	return rep, nil
+}
+
+func runGenerate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "generate", "generate --bootstrap MULTIADDR --model M --prompt T [-n N] [sampling flags] [--json]",
+		"Generate text through the swarm: this client holds the tokenizer, the embedding and the output\n"+
+			"head of M; it finds a chain of servers covering all blocks in the DHT and streams the tokens to\n"+
+			"stdout. Failed stages are replaced (and their KV caches replayed) without changing the output.")
+	model := fs.String("model", "", "GGUF model (required; the client reads only its tokenizer, embedding and head)")
+	prompt := fs.String("prompt", "", "prompt text")
+	n := fs.Int("n", 128, "tokens to generate")
+	encName := fs.String("encoding", relay.DefaultEncoding.String(), "activations on the wire: f16, f32 (bit-exact) or q8_0")
+	stepTimeout := fs.Duration("step-timeout", 30*time.Second, "time a step may take before its slow stage is replaced")
+	asJSON := fs.Bool("json", false, "print one JSON report instead of streaming text")
+	nf := addNetFlags(fs, "directory for this client's identity key (default: a fresh temporary one)")
+	sampler := samplerFlags(fs)
+	engine := engineFlags(fs)
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *model == "" || len(nf.bootstrap) == 0 {
+		return fmt.Errorf("%w: --model and --bootstrap are required", errUsage)
+	}
+	if *n < 1 {
+		return fmt.Errorf("%w: -n must be at least 1", errUsage)
+	}
+	enc, err := parseEncoding(*encName)
+	if err != nil {
+		return err
+	}
+	scfg, err := sampler()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "strata-client-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	opts, link, err := nf.options(tmp)
+	if err != nil {
+		return err
+	}
+	pool, path, err := engine()
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	cm, err := openClientModel(*model, pool, path)
+	if err != nil {
+		return err
+	}
+	defer cm.f.Close()
+	node, err := dht.New(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim,
+		Encoding: enc, StepTimeout: *stepTimeout, Link: link})
+	if err != nil {
+		return err
+	}
+	out := e.stdout
+	if *asJSON {
+		out = nil
+	}
+	rep, err := swarmGenerate(ctx, out, cm, client, *prompt, *n, scfg, e.stderr)
+	if err != nil {
+		return err
+	}
+	rep.Encoding = enc.String()
+	if *asJSON {
+		j := json.NewEncoder(e.stdout)
+		j.SetIndent("", "  ")
+		return j.Encode(rep)
+	}
+	st := rep.Stats
+	fmt.Fprintf(e.stderr, "prompt %d tokens at %.1f tok/s, generated %d at %.1f tok/s; %d failovers, %d migrations, %d positions replayed, %d receipts verified (seed %d)\n",
+		len(rep.PromptTokens), rep.PrefillTokPerS, len(rep.Tokens), rep.DecodeTokPerS, st.Failovers, st.Migrations,
+		st.ReplayedPositions, st.Receipts, scfg.Seed)
+	if st.BadReceipts > 0 || st.Mismatches > 0 {
+		return fmt.Errorf("%d receipts did not verify and %d outputs differed between copies", st.BadReceipts, st.Mismatches)
+	}
+	return nil
+}
+
+// splitSpans cuts blocks into n contiguous near-equal spans.
+func splitSpans(blocks, n int) []shard.Span {
+	n = max(1, min(n, blocks))
+	spans := make([]shard.Span, n)
+	for i := range n {
+		spans[i] = shard.Span{Start: i * blocks / n, End: (i + 1) * blocks / n}
+	}
+	return spans
+}
+
