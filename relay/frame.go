@@ -68,7 +68,7 @@ const (
 	KindReceipt Kind = 4
 	KindError   Kind = 5
 	KindReady   Kind = 6
-	KindRoute   Kind = 7
+	KindReroute Kind = 7
 	KindMoved   Kind = 8
 	KindMigrate Kind = 9
 )
@@ -88,8 +88,8 @@ func (k Kind) String() string {
 		return "error"
 	case KindReady:
 		return "ready"
-	case KindRoute:
-		return "route"
+	case KindReroute:
+		return "reroute"
 	case KindMoved:
 		return "moved"
 	case KindMigrate:
@@ -100,10 +100,10 @@ func (k Kind) String() string {
 
 // fields is the number of array elements of each kind, the kind included.
 var fields = [...]int{KindOpen: 10, KindStep: 8, KindClose: 2, KindReceipt: 10, KindError: 4,
-	KindReady: 3, KindRoute: 4, KindMoved: 4, KindMigrate: 15}
+	KindReady: 3, KindReroute: 4, KindMoved: 4, KindMigrate: 15}
 
 // Frame is one message of the session protocol: *Open, *Step, *Close,
-// *Receipt, *Error, *Ready, *Route, *Moved or *Migrate.
+// *Receipt, *Error, *Ready, *Reroute, *Moved or *Migrate.
 type Frame interface {
 	Kind() Kind
 	// Validate reports the first field out of range, wrapped in ErrFrame.
@@ -138,9 +138,9 @@ type Ready struct {
 	Len       int
 }
 
-// Route changes the neighbours of a session after a stage was replaced.
+// Reroute changes the neighbours of a session after a stage was replaced.
 // Wire order: SessionID, Upstream, NextHops (as in [Open]).
-type Route struct {
+type Reroute struct {
 	SessionID SessionID
 	Upstream  string
 	NextHops  []string
@@ -246,7 +246,7 @@ func (*Error) Kind() Kind { return KindError }
 func (*Ready) Kind() Kind { return KindReady }
 
 // Kind implements [Frame].
-func (*Route) Kind() Kind { return KindRoute }
+func (*Reroute) Kind() Kind { return KindReroute }
 
 // Kind implements [Frame].
 func (*Moved) Kind() Kind { return KindMoved }
@@ -308,7 +308,7 @@ func (r *Ready) Validate() error {
 }
 
 // Validate implements [Frame].
-func (r *Route) Validate() error {
+func (r *Reroute) Validate() error {
 	if err := validHops(r.NextHops); err != nil {
 		return err
 	}
@@ -499,7 +499,7 @@ func appendFrame(f Frame, maxAct int) ([]byte, error) {
 		err = errors.Join(err, open(f))
 	case *Ready:
 		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeUint(uint64(f.Len)))
-	case *Route:
+	case *Reroute:
 		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeString(f.Upstream), hops(f.NextHops))
 	case *Moved:
 		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeString(f.Peer), hops(f.Addrs))
@@ -689,7 +689,7 @@ func DecodeFrame(b []byte, maxAct int) (Frame, error) {
 		f, err = d.error()
 	case KindReady:
 		f, err = d.ready()
-	case KindRoute:
+	case KindReroute:
 		f, err = d.route()
 	case KindMoved:
 		f, err = d.moved()
@@ -788,8 +788,8 @@ func (d *decoder) ready() (*Ready, error) {
 	return &r, err
 }
 
-func (d *decoder) route() (*Route, error) {
-	var r Route
+func (d *decoder) route() (*Reroute, error) {
+	var r Reroute
 	if err := d.fixed("session id", r.SessionID[:]); err != nil {
 		return nil, err
 	}

@@ -382,4 +382,3 @@ func splitSpans(blocks, n int) []shard.Span {
 	}
 	return spans
 }
-
