@@ -297,7 +297,11 @@ type Chain struct {
 	direct map[*stage]bool // stages to send the pending step to when their input arrives
 	cur    *stepBytes      // the pending step's input to the first stage
 	result []byte
-	stats  ChainStats
+	// receipts of the pending step, by stage, when waitReceipts is set
+	// (verification compares them across replicas).
+	receipts     map[*stage]*Receipt
+	waitReceipts bool
+	stats        ChainStats
 	broken error
 	closed bool
 }
@@ -314,7 +318,7 @@ func (c *Client) Open(ctx context.Context, maxLen int) (*Chain, error) {
 		return nil, fmt.Errorf("%w: session of %d positions", ErrChain, maxLen)
 	}
 	ch := &Chain{c: c, maxLen: maxLen, hist: map[int]*history{0: {}}, events: make(chan event, 256),
-		direct: make(map[*stage]bool)}
+		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt)}
 	if _, err := rand.Read(ch.id[:]); err != nil {
 		return nil, err
 	}
@@ -549,6 +553,7 @@ func (ch *Chain) Forward(ctx context.Context, x []float32) error {
 	}
 	ch.cur = &stepBytes{start: ch.n, count: count, data: in}
 	ch.result = nil
+	clear(ch.receipts)
 	ch.hist[0].add(ch.n, count, in)
 	clear(ch.direct)
 	if err := ch.send(ch.stages[0], ch.step(ch.cur)); err != nil {
@@ -603,7 +608,7 @@ func (ch *Chain) wait(ctx context.Context) error {
 		timer.Reset(c.cfg.StepTimeout)
 		return nil
 	}
-	for ch.result == nil {
+	for ch.result == nil || ch.waitReceipts && len(ch.receipts) < len(ch.stages) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -729,10 +734,17 @@ func (ch *Chain) receipt(st *stage, r *Receipt) {
 	}
 	if ok {
 		ch.stats.Receipts++
+		if ch.cur != nil && r.Seq == ch.seq {
+			ch.receipts[st] = r
+		}
 	} else {
 		ch.stats.BadReceipts++
 	}
 }
+
+// replaySeq marks the steps of a replay, so that their receipts are not
+// taken for the pending step's.
+const replaySeq = 1 << 63
 
 // pendingStart is the first position of the step a receipt is for, when
 // it is the pending step; -1 otherwise (receipts of replays carry no
@@ -799,7 +811,9 @@ func (ch *Chain) replace(ctx context.Context, bad *stage, successor *stage) erro
 	bpp := c.bytesPerPos()
 	if lens < ch.n {
 		for _, s := range h.chunks(lens, ch.n, bpp, c.cfg.MaxActivationBytes) {
-			if err := ch.send(first, ch.step(&s)); err != nil {
+			rs := ch.step(&s)
+			rs.Seq |= replaySeq
+			if err := ch.send(first, rs); err != nil {
 				ch.events <- event{st: first, err: err}
 				return nil
 			}

@@ -62,15 +62,16 @@ type Kind uint8
 
 // Frame kinds.
 const (
-	KindOpen    Kind = 1
-	KindStep    Kind = 2
-	KindClose   Kind = 3
-	KindReceipt Kind = 4
-	KindError   Kind = 5
-	KindReady   Kind = 6
-	KindReroute Kind = 7
-	KindMoved   Kind = 8
-	KindMigrate Kind = 9
+	KindOpen     Kind = 1
+	KindStep     Kind = 2
+	KindClose    Kind = 3
+	KindReceipt  Kind = 4
+	KindError    Kind = 5
+	KindReady    Kind = 6
+	KindReroute  Kind = 7
+	KindMoved    Kind = 8
+	KindMigrate  Kind = 9
+	KindRollback Kind = 10
 )
 
 // String returns the kind's name.
@@ -94,16 +95,18 @@ func (k Kind) String() string {
 		return "moved"
 	case KindMigrate:
 		return "migrate"
+	case KindRollback:
+		return "rollback"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // fields is the number of array elements of each kind, the kind included.
 var fields = [...]int{KindOpen: 10, KindStep: 8, KindClose: 2, KindReceipt: 10, KindError: 4,
-	KindReady: 3, KindReroute: 4, KindMoved: 4, KindMigrate: 15}
+	KindReady: 3, KindReroute: 4, KindMoved: 4, KindMigrate: 15, KindRollback: 3}
 
 // Frame is one message of the session protocol: *Open, *Step, *Close,
-// *Receipt, *Error, *Ready, *Reroute, *Moved or *Migrate.
+// *Receipt, *Error, *Ready, *Reroute, *Rollback, *Moved or *Migrate.
 type Frame interface {
 	Kind() Kind
 	// Validate reports the first field out of range, wrapped in ErrFrame.
@@ -144,6 +147,15 @@ type Reroute struct {
 	SessionID SessionID
 	Upstream  string
 	NextHops  []string
+}
+
+// Rollback asks a stage to forget the positions from Len on (the end of
+// an earlier step), so that they can be computed again from other inputs:
+// a replica whose input was wrong is repaired this way. The stage answers
+// [Ready]. Wire order: SessionID, Len.
+type Rollback struct {
+	SessionID SessionID
+	Len       int
 }
 
 // Moved tells the client that a leaving stage handed its session, KV cache
@@ -254,6 +266,9 @@ func (*Moved) Kind() Kind { return KindMoved }
 // Kind implements [Frame].
 func (*Migrate) Kind() Kind { return KindMigrate }
 
+// Kind implements [Frame].
+func (*Rollback) Kind() Kind { return KindRollback }
+
 func bad(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrFrame, fmt.Sprintf(format, args...))
 }
@@ -301,6 +316,14 @@ func validHops(hops []string) error {
 
 // Validate implements [Frame].
 func (r *Ready) Validate() error {
+	if r.Len < 0 || r.Len > MaxLength {
+		return bad("length %d", r.Len)
+	}
+	return nil
+}
+
+// Validate implements [Frame].
+func (r *Rollback) Validate() error {
 	if r.Len < 0 || r.Len > MaxLength {
 		return bad("length %d", r.Len)
 	}
@@ -499,6 +522,8 @@ func appendFrame(f Frame, maxAct int) ([]byte, error) {
 		err = errors.Join(err, open(f))
 	case *Ready:
 		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeUint(uint64(f.Len)))
+	case *Rollback:
+		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeUint(uint64(f.Len)))
 	case *Reroute:
 		err = errors.Join(err, e.EncodeBytes(f.SessionID[:]), e.EncodeString(f.Upstream), hops(f.NextHops))
 	case *Moved:
@@ -689,6 +714,11 @@ func DecodeFrame(b []byte, maxAct int) (Frame, error) {
 		f, err = d.error()
 	case KindReady:
 		f, err = d.ready()
+	case KindRollback:
+		var r *Ready
+		if r, err = d.ready(); r != nil {
+			f = &Rollback{SessionID: r.SessionID, Len: r.Len}
+		}
 	case KindReroute:
 		f, err = d.route()
 	case KindMoved:

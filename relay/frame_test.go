@@ -50,6 +50,7 @@ func sampleFrames() map[string]Frame {
 		"receipt unsigned": &Receipt{SessionID: sid(6), Span: dht.Span{Start: 1, End: 2}, Tokens: 128},
 		"error":            &Error{SessionID: sid(7), Code: CodeWrongModel, Message: "wrong model ✗"},
 		"ready":            &Ready{SessionID: sid(8), Len: 17},
+		"rollback":         &Rollback{SessionID: sid(8), Len: 3},
 		"reroute":          &Reroute{SessionID: sid(9), Upstream: "12D3KooWup", NextHops: []string{"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWn"}},
 		"route to client":  &Reroute{SessionID: sid(9)},
 		"moved":            &Moved{SessionID: sid(10), Peer: "12D3KooWs", Addrs: []string{"/ip4/127.0.0.1/udp/1/quic-v1"}},

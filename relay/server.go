@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,6 +66,9 @@ type ServerConfig struct {
 	// Throughput is the decode tokens/s reported to clients; 0 measures it
 	// at start.
 	Throughput float64
+	// Fault makes the server misbehave on purpose (tests, demos,
+	// research); zero: honest.
+	Fault Fault
 	// Logger receives diagnostics (default: discard).
 	Logger *slog.Logger
 }
@@ -121,6 +126,7 @@ type Server struct {
 	key   crypto.PrivKey
 	dim   int
 	mem   *semaphore.Weighted
+	fault *faulter
 
 	mu       sync.Mutex
 	sessions map[SessionID]*session
@@ -144,12 +150,19 @@ type session struct {
 	upstream peer.ID    // "" : the owner sends the steps
 	nextSeq  uint64
 	history  [32]byte
+	marks    []mark // history at the end of each step, for rollback
 	last     time.Time
 	closed   bool
 	moved    bool
 	next     network.Stream // to the next hop, opened lazily
 	ctl      *ctlStream     // to the owner; nil until attached
 	done     chan struct{}  // closed when the session is dropped
+}
+
+// mark is a session's history hash when it held n positions.
+type mark struct {
+	n       int
+	history [32]byte
 }
 
 // ctlStream is a stream whose writes come from several goroutines.
@@ -176,6 +189,7 @@ func NewServer(node *dht.Node, sh *shard.Shard, cfg ServerConfig) (*Server, erro
 	s := &Server{
 		node: node, shard: sh, cfg: cfg, key: key, dim: sh.HParams().Dim,
 		mem:      semaphore.NewWeighted(cfg.StepMemory),
+		fault:    newFaulter(cfg.Fault),
 		sessions: make(map[SessionID]*session),
 		perPeer:  make(map[peer.ID]int),
 		done:     make(chan struct{}),
@@ -321,6 +335,7 @@ func (s *Server) drop(ss *session, reset bool) {
 	default:
 		close(ss.done)
 	}
+	s.fault.forget(ss.id)
 	next, ctl := ss.next, ss.ctl
 	ss.next = nil
 	ss.mu.Unlock()
@@ -368,8 +383,9 @@ func (s *Server) readFrame(st network.Stream) (f Frame, release func(), err erro
 	_ = st.SetReadDeadline(time.Time{})
 	if err != nil {
 		release()
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, nil, bad("frame of %d bytes truncated", n)
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) && ne.Timeout() {
+			return nil, nil, bad("frame of %d bytes truncated: %v", n, err)
 		}
 		return nil, nil, err
 	}
@@ -420,8 +436,14 @@ func (s *Server) reject(st network.Stream, id SessionID, code ErrorCode, err err
 		msg = msg[:MaxMessageLen]
 	}
 	s.logf("rejected", "peer", st.Conn().RemotePeer(), "code", code, "err", msg)
-	_ = s.writeFrame(st, &Error{SessionID: id, Code: code, Message: toValidUTF8(msg)})
-	_ = st.Reset()
+	if err := s.writeFrame(st, &Error{SessionID: id, Code: code, Message: toValidUTF8(msg)}); err != nil {
+		_ = st.Reset()
+		return
+	}
+	// Close, not Reset: a reset makes the peer drop what it has not read
+	// yet, this error included. Closing the read side too discards
+	// whatever the peer still sends.
+	_ = st.Close()
 }
 
 func toValidUTF8(s string) string {
@@ -603,6 +625,12 @@ func (s *Server) serveControl(st network.Stream, remote peer.ID, o *Open) {
 				ss.mu.Unlock()
 				s.sendCtl(ss, &Ready{SessionID: ss.id, Len: n})
 			}
+		case *Rollback:
+			if err := s.rollback(ss, f.Len); err != nil {
+				s.sendCtl(ss, &Error{SessionID: ss.id, Code: CodeOutOfOrder, Message: err.Error()})
+			} else {
+				s.sendCtl(ss, &Ready{SessionID: ss.id, Len: f.Len})
+			}
 		case *Close:
 			release()
 			s.drop(ss, false)
@@ -634,6 +662,8 @@ func sessionOf(f Frame) SessionID {
 		return f.SessionID
 	case *Migrate:
 		return f.SessionID
+	case *Rollback:
+		return f.SessionID
 	}
 	return SessionID{}
 }
@@ -660,6 +690,34 @@ func (s *Server) route(ss *session, r *Reroute) error {
 		_ = ss.next.Reset()
 		ss.next = nil
 	}
+	return nil
+}
+
+// rollback forgets a session's positions from n on; n must be the end of
+// a step this server computed (or 0).
+func (s *Server) rollback(ss *session, n int) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return errors.New("session closed")
+	}
+	if n == ss.sh.Len() {
+		return nil
+	}
+	hist, i := [32]byte{}, 0
+	if n > 0 {
+		i = slices.IndexFunc(ss.marks, func(m mark) bool { return m.n == n })
+		if i < 0 {
+			return fmt.Errorf("cannot roll back to %d: not the end of a step computed here", n)
+		}
+		hist = ss.marks[i].history
+		i++
+	}
+	if err := ss.sh.Rollback(n); err != nil {
+		return err
+	}
+	ss.marks = ss.marks[:i]
+	ss.history = hist
 	return nil
 }
 
@@ -786,6 +844,18 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	_, _ = h.Write(in[:])
 	h.Sum(ss.history[:0])
 	ss.nextSeq = st.Seq + 1
+	ss.marks = append(ss.marks, mark{n: ss.sh.Len(), history: ss.history})
+	out, delay, dropped := s.fault.apply(ss.id, ss.enc, x, out)
+	if dropped {
+		return nil
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-s.done:
+			return errors.New("server closed")
+		}
+	}
 	outStep := &Step{SessionID: ss.id, Seq: st.Seq, Start: st.Start, Count: st.Count, Dim: st.Dim, Encoding: ss.enc, Activations: out}
 	fwdErr := s.forward(ss, outStep)
 	rc := &Receipt{SessionID: ss.id, Seq: st.Seq, Span: ss.open.Span, Tokens: st.Count,
