@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -16,15 +17,16 @@ import (
 type FaultKind int
 
 // Fault kinds. Every one of them computes the step honestly (so the KV
-// cache stays right) and then lies about, delays or drops its output.
+// cache stays right) and then lies about, delays or drops its output;
+// replays, whose outputs nobody reads, are run honestly.
 const (
-	NoFault    FaultKind = iota
-	FaultNoise           // adds Gaussian noise (10% of the output's RMS) to the output
-	FaultZero            // sends zeros
-	FaultStale           // sends the previous step's output again (zeros on the first)
-	FaultBitflip         // flips one random bit of the encoded output
-	FaultSlow            // waits Fault.Delay before sending the output
-	FaultDrop            // sends nothing at all for the step
+	NoFault      FaultKind = iota
+	FaultNoise             // adds Gaussian noise (10% of the output's RMS) to the output
+	FaultZero              // sends zeros
+	FaultStale             // sends the previous step's output again (zeros on the first)
+	FaultBitflip           // flips one random bit of the encoded output
+	FaultSlow              // waits Fault.Delay before sending the output
+	FaultDrop              // sends nothing at all for the step
 )
 
 var faultNames = map[FaultKind]string{FaultNoise: "noise", FaultZero: "zero", FaultStale: "stale",
@@ -93,6 +95,11 @@ type faulter struct {
 	mu   sync.Mutex
 	rng  *rand.Rand
 	last map[SessionID][]byte
+	// hit records, per session and step, whether the step's latest
+	// attempt was faulted (a step rolled back and run again counts once);
+	// retired counts the hits of forgotten sessions.
+	hit     map[SessionID]map[uint64]bool
+	retired int64
 }
 
 func newFaulter(f Fault) *faulter {
@@ -105,17 +112,31 @@ func newFaulter(f Fault) *faulter {
 	if f.Delay <= 0 {
 		f.Delay = 10 * time.Second
 	}
-	return &faulter{f: f, rng: rand.New(rand.NewPCG(f.Seed, 0x5eed)), last: make(map[SessionID][]byte)}
+	return &faulter{f: f, rng: rand.New(rand.NewPCG(f.Seed, 0x5eed)),
+		last: make(map[SessionID][]byte), hit: make(map[SessionID]map[uint64]bool)}
 }
 
-// apply returns the output to send (the encoded honest output x/out, or a
-// lie), how long to wait first, and whether to send nothing.
-func (fl *faulter) apply(id SessionID, enc Encoding, x []float32, out []byte) (lie []byte, delay time.Duration, drop bool) {
-	if fl == nil {
+// apply returns the output to send for step seq of session id (the
+// encoded honest output x/out, or a lie), how long to wait first, and
+// whether to send nothing. The steps of a replay, which rebuild a
+// replacement's KV cache and whose outputs nobody reads, are left alone.
+func (fl *faulter) apply(id SessionID, seq uint64, enc Encoding, x []float32, out []byte) (lie []byte, delay time.Duration, drop bool) {
+	if fl == nil || seq&replaySeq != 0 {
 		return out, 0, false
 	}
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
+	hits := fl.hit[id]
+	if hits == nil {
+		hits = make(map[uint64]bool)
+		fl.hit[id] = hits
+	}
+	lie, delay, drop = fl.fault(id, enc, x, out)
+	hits[seq] = drop || delay > 0 || !bytes.Equal(lie, out)
+	return lie, delay, drop
+}
+
+func (fl *faulter) fault(id SessionID, enc Encoding, x []float32, out []byte) (lie []byte, delay time.Duration, drop bool) {
 	prev := fl.last[id]
 	fl.last[id] = out
 	if fl.rng.Float64() >= fl.f.Rate {
@@ -171,6 +192,33 @@ func (fl *faulter) forget(id SessionID) {
 	if fl != nil {
 		fl.mu.Lock()
 		delete(fl.last, id)
+		fl.retired += countHits(fl.hit[id])
+		delete(fl.hit, id)
 		fl.mu.Unlock()
 	}
+}
+
+// hits returns the steps whose latest attempt the fault changed, delayed
+// or dropped.
+func (fl *faulter) hits() int64 {
+	if fl == nil {
+		return 0
+	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	n := fl.retired
+	for _, h := range fl.hit {
+		n += countHits(h)
+	}
+	return n
+}
+
+func countHits(h map[uint64]bool) int64 {
+	var n int64
+	for _, hit := range h {
+		if hit {
+			n++
+		}
+	}
+	return n
 }

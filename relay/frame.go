@@ -211,7 +211,7 @@ type Receipt struct {
 	Tokens      int      // positions computed, 1..MaxLength
 	InputHash   [32]byte // BLAKE3 of this step's input activations
 	OutputHash  [32]byte // BLAKE3 of its output activations
-	HistoryHash [32]byte // running hash of every input the session consumed
+	HistoryHash [32]byte // running hash of every input position the session consumed, this step included: h = BLAKE3(h || BLAKE3(row)) per position, from 32 zero bytes
 	PeerID      string   // the signer
 	Signature   []byte   // over SigningBytes; may be empty before signing
 }

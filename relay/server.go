@@ -115,6 +115,10 @@ type ServerStats struct {
 	Rejected       int64         // frames answered with an error
 	ComputeTime    time.Duration // time in the shard's forward passes
 	ForwardFailure int64         // steps whose next hop could not be reached
+	// Faults counts the steps whose output ServerConfig.Fault changed,
+	// delayed or dropped (a step run again after a rollback counts once,
+	// as its latest attempt went).
+	Faults int64
 }
 
 // Server runs a shard's blocks for remote sessions over the session
@@ -256,6 +260,7 @@ func (s *Server) Stats() ServerStats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Sessions = len(s.sessions)
+	st.Faults = s.fault.hits()
 	return st
 }
 
@@ -693,6 +698,23 @@ func (s *Server) route(ss *session, r *Reroute) error {
 	return nil
 }
 
+// advanceHistory extends a session's history hash by the input rows of
+// count positions: h = BLAKE3(h || BLAKE3(row)) for each position in
+// order. Per position, so that a replay cut into other steps (a replaced
+// replica rebuilding its KV cache) ends with the same history as the
+// original run.
+func advanceHistory(h [32]byte, act []byte, count int) [32]byte {
+	row := len(act) / count
+	var buf [64]byte
+	for p := range count {
+		copy(buf[:32], h[:])
+		r := blake3.Sum256(act[p*row : (p+1)*row])
+		copy(buf[32:], r[:])
+		h = blake3.Sum256(buf[:])
+	}
+	return h
+}
+
 // rollback forgets a session's positions from n on; n must be the end of
 // a step this server computed (or 0).
 func (s *Server) rollback(ss *session, n int) error {
@@ -839,13 +861,10 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	if err != nil {
 		return fail(CodeInternal, "%v", err)
 	}
-	h := blake3.New()
-	_, _ = h.Write(ss.history[:])
-	_, _ = h.Write(in[:])
-	h.Sum(ss.history[:0])
+	ss.history = advanceHistory(ss.history, st.Activations, st.Count)
 	ss.nextSeq = st.Seq + 1
 	ss.marks = append(ss.marks, mark{n: ss.sh.Len(), history: ss.history})
-	out, delay, dropped := s.fault.apply(ss.id, ss.enc, x, out)
+	out, delay, dropped := s.fault.apply(ss.id, st.Seq, ss.enc, x, out)
 	if dropped {
 		return nil
 	}
