@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -259,6 +260,22 @@ func (h *history) chunks(from, to, bytesPerPos, maxBytes int) []stepBytes {
 	return out
 }
 
+// truncate forgets positions pos and later (pos is a step boundary).
+func (h *history) truncate(pos int) {
+	i, _ := slices.BinarySearch(h.starts, pos)
+	h.starts, h.data = h.starts[:i], h.data[:i]
+	h.n = min(h.n, pos)
+}
+
+// set replaces the bytes of the entry starting at start.
+func (h *history) set(start int, b []byte) bool {
+	i, ok := slices.BinarySearch(h.starts, start)
+	if ok && len(h.data[i]) == len(b) {
+		h.data[i] = bytes.Clone(b)
+	}
+	return ok
+}
+
 func (h *history) get(start, count int) []byte {
 	if i, ok := slices.BinarySearch(h.starts, start); ok {
 		return h.data[i]
@@ -296,12 +313,20 @@ type Chain struct {
 	events chan event
 	direct map[*stage]bool // stages to send the pending step to when their input arrives
 	cur    *stepBytes      // the pending step's input to the first stage
+	last   *stepBytes      // the last completed step's
 	result []byte
 	// receipts of the pending step, by stage, when waitReceipts is set
 	// (verification compares them across replicas).
 	receipts     map[*stage]*Receipt
 	waitReceipts bool
 	stats        ChainStats
+	failed       []peer.ID // stages replaced after a failure, oldest first
+	// align, when set, makes every stage one server holding exactly one
+	// of these spans (replicas of a verified chain stay comparable); claim
+	// reserves a server for a stage, failing if another replica lane has
+	// it.
+	align  []dht.Span
+	claim  func(peer.ID, dht.Span) bool
 	broken error
 	closed bool
 }
@@ -314,11 +339,17 @@ func (c *Client) bytesPerPos() int {
 // Open builds the cheapest chain over all blocks and opens a session of
 // maxLen positions on every stage.
 func (c *Client) Open(ctx context.Context, maxLen int) (*Chain, error) {
+	return c.open(ctx, maxLen, nil, nil)
+}
+
+// open is Open with stages aligned to spans and servers excluded per stage
+// (see Chain.align).
+func (c *Client) open(ctx context.Context, maxLen int, align []dht.Span, claim func(peer.ID, dht.Span) bool) (*Chain, error) {
 	if maxLen < 1 || maxLen > MaxLength {
 		return nil, fmt.Errorf("%w: session of %d positions", ErrChain, maxLen)
 	}
 	ch := &Chain{c: c, maxLen: maxLen, hist: map[int]*history{0: {}}, events: make(chan event, 256),
-		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt)}
+		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt), align: align, claim: claim}
 	if _, err := rand.Read(ch.id[:]); err != nil {
 		return nil, err
 	}
@@ -357,8 +388,13 @@ func (ch *Chain) build(ctx context.Context, span dht.Span, upstream string, next
 		inChain[st.hop.Peer] = true
 	}
 	now := time.Now()
-	hops, _, err := FindRoute(cands, span, c.cfg.Cost, func(p peer.ID) bool { return inChain[p] || c.cfg.Bans.Banned(p, now) })
-	if err != nil {
+	excluded := func(p peer.ID) bool { return inChain[p] || c.cfg.Bans.Banned(p, now) }
+	var hops []Hop
+	if ch.align == nil {
+		if hops, _, err = FindRoute(cands, span, c.cfg.Cost, excluded); err != nil {
+			return nil, err
+		}
+	} else if hops, err = ch.alignedRoute(cands, span, excluded); err != nil {
 		return nil, err
 	}
 	stages := make([]*stage, len(hops))
@@ -384,6 +420,51 @@ func (ch *Chain) build(ctx context.Context, span dht.Span, upstream string, next
 		}
 	}
 	return stages, nil
+}
+
+// alignedRoute routes span as the aligned stages within it, one server
+// holding each whole stage, none that the chain's exclusion rules out.
+func (ch *Chain) alignedRoute(cands []Candidate, span dht.Span, excluded func(peer.ID) bool) ([]Hop, error) {
+	var hops []Hop
+	for _, sp := range ch.align {
+		if sp.Start < span.Start || sp.End > span.End {
+			continue
+		}
+		type option struct {
+			hop  Hop
+			cost time.Duration
+		}
+		var opts []option
+		for _, c := range cands {
+			if c.Span.Start > sp.Start || c.Span.End < sp.End || excluded(c.Peer) {
+				continue
+			}
+			if h, cost, err := FindRoute([]Candidate{c}, sp, ch.c.cfg.Cost, nil); err == nil && len(h) == 1 {
+				opts = append(opts, option{h[0], cost})
+			}
+		}
+		slices.SortStableFunc(opts, func(a, b option) int {
+			if a.cost != b.cost {
+				return cmp.Compare(a.cost, b.cost)
+			}
+			return strings.Compare(string(a.hop.Peer), string(b.hop.Peer))
+		})
+		var best []Hop
+		for _, o := range opts {
+			if ch.claim == nil || ch.claim(o.hop.Peer, sp) {
+				best = []Hop{o.hop}
+				break
+			}
+		}
+		if best == nil {
+			return nil, fmt.Errorf("%w: no further server holds all of blocks %s", ErrNoRoute, sp)
+		}
+		hops = append(hops, best...)
+	}
+	if len(hops) == 0 {
+		return nil, fmt.Errorf("%w: blocks %s are not a run of aligned stages", ErrNoRoute, span)
+	}
+	return hops, nil
 }
 
 func p2pAddrs(p peer.ID, addrs []ma.Multiaddr) []string {
@@ -569,6 +650,7 @@ func (ch *Chain) Forward(ctx context.Context, x []float32) error {
 		return err
 	}
 	copy(x, out)
+	ch.last = ch.cur
 	ch.n += count
 	ch.seq++
 	ch.stats.Steps++
@@ -608,7 +690,7 @@ func (ch *Chain) wait(ctx context.Context) error {
 		timer.Reset(c.cfg.StepTimeout)
 		return nil
 	}
-	for ch.result == nil || ch.waitReceipts && len(ch.receipts) < len(ch.stages) {
+	for ch.result == nil || ch.waitReceipts && ch.missingReceipts() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -664,6 +746,17 @@ func (ch *Chain) wait(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// missingReceipts reports whether a stage's receipt for the pending step
+// has not come yet.
+func (ch *Chain) missingReceipts() bool {
+	for _, st := range ch.stages {
+		if ch.receipts[st] == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // stuck is the first stage whose input for the pending step is here but
@@ -786,6 +879,7 @@ func (ch *Chain) replace(ctx context.Context, bad *stage, successor *stage) erro
 	} else {
 		c.cfg.Bans.Fail(bad.hop.Peer, time.Now())
 		c.node.ForgetInfo(bad.hop.Peer)
+		ch.failed = append(ch.failed, bad.hop.Peer)
 		var err error
 		for range c.cfg.MaxRepairs {
 			if news, err = ch.build(ctx, bad.hop.Span, upstream, next); err == nil || ctx.Err() != nil || errors.Is(err, ErrNoRoute) {

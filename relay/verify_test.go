@@ -1,0 +1,157 @@
+package relay
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stratanet/strata/consensus"
+	"github.com/stratanet/strata/shard"
+)
+
+// verifySwarm starts, for each of the spans 0:2 and 2:5 of stories260K,
+// `honest` honest servers, `faulty` servers with fault f, and as many
+// slower honest spares (routes pick them last) to take the faulty ones'
+// places.
+func verifySwarm(t *testing.T, honest, faulty int, f Fault, seed uint64) (*swarm, map[string]*Server) {
+	sw := newSwarm(t, "stories260K.gguf", ServerConfig{})
+	liars := map[string]*Server{}
+	for _, sp := range []shard.Span{{Start: 0, End: 2}, {Start: 2, End: 5}} {
+		for range honest {
+			sw.add(sp)
+		}
+		for j := range faulty {
+			ff := f
+			ff.Seed = seed*31 + uint64(j) + uint64(sp.Start)
+			sw.scfg.Fault = ff
+			sv := sw.add(sp)
+			sw.scfg.Fault = Fault{}
+			liars[sv.Node.ID().String()] = sv.Server
+		}
+		sw.scfg.Throughput = 500
+		for range faulty {
+			sw.add(sp)
+		}
+		sw.scfg.Throughput = 1000
+	}
+	return sw, liars
+}
+
+// TestVerifiedGeneration: r replicas per stage, some of them faulty in
+// each way a server can be: the output equals an honest run's, liars are
+// blamed, honest replicas never are.
+func TestVerifiedGeneration(t *testing.T) {
+	runs := 100
+	if testing.Short() {
+		runs = 12
+	}
+	kinds := []FaultKind{FaultNoise, FaultZero, FaultStale, FaultBitflip, FaultSlow, FaultDrop}
+	for i := range runs {
+		rng := rand.New(rand.NewPCG(uint64(i), 99))
+		kind := kinds[i%len(kinds)]
+		r, faulty := 3, 1
+		if i%5 == 4 {
+			r, faulty = 5, 2
+		}
+		rate := 1.0
+		if rng.IntN(2) == 0 {
+			rate = 0.5
+		}
+		f := Fault{Kind: kind, Rate: rate, Delay: 5 * time.Second}
+		t.Run(fmt.Sprintf("run=%d/r=%d/fault=%s", i, r, f), func(t *testing.T) {
+			t.Parallel()
+			sw, liars := verifySwarm(t, r-faulty, faulty, f, uint64(i))
+			prompt := sw.prompt("The cat sat on the mat and")
+			const n = 12
+			c := sw.client(ClientConfig{StepTimeout: time.Second, Bans: NewBans(time.Hour, time.Hour)})
+			rep := consensus.NewMemory(time.Hour)
+			v, err := c.OpenVerified(t.Context(), len(prompt)+n, VerifyConfig{Redundancy: r, Reputation: rep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			got, err := generate(t, t.Context(), sw.ends(), v, prompt, n, nil)
+			if err != nil {
+				t.Fatalf("generation failed: %v", err)
+			}
+			if w := sw.local(prompt, n); !equalTokens(got.tokens, w.tokens) || string(got.logits) != string(w.logits) {
+				t.Errorf("verified generation differs from an honest run: %v vs %v", got.tokens, w.tokens)
+			}
+			vr := v.Report()
+			for p := range vr.Blamed {
+				if liars[p] == nil {
+					t.Errorf("honest replica %s blamed: %+v", p, vr)
+				}
+			}
+			for p := range vr.TimedOut {
+				if liars[p] == nil {
+					t.Errorf("honest replica %s timed out: %+v", p, vr)
+				}
+			}
+			if vr.Unverified != 0 {
+				t.Errorf("%d steps without a majority: %+v", vr.Unverified, vr)
+			}
+			// Every step a liar lied on (as its latest attempt went: a
+			// replica fed a bad upstream's output recomputes the step) was
+			// caught: blamed for a wrong output or timed out for a
+			// delayed or dropped one. Caught, it left the chain.
+			inChain := map[string]bool{}
+			for _, lane := range v.Lanes() {
+				for _, h := range lane {
+					inChain[h.Peer.String()] = true
+				}
+			}
+			lies := 0
+			for p, srv := range liars {
+				n := srv.Stats().Faults
+				lies += int(n)
+				if caught := vr.Blamed[p] + vr.TimedOut[p]; int64(caught) != n {
+					t.Errorf("liar %s lied at %d steps, was caught at %d: %+v", p, n, caught, vr)
+				}
+				if n > 0 && inChain[p] {
+					t.Errorf("liar %s caught but still in the chain", p)
+				}
+				if vr.Blamed[p] > 0 && rep.Score(p, time.Now()) >= consensus.Prior {
+					t.Errorf("blamed %s kept a score of %v", p, rep.Score(p, time.Now()))
+				}
+			}
+			t.Logf("%d lies; report: steps %d, unanimous %d, by majority %d, blamed %v, timed out %v, repairs %d; lanes %v",
+				lies, vr.Steps, vr.Unanimous, vr.ByMajority, vr.Blamed, vr.TimedOut, vr.Repairs, v.Lanes())
+		})
+	}
+}
+
+// TestCollusion: two of three replicas agree on the same wrong output.
+// A majority cannot catch that; the client must not claim the steps were
+// verified: it reports the disagreement and who dissented.
+func TestCollusion(t *testing.T) {
+	sw := newSwarm(t, "stories260K.gguf", ServerConfig{}, shard.Span{Start: 0, End: 5})
+	honest := sw.servers[0].Node.ID().String()
+	sw.scfg.Fault = Fault{Kind: FaultZero, Rate: 1}
+	sw.add(shard.Span{Start: 0, End: 5})
+	sw.add(shard.Span{Start: 0, End: 5})
+	sw.scfg.Fault = Fault{}
+	prompt := sw.prompt("One day a girl")
+	const n = 6
+	c := sw.client(ClientConfig{StepTimeout: 5 * time.Second})
+	v, err := c.OpenVerified(t.Context(), len(prompt)+n, VerifyConfig{Redundancy: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	// The honest replica is outvoted and blamed; with no server to take
+	// its place its lane is dropped and the colluders go on.
+	if _, err := generate(t, t.Context(), sw.ends(), v, prompt, n, nil); err != nil {
+		t.Fatal(err)
+	}
+	vr := v.Report()
+	if vr.Verified() || vr.ByMajority == 0 || len(vr.Disagreements) == 0 || vr.DroppedLanes != 1 {
+		t.Fatalf("collusion went unreported: %+v", vr)
+	}
+	d := vr.Disagreements[0]
+	if d.Votes != 2 || d.Replicas != 3 || len(d.Dissenters) != 1 || d.Dissenters[0] != honest {
+		t.Errorf("disagreement %+v; want 2 of 3 votes and the honest %s as the dissenter", d, honest)
+	}
+	t.Logf("report: %+v", vr)
+}
