@@ -112,7 +112,7 @@ func openModel(path string, workers int) (*modelFile, error) {
 }
 
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", "serve --model M --span A:B [--listen MULTIADDR] [--bootstrap MULTIADDR...] [--data DIR]",
+	fs := newFlags(e, "serve", "serve --model M --span A:B [--listen MULTIADDR] [--bootstrap MULTIADDR...] [--data DIR] [--fault KIND[:RATE]]",
 		"Serve blocks A..B-1 of a model to the swarm: announce them in the DHT, run sessions for clients,\n"+
 			"and push each step's output to the next stage. Prints this node's multiaddrs (one per line,\n"+
 			"starting with \"addr \") for others to bootstrap from. On SIGINT or SIGTERM it hands its sessions,\n"+
@@ -122,6 +122,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
 	kvBudget := fs.Int64("kv-budget", 0, "bytes of KV cache for all sessions together (0: no cap)")
 	leave := fs.Duration("leave-timeout", 30*time.Second, "how long hand-over of sessions may take on exit")
+	faultStr := fs.String("fault", "", "misbehave on purpose (tests, demos): noise, zero, stale, bitflip, slow or drop, with an optional :rate")
 	nf := addNetFlags(fs, "directory for this node's identity key (default: the user config dir's strata/serve)")
 	engine := engineFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
@@ -142,6 +143,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	fault, err := relay.ParseFault(*faultStr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	pool, path, err := engine()
 	if err != nil {
 		return err
@@ -156,7 +161,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: m.id, Version: version, Link: link}, opts...)
+	sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: m.id, Version: version, Link: link, Fault: fault}, opts...)
 	if err != nil {
 		return err
 	}
