@@ -894,10 +894,11 @@ func (ch *Chain) replace(ctx context.Context, bad *stage, successor *stage) erro
 	ch.stages = slices.Concat(ch.stages[:i], news, ch.stages[i+1:])
 	// Re-wire the neighbours; one that cannot be reached is repaired next.
 	if i > 0 {
-		ch.reroute(ch.stages[i-1], ch.stages[i-1].hop.Peer, upstream, news[0])
+		// The stage before keeps its own upstream (reroute looks it up).
+		ch.reroute(ch.stages[i-1], "", news[0])
 	}
 	if next != nil {
-		ch.reroute(next, "", news[len(news)-1].hop.Peer.String(), ch.stageAfter(next))
+		ch.reroute(next, news[len(news)-1].hop.Peer.String(), ch.stageAfter(next))
 	}
 	// Replay what the first new stage lacks, then the pending step.
 	first := news[0]
@@ -933,9 +934,10 @@ func (ch *Chain) stageAfter(st *stage) *stage {
 	return nil
 }
 
-// reroute sends a Route to st and waits for its acknowledgement; a stage
-// that does not answer gets a failure event.
-func (ch *Chain) reroute(st *stage, _ peer.ID, upstream string, next *stage) {
+// reroute tells st its upstream ("": the stage before it in the chain, or
+// the client for the first) and next stage, and waits for its
+// acknowledgement; a stage that does not answer gets a failure event.
+func (ch *Chain) reroute(st *stage, upstream string, next *stage) {
 	if st.ctl == nil {
 		return
 	}

@@ -342,8 +342,10 @@ func TestFailover(t *testing.T) {
 					t.Errorf("graceful leave: %d migrations, %d failovers, %d positions replayed; want 1, 0, 0",
 						st.Migrations, st.Failovers, st.ReplayedPositions)
 				}
-			} else if st.Failovers < 1 {
-				t.Errorf("no failover recorded after a stage was killed")
+			} else if st.Failovers != 1 {
+				// Only the killed stage is replaced: its neighbours, re-wired,
+				// go on serving.
+				t.Errorf("%d failovers after one stage was killed; want 1", st.Failovers)
 			}
 		})
 	}
@@ -360,4 +362,39 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestFailoverKeepsNeighbours: when a middle stage is replaced, the stage
+// before it is re-wired to push to the replacement and still takes steps
+// from its own upstream: no other stage fails.
+func TestFailoverKeepsNeighbours(t *testing.T) {
+	sw := newSwarm(t, "stories260K.gguf", ServerConfig{},
+		shard.Span{Start: 0, End: 1}, shard.Span{Start: 1, End: 2}, shard.Span{Start: 2, End: 3}, shard.Span{Start: 3, End: 5})
+	sw.scfg.Throughput = 500 // the spare: routes pick it only when needed
+	sw.add(shard.Span{Start: 2, End: 3})
+	prompt := sw.prompt("Lily and Ben went to the park")
+	const n = 8
+	c := sw.client(ClientConfig{StepTimeout: 2 * time.Second, Bans: NewBans(time.Minute, time.Minute)})
+	ch, err := c.Open(t.Context(), len(prompt)+n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	victim := ch.Hops()[2].Peer
+	got, err := generate(t, t.Context(), sw.ends(), ch, prompt, n, func(i int) {
+		if i == 3 {
+			for _, s := range sw.servers {
+				if s.Node.ID() == victim {
+					s.Close()
+				}
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRun(t, "after a middle stage failed", got, sw.local(prompt, n))
+	if st := ch.Stats(); st.Failovers != 1 {
+		t.Errorf("%d failovers after one stage was killed; want 1 (chain %v)", st.Failovers, ch.Hops())
+	}
 }
