@@ -306,6 +306,7 @@ type Chain struct {
 	c      *Client
 	id     SessionID
 	maxLen int
+	span   dht.Span // the blocks the chain covers: all of them, or one stage's for a checker
 	stages []*stage
 	hist   map[int]*history // by block boundary
 	n      int              // positions done
@@ -325,8 +326,11 @@ type Chain struct {
 	// of these spans (replicas of a verified chain stay comparable); claim
 	// reserves a server for a stage, failing if another replica lane has
 	// it.
-	align  []dht.Span
-	claim  func(peer.ID, dht.Span) bool
+	align []dht.Span
+	claim func(peer.ID, dht.Span) bool
+	// avoid rules out servers beyond the bans (those verification blamed,
+	// for the whole session, whatever the ban's backoff).
+	avoid  func(peer.ID) bool
 	broken error
 	closed bool
 }
@@ -339,24 +343,24 @@ func (c *Client) bytesPerPos() int {
 // Open builds the cheapest chain over all blocks and opens a session of
 // maxLen positions on every stage.
 func (c *Client) Open(ctx context.Context, maxLen int) (*Chain, error) {
-	return c.open(ctx, maxLen, nil, nil)
+	return c.open(ctx, maxLen, dht.Span{Start: 0, End: c.cfg.Blocks}, nil, nil, nil)
 }
 
-// open is Open with stages aligned to spans and servers excluded per stage
-// (see Chain.align).
-func (c *Client) open(ctx context.Context, maxLen int, align []dht.Span, claim func(peer.ID, dht.Span) bool) (*Chain, error) {
+// open is Open over the blocks of span only, with stages aligned to align
+// and servers excluded per stage (see Chain.align and Chain.avoid).
+func (c *Client) open(ctx context.Context, maxLen int, span dht.Span, align []dht.Span, claim func(peer.ID, dht.Span) bool,
+	avoid func(peer.ID) bool) (*Chain, error) {
 	if maxLen < 1 || maxLen > MaxLength {
 		return nil, fmt.Errorf("%w: session of %d positions", ErrChain, maxLen)
 	}
-	ch := &Chain{c: c, maxLen: maxLen, hist: map[int]*history{0: {}}, events: make(chan event, 256),
-		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt), align: align, claim: claim}
+	ch := &Chain{c: c, maxLen: maxLen, span: span, hist: map[int]*history{span.Start: {}}, events: make(chan event, 256),
+		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt), align: align, claim: claim, avoid: avoid}
 	if _, err := rand.Read(ch.id[:]); err != nil {
 		return nil, err
 	}
-	all := dht.Span{Start: 0, End: c.cfg.Blocks}
 	var lastErr error
 	for range c.cfg.MaxRepairs {
-		stages, err := ch.build(ctx, all, "", nil)
+		stages, err := ch.build(ctx, span, "", nil)
 		if err != nil {
 			lastErr = err
 			if ctx.Err() != nil || errors.Is(err, ErrNoRoute) {
@@ -388,7 +392,9 @@ func (ch *Chain) build(ctx context.Context, span dht.Span, upstream string, next
 		inChain[st.hop.Peer] = true
 	}
 	now := time.Now()
-	excluded := func(p peer.ID) bool { return inChain[p] || c.cfg.Bans.Banned(p, now) }
+	excluded := func(p peer.ID) bool {
+		return inChain[p] || c.cfg.Bans.Banned(p, now) || ch.avoid != nil && ch.avoid(p)
+	}
 	var hops []Hop
 	if ch.align == nil {
 		if hops, _, err = FindRoute(cands, span, c.cfg.Cost, excluded); err != nil {
@@ -604,38 +610,62 @@ func (ch *Chain) send(st *stage, s *Step) error {
 // Forward runs all blocks on nTok = len(x)/Dim new positions, x updated in
 // place with the last stage's output (decoded from the wire encoding).
 func (ch *Chain) Forward(ctx context.Context, x []float32) error {
-	c := ch.c
-	d := c.cfg.Dim
-	switch {
-	case ch.closed:
-		return fmt.Errorf("%w: chain closed", ErrChain)
-	case ch.broken != nil:
-		return ch.broken
-	case len(x) == 0 || len(x)%d != 0:
+	d := ch.c.cfg.Dim
+	if len(x) == 0 || len(x)%d != 0 {
 		return fmt.Errorf("%w: %d hidden floats is not a positive multiple of %d", ErrChain, len(x), d)
-	case ch.n+len(x)/d > ch.maxLen:
-		return fmt.Errorf("%w: %d + %d positions > %d", ErrChain, ch.n, len(x)/d, ch.maxLen)
 	}
 	count := len(x) / d
-	in, err := EncodeActivations(c.cfg.Encoding, x)
+	in, err := EncodeActivations(ch.c.cfg.Encoding, x)
 	if err != nil {
 		return err
 	}
+	out, err := ch.forwardBytes(ctx, in, count)
+	if err != nil {
+		return err
+	}
+	y, err := DecodeActivations(ch.c.cfg.Encoding, out, count*d)
+	if err != nil {
+		return err
+	}
+	copy(x, y)
+	return nil
+}
+
+// forwardBytes runs the chain's blocks on count new positions given as
+// wire bytes and returns the last stage's output bytes. A step larger than
+// MaxActivationBytes is cut into several (the same bits as one batch).
+func (ch *Chain) forwardBytes(ctx context.Context, in []byte, count int) ([]byte, error) {
+	c := ch.c
+	switch {
+	case ch.closed:
+		return nil, fmt.Errorf("%w: chain closed", ErrChain)
+	case ch.broken != nil:
+		return nil, ch.broken
+	case count <= 0:
+		return nil, fmt.Errorf("%w: a step of %d positions", ErrChain, count)
+	case len(in) != count*c.bytesPerPos():
+		return nil, fmt.Errorf("%w: %d bytes for %d positions", ErrChain, len(in), count)
+	case ch.n+count > ch.maxLen:
+		return nil, fmt.Errorf("%w: %d + %d positions > %d", ErrChain, ch.n, count, ch.maxLen)
+	}
 	if len(in) > c.cfg.MaxActivationBytes {
-		// Split a long prompt: the same bits as one batch.
 		bpp := c.bytesPerPos()
 		per := max(c.cfg.MaxActivationBytes/bpp, 1)
+		var out []byte
 		for off := 0; off < count; off += per {
-			if err := ch.Forward(ctx, x[off*d:min(off+per, count)*d]); err != nil {
-				return err
+			n := min(per, count-off)
+			o, err := ch.forwardBytes(ctx, in[off*bpp:(off+n)*bpp], n)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, o...)
 		}
-		return nil
+		return out, nil
 	}
 	ch.cur = &stepBytes{start: ch.n, count: count, data: in}
 	ch.result = nil
 	clear(ch.receipts)
-	ch.hist[0].add(ch.n, count, in)
+	ch.hist[ch.span.Start].add(ch.n, count, in)
 	clear(ch.direct)
 	if err := ch.send(ch.stages[0], ch.step(ch.cur)); err != nil {
 		ch.direct[ch.stages[0]] = true // resent once the stage is replaced
@@ -643,19 +673,14 @@ func (ch *Chain) Forward(ctx context.Context, x []float32) error {
 	}
 	if err := ch.wait(ctx); err != nil {
 		ch.broken = fmt.Errorf("%w: %w", ErrChain, err)
-		return ch.broken
+		return nil, ch.broken
 	}
-	out, err := DecodeActivations(c.cfg.Encoding, ch.result, count*d)
-	if err != nil {
-		return err
-	}
-	copy(x, out)
 	ch.last = ch.cur
 	ch.n += count
 	ch.seq++
 	ch.stats.Steps++
 	ch.stats.Positions += int64(count)
-	return nil
+	return ch.result, nil
 }
 
 func (ch *Chain) step(s *stepBytes) *Step {
@@ -764,7 +789,7 @@ func (ch *Chain) missingReceipts() bool {
 func (ch *Chain) stuck() *stage {
 	for _, st := range ch.stages {
 		end := st.hop.Span.End
-		if end == ch.c.cfg.Blocks {
+		if end == ch.span.End {
 			return st
 		}
 		if h := ch.hist[end]; h == nil || h.n < ch.cur.start+ch.cur.count {
@@ -780,7 +805,7 @@ func (ch *Chain) output(st *stage, s *Step) {
 	if s.Dim != ch.c.cfg.Dim || s.Encoding != ch.c.cfg.Encoding {
 		return
 	}
-	if end == ch.c.cfg.Blocks {
+	if end == ch.span.End {
 		if s.Start == ch.cur.start && s.Count == ch.cur.count {
 			ch.result = bytes.Clone(s.Activations)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -24,6 +25,16 @@ type VerifyConfig struct {
 	// MaxRepairs bounds the recomputations of one lane in one step
 	// (default 4).
 	MaxRepairs int
+	// SpotRate, when above 0, checks a random fraction of the steps
+	// instead of running every step on Redundancy lanes: one chain serves
+	// the session, and on a checked step one more replica of every stage
+	// recomputes the step from the chain's own inputs to that stage. A
+	// mismatch escalates that stage to Redundancy replicas (at least 3)
+	// for the rest of the session, which outvote and replace the liar.
+	// A step that is not checked is not verified, and the report says so.
+	SpotRate float64
+	// Seed seeds the choice of checked steps.
+	Seed uint64
 }
 
 // StageVote is the outcome of one stage of one step.
@@ -61,13 +72,28 @@ type VerifyReport struct {
 	// DroppedLanes counts replica lanes given up because no server could
 	// take a blamed or failed replica's place: redundancy fell.
 	DroppedLanes int `json:"dropped_lanes"`
+
+	// SpotRate is the fraction of steps spot-checked (0: every step runs
+	// on every replica).
+	SpotRate float64 `json:"spot_rate,omitempty"`
+	// Unchecked steps (spot checks): some stage was not checked, so the
+	// step is not verified. Unanimous, ByMajority and Unverified count the
+	// steps checked at every stage.
+	Unchecked int `json:"unchecked,omitempty"`
+	// Escalated lists the stages a spot check found a mismatch at, which
+	// then ran on Redundancy replicas.
+	Escalated []string `json:"escalated,omitempty"`
+	// Short counts stage-steps that fewer replicas checked than wanted,
+	// for want of servers.
+	Short int `json:"short,omitempty"`
 }
 
 // Verified reports whether every step had a majority at every stage and
 // no replica disagreed. A disagreement that a majority outvoted is
 // reported, not hidden: two colluding replicas can outvote an honest one.
 func (r *VerifyReport) Verified() bool {
-	return r.Unverified == 0 && r.ByMajority == 0 && len(r.Disagreements) == 0 && r.DroppedLanes == 0
+	return r.Unverified == 0 && r.ByMajority == 0 && len(r.Disagreements) == 0 && r.DroppedLanes == 0 &&
+		r.Unchecked == 0 && r.Short == 0
 }
 
 type claimKey struct {
@@ -91,20 +117,26 @@ type claimKey struct {
 type VerifiedChain struct {
 	c      *Client
 	cfg    VerifyConfig
+	maxLen int
 	lanes  []*Chain
+	spot   *spotState // spot checks; nil when every step runs on every lane
 	spans  []dht.Span
 	report VerifyReport
 	step   int
 
 	mu     sync.Mutex
 	claims map[claimKey]*Chain // which lane has a server for a stage
+	blamed map[string]bool     // never routed to again in this session
 }
 
 // OpenVerified opens r lanes of aligned stages for a session of maxLen
-// positions.
+// positions; with cfg.SpotRate set, one lane and the spot checkers.
 func (c *Client) OpenVerified(ctx context.Context, maxLen int, cfg VerifyConfig) (*VerifiedChain, error) {
 	if cfg.Redundancy < 1 {
 		return nil, fmt.Errorf("%w: redundancy %d", ErrChain, cfg.Redundancy)
+	}
+	if !(cfg.SpotRate >= 0 && cfg.SpotRate <= 1) {
+		return nil, fmt.Errorf("%w: spot-check rate %v is not in [0, 1]", ErrChain, cfg.SpotRate)
 	}
 	if cfg.Reputation == nil {
 		cfg.Reputation = consensus.NewMemory(time.Hour)
@@ -112,8 +144,13 @@ func (c *Client) OpenVerified(ctx context.Context, maxLen int, cfg VerifyConfig)
 	if cfg.MaxRepairs <= 0 {
 		cfg.MaxRepairs = 4
 	}
-	v := &VerifiedChain{c: c, cfg: cfg, claims: make(map[claimKey]*Chain),
-		report: VerifyReport{Redundancy: cfg.Redundancy, Blamed: map[string]int{}, TimedOut: map[string]int{}}}
+	lanes := cfg.Redundancy
+	if cfg.SpotRate > 0 {
+		cfg.Redundancy = max(cfg.Redundancy, 3)
+		lanes = 1
+	}
+	v := &VerifiedChain{c: c, cfg: cfg, maxLen: maxLen, claims: make(map[claimKey]*Chain), blamed: make(map[string]bool),
+		report: VerifyReport{Redundancy: cfg.Redundancy, SpotRate: cfg.SpotRate, Blamed: map[string]int{}, TimedOut: map[string]int{}}}
 	first, err := c.Open(ctx, maxLen)
 	if err != nil {
 		return nil, err
@@ -123,28 +160,49 @@ func (c *Client) OpenVerified(ctx context.Context, maxLen int, cfg VerifyConfig)
 		v.spans = append(v.spans, h.Span)
 		v.claims[claimKey{h.Peer, h.Span}] = first
 	}
-	first.align, first.claim = v.spans, v.claimFor(first)
-	for len(v.lanes) < cfg.Redundancy {
-		tmp := &Chain{} // stands for the lane until it exists
-		lane, err := c.open(ctx, maxLen, v.spans, v.claimFor(tmp))
+	first.align, first.claim, first.avoid, first.waitReceipts = v.spans, v.claimFor(first), v.isBlamed, true
+	for len(v.lanes) < lanes {
+		lane, err := v.openReplica(ctx, first.span)
 		if err != nil {
 			v.Close()
-			return nil, fmt.Errorf("replica %d of %d: %w", len(v.lanes)+1, cfg.Redundancy, err)
+			return nil, fmt.Errorf("replica %d of %d: %w", len(v.lanes)+1, lanes, err)
 		}
-		v.mu.Lock()
-		for k, owner := range v.claims {
-			if owner == tmp {
-				v.claims[k] = lane
-			}
-		}
-		v.mu.Unlock()
-		lane.claim = v.claimFor(lane)
 		v.lanes = append(v.lanes, lane)
 	}
-	for _, l := range v.lanes {
-		l.waitReceipts = true
+	if cfg.SpotRate > 0 {
+		v.spot = &spotState{rng: rand.New(rand.NewPCG(cfg.Seed, 0x5b07)), checkers: make([][]*Chain, len(v.spans)),
+			escalated: make([]bool, len(v.spans))}
 	}
 	return v, nil
+}
+
+// openReplica opens a chain over span whose stages are aligned with the
+// session's and held by servers no other replica uses for them.
+func (v *VerifiedChain) openReplica(ctx context.Context, span dht.Span) (*Chain, error) {
+	tmp := &Chain{} // stands for the chain until it exists
+	ch, err := v.c.open(ctx, v.maxLen, span, v.spans, v.claimFor(tmp), v.isBlamed)
+	v.mu.Lock()
+	for k, owner := range v.claims {
+		if owner == tmp {
+			if err != nil {
+				delete(v.claims, k)
+			} else {
+				v.claims[k] = ch
+			}
+		}
+	}
+	v.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	ch.claim, ch.avoid, ch.waitReceipts = v.claimFor(ch), v.isBlamed, true
+	return ch, nil
+}
+
+func (v *VerifiedChain) isBlamed(p peer.ID) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.blamed[p.String()]
 }
 
 // claimFor reserves servers for stages of lane self: a server serves a
@@ -199,11 +257,33 @@ func (v *VerifiedChain) Stats() ChainStats {
 	return s
 }
 
-// Close ends every lane's sessions.
+// Checkers returns, per stage, the spot checkers' servers (nil without
+// spot checks).
+func (v *VerifiedChain) Checkers() [][]Hop {
+	if v.spot == nil {
+		return nil
+	}
+	out := make([][]Hop, len(v.spot.checkers))
+	for k, cs := range v.spot.checkers {
+		for _, chk := range cs {
+			out[k] = append(out[k], chk.Hops()...)
+		}
+	}
+	return out
+}
+
+// Close ends every lane's and checker's sessions.
 func (v *VerifiedChain) Close() error {
 	var errs []error
 	for _, l := range v.lanes {
 		errs = append(errs, l.Close())
+	}
+	if v.spot != nil {
+		for _, cs := range v.spot.checkers {
+			for _, chk := range cs {
+				errs = append(errs, chk.Close())
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -212,6 +292,9 @@ func (v *VerifiedChain) Close() error {
 // lanes that disagree with the majority, and writes the majority's output
 // into x.
 func (v *VerifiedChain) Forward(ctx context.Context, x []float32) error {
+	if v.spot != nil {
+		return v.forwardSpot(ctx, x)
+	}
 	errs := make([]error, len(v.lanes))
 	var wg sync.WaitGroup
 	for i, l := range v.lanes {
@@ -223,13 +306,8 @@ func (v *VerifiedChain) Forward(ctx context.Context, x []float32) error {
 		}()
 	}
 	wg.Wait()
-	now := time.Now()
 	for _, l := range v.lanes {
-		for _, p := range l.failed {
-			v.report.TimedOut[p.String()]++
-			v.cfg.Reputation.Record(p.String(), consensus.EventTimedOut, now)
-		}
-		l.failed = l.failed[:0]
+		v.collectFailed(l)
 	}
 	for i, err := range errs {
 		if err != nil {
@@ -249,6 +327,17 @@ func (v *VerifiedChain) Forward(ctx context.Context, x []float32) error {
 	return nil
 }
 
+// collectFailed reports the servers l replaced after a failure as timed
+// out.
+func (v *VerifiedChain) collectFailed(l *Chain) {
+	now := time.Now()
+	for _, p := range l.failed {
+		v.report.TimedOut[p.String()]++
+		v.cfg.Reputation.Record(p.String(), consensus.EventTimedOut, now)
+	}
+	l.failed = l.failed[:0]
+}
+
 // decide votes on stage k with the lanes' current receipts.
 func (v *VerifiedChain) decide(k int) (consensus.Decision, error) {
 	expected := make([]string, len(v.lanes))
@@ -264,6 +353,33 @@ func (v *VerifiedChain) decide(k int) (consensus.Decision, error) {
 	return consensus.Decide(expected, votes)
 }
 
+// record reports decision d on stage sp of the current step: reputation
+// events (every replica's when first is set, else only the blamed ones'),
+// blame, and the disagreement if replicas disagreed. It returns whether
+// all of them agreed.
+func (v *VerifiedChain) record(sp dht.Span, d consensus.Decision, first bool, now time.Time) bool {
+	sv := StageVote{Step: v.step, Span: sp.String(), Votes: d.Votes, Replicas: d.Replicas, Majority: d.Majority,
+		Dissenters: d.Dissenters(), Blamed: d.Blamed()}
+	if first {
+		consensus.Report(v.cfg.Reputation, d, now)
+	} else {
+		for _, p := range sv.Blamed {
+			v.cfg.Reputation.Record(p, consensus.EventDisagreed, now)
+		}
+	}
+	v.mu.Lock()
+	for _, p := range sv.Blamed {
+		v.report.Blamed[p]++
+		v.blamed[p] = true
+	}
+	v.mu.Unlock()
+	if d.Majority && d.Votes == d.Replicas {
+		return true
+	}
+	v.report.Disagreements = append(v.report.Disagreements, sv)
+	return false
+}
+
 // vote decides the stages of the step just run, first to last, repairing
 // the lanes that went wrong at a stage before deciding the next one, and
 // returns a lane whose output won.
@@ -277,21 +393,8 @@ func (v *VerifiedChain) vote(ctx context.Context) (int, error) {
 			if err != nil {
 				return 0, fmt.Errorf("%w: vote on blocks %s: %w", ErrChain, sp, err)
 			}
-			sv := StageVote{Step: v.step, Span: sp.String(), Votes: d.Votes, Replicas: d.Replicas, Majority: d.Majority,
-				Dissenters: d.Dissenters(), Blamed: d.Blamed()}
-			if attempt == 0 {
-				consensus.Report(v.cfg.Reputation, d, now)
-			} else {
-				for _, p := range sv.Blamed {
-					v.cfg.Reputation.Record(p, consensus.EventDisagreed, now)
-				}
-			}
-			if !d.Majority || d.Votes < d.Replicas {
+			if !v.record(sp, d, attempt == 0, now) {
 				unanimous = false
-				v.report.Disagreements = append(v.report.Disagreements, sv)
-			}
-			for _, p := range sv.Blamed {
-				v.report.Blamed[p]++
 			}
 			last = d
 			if !d.Majority {

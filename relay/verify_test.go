@@ -155,3 +155,52 @@ func TestCollusion(t *testing.T) {
 	}
 	t.Logf("report: %+v", vr)
 }
+
+// TestLiarsInOneLane: every stage's liar claims to be fastest, so one lane
+// gets all of them. Each is blamed once and replaced in turn (the stages
+// after a replaced one re-wired, not failed), a blamed server never comes
+// back once its ban's short backoff ends, and the output is an honest
+// run's.
+func TestLiarsInOneLane(t *testing.T) {
+	sw := newSwarm(t, "stories260K.gguf", ServerConfig{})
+	liars := map[string]bool{}
+	for _, sp := range []shard.Span{{Start: 0, End: 1}, {Start: 1, End: 2}, {Start: 2, End: 5}} {
+		for j, tp := range []float64{40, 20, 20, 10} {
+			sw.scfg.Throughput, sw.scfg.Fault = tp, Fault{}
+			if j == 0 {
+				sw.scfg.Fault = Fault{Kind: FaultZero, Rate: 1}
+			}
+			if sv := sw.add(sp); j == 0 {
+				liars[sv.Node.ID().String()] = true
+			}
+		}
+	}
+	sw.scfg.Throughput, sw.scfg.Fault = 1000, Fault{}
+	prompt := sw.prompt("The cat sat on the mat and")
+	const n = 8
+	c := sw.client(ClientConfig{StepTimeout: 2 * time.Second, Bans: NewBans(time.Millisecond, time.Millisecond)})
+	v, err := c.OpenVerified(t.Context(), len(prompt)+n, VerifyConfig{Redundancy: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for _, h := range v.Lanes()[0] {
+		if !liars[h.Peer.String()] {
+			t.Fatalf("the first lane %v is not the liars'", v.Lanes()[0])
+		}
+	}
+	got, err := generate(t, t.Context(), sw.ends(), v, prompt, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRun(t, "with a lane of liars", got, sw.local(prompt, n))
+	vr := v.Report()
+	if len(vr.Blamed) != len(liars) || len(vr.TimedOut) != 0 || vr.DroppedLanes != 0 || vr.Unverified != 0 {
+		t.Errorf("report %+v; want each liar blamed, no time-outs, no lane dropped", vr)
+	}
+	for p, k := range vr.Blamed {
+		if !liars[p] || k != 1 {
+			t.Errorf("%s (liar %v) blamed %d times; want liars once", p, liars[p], k)
+		}
+	}
+}
