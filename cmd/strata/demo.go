@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/stratanet/strata/dht"
 	"github.com/stratanet/strata/kernels"
@@ -20,15 +21,22 @@ import (
 var demoConfig = weights.SynthConfig{Arch: "llama", Dim: 256, FFN: 768, Layers: 4, Heads: 8, KVHeads: 4,
 	Vocab: 2048, Context: 512, Type: quant.Q8_0, Seed: 1}
 
+// demoStepTimeout is how long the demo's client waits for a step before
+// replacing the stage (the demo's model takes a millisecond a step).
+const demoStepTimeout = 2 * time.Second
+
 const demoText = "Once upon a time, a small swarm of machines ran one model together."
 
 func runDemo(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "demo", "demo [--nodes 3] [--model M] [--prompt T] [-n 32] [--encoding f32] [--keep DIR]",
+	fs := newFlags(e, "demo", "demo [--nodes 3] [--model M] [--prompt T] [-n 32] [--encoding f32] [--keep DIR] [--redundancy R | --verify-rate P] [--fault KIND[:RATE]]",
 		"Run Strata's main job on a built-in default: start a swarm of --nodes servers in this process on\n"+
 			"127.0.0.1, each serving a contiguous span of the model's blocks and announcing it in the DHT; start a\n"+
 			"client that finds a chain covering all blocks, print the chain, and stream a generation through it.\n"+
 			"With no --model, a small llama-shaped model is synthesized first (its weights are random, so its\n"+
-			"text is too). With --encoding f32 the tokens are checked against a single-process run.")
+			"text is too). With --encoding f32 the tokens are checked against a single-process run.\n"+
+			"With --redundancy or --verify-rate, each span gets enough replicas (and one spare) for verified\n"+
+			"generation; --fault makes one replica of each span misbehave (advertising a high throughput so\n"+
+			"that routes pick it) and the report shows it caught.")
 	model := fs.String("model", "", "use this GGUF model instead of a synthetic one")
 	keep := fs.String("keep", "", "write the synthetic model into DIR and keep it")
 	nodes := fs.Int("nodes", 3, "servers in the swarm")
@@ -36,8 +44,24 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	n := fs.Int("n", 32, "tokens to generate")
 	encName := fs.String("encoding", "f32", "activations on the wire: f32 (bit-exact), f16 or q8_0")
 	threads := fs.Int("threads", 1, "kernel threads per node")
+	faultStr := fs.String("fault", "", "one replica of each span misbehaves: noise, zero, stale, bitflip, slow or drop, with an optional :rate")
+	verify := verifyFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
+	}
+	vcfg, err := verify()
+	if err != nil {
+		return err
+	}
+	fault, err := relay.ParseFault(*faultStr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fault.Kind != relay.NoFault && vcfg == nil {
+		return fmt.Errorf("%w: --fault needs --redundancy or --verify-rate to catch it", errUsage)
+	}
+	if fault.Kind == relay.FaultSlow {
+		fault.Delay = 3 * demoStepTimeout
 	}
 	if *nodes < 1 || *n < 1 || *threads < 1 {
 		return fmt.Errorf("%w: --nodes, -n and --threads must be at least 1", errUsage)
@@ -80,9 +104,43 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "== model %s: %s, %d blocks, dim %d, model id %s\n", filepath.Base(path), cm.hp.Family.Name, cm.hp.Layers, cm.hp.Dim, cm.id)
 
 	spans := splitSpans(cm.hp.Layers, *nodes)
-	fmt.Fprintf(e.stdout, "\n== starting %d servers on 127.0.0.1\n", len(spans))
+	// Replicas of each span: one without verification; with it, enough
+	// for the votes and one spare to take a blamed replica's place.
+	replicas := 1
+	if vcfg != nil {
+		replicas = vcfg.Redundancy + 1
+		if vcfg.SpotRate > 0 {
+			replicas = max(vcfg.Redundancy, 3) + 1
+		}
+	}
+	type server struct {
+		span  shard.Span
+		cfg   relay.ServerConfig
+		fault bool
+	}
+	var servers []server
+	for _, sp := range spans {
+		for j := range replicas {
+			// Advertised throughputs make the routes predictable: the
+			// liar claims to be fastest, the spare slowest.
+			cfg := relay.ServerConfig{Model: cm.id, Version: version}
+			switch {
+			case replicas == 1:
+			case j == 0 && fault.Kind != relay.NoFault:
+				cfg.Fault, cfg.Throughput = fault, 40
+				cfg.Fault.Seed = uint64(len(servers))
+			case j == replicas-1:
+				cfg.Throughput = 10
+			default:
+				cfg.Throughput = 20
+			}
+			servers = append(servers, server{sp, cfg, cfg.Fault.Kind != relay.NoFault})
+		}
+	}
+	fmt.Fprintf(e.stdout, "\n== starting %d servers on 127.0.0.1\n", len(servers))
 	var boot []dht.Option
-	for i, sp := range spans {
+	for i, srv := range servers {
+		sp := srv.span
 		npool := kernels.NewPool(*threads)
 		defer npool.Close()
 		sh, err := shard.Open(cm.f, shard.Config{Span: sp, Pool: npool, Path: kpath})
@@ -91,7 +149,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		}
 		opts := append([]dht.Option{dht.WithDataDir(filepath.Join(tmp, fmt.Sprint("node", i))),
 			dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}, boot...)
-		sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: cm.id, Version: version}, opts...)
+		sv, err := relay.Serve(ctx, sh, srv.cfg, opts...)
 		if err != nil {
 			return err
 		}
@@ -99,7 +157,11 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		if i == 0 {
 			boot = []dht.Option{dht.WithBootstrapPeers(sv.Node.AddrInfo())}
 		}
-		fmt.Fprintf(e.stdout, "   node %d serves blocks %-5s as %s at %s\n", i, sp, sv.Node.ID(), sv.Node.Addrs()[0])
+		lies := ""
+		if srv.fault {
+			lies = " (faulty: " + srv.cfg.Fault.String() + ")"
+		}
+		fmt.Fprintf(e.stdout, "   node %d serves blocks %-5s as %s at %s%s\n", i, sp, sv.Node.ID(), sv.Node.Addrs()[0], lies)
 	}
 	node, err := dht.New(ctx, append([]dht.Option{dht.WithDataDir(filepath.Join(tmp, "client")),
 		dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}, boot...)...)
@@ -107,19 +169,23 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer node.Close()
-	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim, Encoding: enc})
+	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim, Encoding: enc,
+		StepTimeout: demoStepTimeout})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\n== generating %d tokens through the swarm (%s activations)\n", *n, enc)
 	fmt.Fprintf(e.stdout, "prompt: %q\n", *prompt)
 	scfg := shard.Greedy()
-	rep, err := swarmGenerate(ctx, e.stdout, cm, client, *prompt, *n, scfg, e.stdout)
+	rep, err := swarmGenerate(ctx, e.stdout, cm, client, *prompt, *n, scfg, vcfg, e.stdout)
 	if err != nil {
 		return err
 	}
 	st := rep.Stats
 	fmt.Fprintf(e.stdout, "\n%d tokens at %.1f tok/s; %d receipts signed and verified\n", len(rep.Tokens), rep.DecodeTokPerS, st.Receipts)
+	if rep.Verification != nil {
+		fmt.Fprintln(e.stdout, "verification:", verifyLine(rep.Verification))
+	}
 	if enc != relay.F32 {
 		return nil
 	}
@@ -128,6 +194,12 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if !slices.Equal(want, rep.Tokens) {
+		if v := rep.Verification; v != nil && v.Unchecked > 0 && fault.Kind != relay.NoFault {
+			// Spot checks catch a liar, not every lie: what it said on
+			// the steps before it was caught went through.
+			fmt.Fprintf(e.stdout, "same tokens as a single-process run: no — the faulty replicas' outputs on %d unchecked steps went through before a spot check caught them\n", v.Unchecked)
+			return nil
+		}
 		return fmt.Errorf("the swarm generated %v, a single process %v", rep.Tokens, want)
 	}
 	fmt.Fprintln(e.stdout, "same tokens as a single-process run: yes")

@@ -75,6 +75,66 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoVerified: with three replicas per span and one liar in each,
+// the demo's output is still a single process's, and the report names the
+// liars it blamed.
+func TestDemoVerified(t *testing.T) {
+	code, out, errOut := runCLI(t, "demo", "--redundancy", "3", "--fault", "zero", "-n", "8")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"starting 12 servers", "(faulty: zero)", "replica lane 3:", "3 replicas per stage: 8 steps",
+		"blamed: ", "same tokens as a single-process run: yes"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// Every blamed peer is one the demo made faulty.
+	faulty := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasSuffix(line, "(faulty: zero)") {
+			f := strings.Fields(line)
+			faulty[f[6]] = true
+		}
+	}
+	_, blamed, _ := strings.Cut(out, "blamed: ")
+	blamed, _, _ = strings.Cut(blamed, ";")
+	for _, b := range strings.Split(blamed, ", ") {
+		if p, _, _ := strings.Cut(b, " "); !faulty[p] {
+			t.Errorf("blamed %q is not one of the faulty nodes %v", p, faulty)
+		}
+	}
+}
+
+// TestDemoSpotChecks: spot checks on an honest swarm; the report does not
+// claim the unchecked steps were verified.
+func TestDemoSpotChecks(t *testing.T) {
+	code, out, errOut := runCLI(t, "demo", "--verify-rate", "0.5", "-n", "8")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"spot checks at rate 0.5 (escalation to 3 replicas): 8 steps", "NOT fully verified",
+		"same tokens as a single-process run: yes"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestDemoVerifyUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"demo", "--fault", "zero"},
+		{"demo", "--redundancy", "0"},
+		{"demo", "--verify-rate", "1.5"},
+		{"demo", "--redundancy", "3", "--fault", "lies"},
+		{"generate", "--verify-rate", "-1", "--model", "m", "--bootstrap", "/ip4/127.0.0.1/tcp/1"},
+	} {
+		if code, _, errOut := runCLI(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage): %s", args, code, errOut)
+		}
+	}
+}
+
 func TestInspectRealModel(t *testing.T) {
 	path := testenv.Shared(t, "models/stories260K.gguf")
 	code, out, errOut := runCLI(t, "inspect", path, "--json", "--tensors")

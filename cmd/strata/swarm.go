@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -198,6 +200,11 @@ type generateReport struct {
 	Encoding       string           `json:"encoding"`
 	Chain          []chainHop       `json:"chain"`
 	Stats          relay.ChainStats `json:"stats"`
+	// With verification: every replica lane's chain (the first is Chain),
+	// the spot checkers per stage, and what the votes found.
+	Lanes        [][]chainHop        `json:"lanes,omitempty"`
+	Checkers     [][]chainHop        `json:"checkers,omitempty"`
+	Verification *relay.VerifyReport `json:"verification,omitempty"`
 }
 
 type chainHop struct {
@@ -205,9 +212,9 @@ type chainHop struct {
 	Span string `json:"span"`
 }
 
-func hopsOf(ch *relay.Chain) []chainHop {
+func hopsOf(hops []relay.Hop) []chainHop {
 	var out []chainHop
-	for _, h := range ch.Hops() {
+	for _, h := range hops {
 		out = append(out, chainHop{Peer: h.Peer.String(), Span: h.Span.String()})
 	}
 	return out
@@ -240,8 +247,60 @@ func openClientModel(path string, pool *kernels.Pool, kpath kernels.Path) (*clie
 
 // swarmGenerate runs one generation through a chain and streams its text
 // to w (unless w is nil); it returns the report.
+// verifyFlags adds --redundancy and --verify-rate to fs; the function it
+// returns gives the verification asked for (nil for none).
+func verifyFlags(fs *flag.FlagSet) func() (*relay.VerifyConfig, error) {
+	r := fs.Int("redundancy", 1, "run every step on this many replicas of each stage and go on with the BLAKE3 hash majority")
+	rate := fs.Float64("verify-rate", 0, "spot-check this fraction of steps on a second replica of each stage instead, escalating a stage to --redundancy (at least 3) replicas on a mismatch")
+	return func() (*relay.VerifyConfig, error) {
+		if *r < 1 || !(*rate >= 0 && *rate <= 1) {
+			return nil, fmt.Errorf("%w: --redundancy must be at least 1 and --verify-rate in [0, 1]", errUsage)
+		}
+		if *r == 1 && *rate == 0 {
+			return nil, nil
+		}
+		return &relay.VerifyConfig{Redundancy: *r, SpotRate: *rate}, nil
+	}
+}
+
+// verifyLine sums up a verification report in one line.
+func verifyLine(v *relay.VerifyReport) string {
+	var b strings.Builder
+	if v.SpotRate > 0 {
+		fmt.Fprintf(&b, "spot checks at rate %g (escalation to %d replicas): %d steps, %d checked at every stage (%d unanimous, %d by majority, %d without a majority), %d not",
+			v.SpotRate, v.Redundancy, v.Steps, v.Unanimous+v.ByMajority+v.Unverified, v.Unanimous, v.ByMajority, v.Unverified, v.Unchecked)
+	} else {
+		fmt.Fprintf(&b, "%d replicas per stage: %d steps, %d unanimous, %d by majority, %d without a majority",
+			v.Redundancy, v.Steps, v.Unanimous, v.ByMajority, v.Unverified)
+	}
+	if len(v.Escalated) > 0 {
+		fmt.Fprintf(&b, "; escalated blocks %s", strings.Join(v.Escalated, ", "))
+	}
+	for _, m := range []struct {
+		what string
+		by   map[string]int
+	}{{"blamed", v.Blamed}, {"timed out", v.TimedOut}} {
+		peers := slices.Sorted(maps.Keys(m.by))
+		for i, p := range peers {
+			peers[i] = fmt.Sprintf("%s ×%d", p, m.by[p])
+		}
+		if len(peers) > 0 {
+			fmt.Fprintf(&b, "; %s: %s", m.what, strings.Join(peers, ", "))
+		}
+	}
+	if v.DroppedLanes > 0 || v.Short > 0 {
+		fmt.Fprintf(&b, "; %d replica lanes dropped and %d stage-steps short of replicas, for want of servers", v.DroppedLanes, v.Short)
+	}
+	if v.Verified() {
+		b.WriteString("; verified")
+	} else {
+		b.WriteString("; NOT fully verified")
+	}
+	return b.String()
+}
+
 func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *relay.Client, prompt string, n int,
-	scfg shard.SamplerConfig, chainOut io.Writer) (*generateReport, error) {
+	scfg shard.SamplerConfig, vcfg *relay.VerifyConfig, chainOut io.Writer) (*generateReport, error) {
 	toks, err := cm.tok.Encode(prompt, true, false)
 	if err != nil {
 		return nil, err
@@ -252,15 +311,40 @@ func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *re
 	if len(toks)+n > cm.hp.ContextLength {
 		return nil, fmt.Errorf("prompt of %d tokens + %d to generate exceeds the model's context of %d", len(toks), n, cm.hp.ContextLength)
 	}
-	ch, err := client.Open(ctx, len(toks)+n)
-	if err != nil {
-		return nil, err
+	var (
+		body    shard.Body
+		chain   *relay.Chain
+		checked *relay.VerifiedChain
+	)
+	if vcfg != nil {
+		if checked, err = client.OpenVerified(ctx, len(toks)+n, *vcfg); err != nil {
+			return nil, err
+		}
+		defer checked.Close()
+		body = checked
+	} else {
+		if chain, err = client.Open(ctx, len(toks)+n); err != nil {
+			return nil, err
+		}
+		defer chain.Close()
+		body = chain
 	}
-	defer ch.Close()
+	lanes := func() [][]relay.Hop {
+		if checked != nil {
+			return checked.Lanes()
+		}
+		return [][]relay.Hop{chain.Hops()}
+	}
 	if chainOut != nil {
-		fmt.Fprintln(chainOut, "chain:")
-		for _, h := range ch.Hops() {
-			fmt.Fprintf(chainOut, "  blocks %-7s on %s\n", h.Span, h.Peer)
+		for i, lane := range lanes() {
+			if i == 0 {
+				fmt.Fprintln(chainOut, "chain:")
+			} else {
+				fmt.Fprintf(chainOut, "replica lane %d:\n", i+1)
+			}
+			for _, h := range lane {
+				fmt.Fprintf(chainOut, "  blocks %-7s on %s\n", h.Span, h.Peer)
+			}
 		}
 	}
 	smp, err := shard.NewSampler(scfg, nil)
@@ -269,7 +353,7 @@ func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *re
 	}
 	rep := &generateReport{Prompt: prompt, PromptTokens: toks, Tokens: []int32{}, Seed: scfg.Seed}
 	dec := cm.tok.NewStreamDecoder(false)
-	stats, err := shard.Generate(ctx, cm.ends, ch, toks, n, smp, nil, func(s shard.Step) error {
+	stats, err := shard.Generate(ctx, cm.ends, body, toks, n, smp, nil, func(s shard.Step) error {
 		rep.Tokens = append(rep.Tokens, s.Token)
 		piece, err := dec.Push(s.Token)
 		if err != nil {
@@ -290,15 +374,32 @@ func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *re
 		return nil, err
 	}
 	rep.PrefillTokPerS, rep.DecodeTokPerS = stats.PrefillTokensPerSec(), stats.DecodeTokensPerSec()
-	rep.Chain, rep.Stats = hopsOf(ch), ch.Stats()
+	ls := lanes()
+	rep.Chain = hopsOf(ls[0])
+	if checked != nil {
+		rep.Stats = checked.Stats()
+		vr := checked.Report()
+		rep.Verification = &vr
+		for _, l := range ls {
+			rep.Lanes = append(rep.Lanes, hopsOf(l))
+		}
+		for _, c := range checked.Checkers() {
+			rep.Checkers = append(rep.Checkers, hopsOf(c))
+		}
+	} else {
+		rep.Stats = chain.Stats()
+	}
 	return rep, nil
 }
 
 func runGenerate(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "generate", "generate --bootstrap MULTIADDR --model M --prompt T [-n N] [sampling flags] [--json]",
+	fs := newFlags(e, "generate", "generate --bootstrap MULTIADDR --model M --prompt T [-n N] [sampling flags] [--redundancy R | --verify-rate P] [--json]",
 		"Generate text through the swarm: this client holds the tokenizer, the embedding and the output\n"+
 			"head of M; it finds a chain of servers covering all blocks in the DHT and streams the tokens to\n"+
-			"stdout. Failed stages are replaced (and their KV caches replayed) without changing the output.")
+			"stdout. Failed stages are replaced (and their KV caches replayed) without changing the output.\n"+
+			"With --redundancy R every step runs on R replicas of each stage and the BLAKE3 hash majority wins;\n"+
+			"a replica that lied is blamed, dropped and replaced. --verify-rate P checks a random fraction P\n"+
+			"of the steps on a second replica instead. The verification report goes to stderr (or --json).")
 	model := fs.String("model", "", "GGUF model (required; the client reads only its tokenizer, embedding and head)")
 	prompt := fs.String("prompt", "", "prompt text")
 	n := fs.Int("n", 128, "tokens to generate")
@@ -308,7 +409,12 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	nf := addNetFlags(fs, "directory for this client's identity key (default: a fresh temporary one)")
 	sampler := samplerFlags(fs)
 	engine := engineFlags(fs)
+	verify := verifyFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	vcfg, err := verify()
+	if err != nil {
 		return err
 	}
 	if *model == "" || len(nf.bootstrap) == 0 {
@@ -358,7 +464,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		out = nil
 	}
-	rep, err := swarmGenerate(ctx, out, cm, client, *prompt, *n, scfg, e.stderr)
+	rep, err := swarmGenerate(ctx, out, cm, client, *prompt, *n, scfg, vcfg, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -372,6 +478,9 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "prompt %d tokens at %.1f tok/s, generated %d at %.1f tok/s; %d failovers, %d migrations, %d positions replayed, %d receipts verified (seed %d)\n",
 		len(rep.PromptTokens), rep.PrefillTokPerS, len(rep.Tokens), rep.DecodeTokPerS, st.Failovers, st.Migrations,
 		st.ReplayedPositions, st.Receipts, scfg.Seed)
+	if rep.Verification != nil {
+		fmt.Fprintln(e.stderr, "verification:", verifyLine(rep.Verification))
+	}
 	if st.BadReceipts > 0 || st.Mismatches > 0 {
 		return fmt.Errorf("%d receipts did not verify and %d outputs differed between copies", st.BadReceipts, st.Mismatches)
 	}
