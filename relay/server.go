@@ -114,6 +114,8 @@ type ServerStats struct {
 	Expired        int64         // sessions dropped for idleness
 	Rejected       int64         // frames answered with an error
 	ComputeTime    time.Duration // time in the shard's forward passes
+	HashTime       time.Duration // time in BLAKE3: input, history and output hashes of receipts
+	SignTime       time.Duration // time signing receipts (Ed25519)
 	ForwardFailure int64         // steps whose next hop could not be reached
 	// Faults counts the steps whose output ServerConfig.Fault changed,
 	// delayed or dropped (a step run again after a rollback counts once,
@@ -851,8 +853,11 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	if err != nil {
 		return fail(CodeBadFrame, "%v", err)
 	}
-	in := blake3.Sum256(st.Activations)
 	t0 := time.Now()
+	in := blake3.Sum256(st.Activations)
+	ss.history = advanceHistory(ss.history, st.Activations, st.Count)
+	hashing := time.Since(t0)
+	t0 = time.Now()
 	if err := ss.sh.Forward(context.Background(), x); err != nil {
 		return fail(CodeInternal, "%v", err)
 	}
@@ -861,7 +866,6 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	if err != nil {
 		return fail(CodeInternal, "%v", err)
 	}
-	ss.history = advanceHistory(ss.history, st.Activations, st.Count)
 	ss.nextSeq = st.Seq + 1
 	ss.marks = append(ss.marks, mark{n: ss.sh.Len(), history: ss.history})
 	out, delay, dropped := s.fault.apply(ss.id, st.Seq, ss.enc, x, out)
@@ -877,15 +881,21 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	}
 	outStep := &Step{SessionID: ss.id, Seq: st.Seq, Start: st.Start, Count: st.Count, Dim: st.Dim, Encoding: ss.enc, Activations: out}
 	fwdErr := s.forward(ss, outStep)
+	t0 = time.Now()
 	rc := &Receipt{SessionID: ss.id, Seq: st.Seq, Span: ss.open.Span, Tokens: st.Count,
 		InputHash: in, OutputHash: blake3.Sum256(out), HistoryHash: ss.history, PeerID: s.node.ID().String()}
+	hashing += time.Since(t0)
+	t0 = time.Now()
 	if rc.Signature, err = s.key.Sign(rc.SigningBytes()); err != nil {
 		return fail(CodeInternal, "sign receipt: %v", err)
 	}
+	signing := time.Since(t0)
 	s.mu.Lock()
 	s.stats.Steps++
 	s.stats.Positions += int64(st.Count)
 	s.stats.ComputeTime += compute
+	s.stats.HashTime += hashing
+	s.stats.SignTime += signing
 	if fwdErr != nil {
 		s.stats.ForwardFailure++
 	}
