@@ -25,6 +25,9 @@ const (
 	// TargetVsBound is the most per-token time on an emulated link, as a
 	// multiple of [SwarmRow.BoundMS].
 	TargetVsBound = 1.1
+	// TargetHashShare is the most of the servers' step time that hashing
+	// receipts may take in a verified row.
+	TargetHashShare = 0.01
 )
 
 // SwarmConfig is a swarm decode benchmark: for every number of stages and
@@ -63,6 +66,12 @@ type SwarmConfig struct {
 	// Encoding of activations between stages (default relay.F16; relay.F32
 	// makes the swarm compute the bits of one process).
 	Encoding relay.Encoding
+	// Redundancy lists the replica counts to measure (default 1): with r
+	// > 1 every span is served by r servers and the client runs verified
+	// generation (relay.VerifiedChain) over r lanes. On one machine the
+	// replicas share its cores, so compute-bound rows slow down about r
+	// times; HashShare is the part that verification itself costs.
+	Redundancy []int
 	// PromptTokens (default 32) is the prompt, run as one batch; GenTokens
 	// (default 32) is the number of decode steps timed; Runs (default 3) is
 	// the number of measured runs, of which the median is reported.
@@ -82,6 +91,14 @@ func (c *SwarmConfig) defaults() error {
 	for _, n := range c.Stages {
 		if n <= 0 {
 			return fmt.Errorf("bench: %d stages", n)
+		}
+	}
+	if len(c.Redundancy) == 0 {
+		c.Redundancy = []int{1}
+	}
+	for _, r := range c.Redundancy {
+		if r <= 0 {
+			return fmt.Errorf("bench: redundancy %d", r)
 		}
 	}
 	if len(c.Links) == 0 {
@@ -144,8 +161,16 @@ type SwarmReport struct {
 // the link's latency and, on a bandwidth-limited link, the transmission
 // time of one position's activations in the chosen encoding (frame
 // headers left out).
+//
+// With Redundancy r > 1, ServerComputeMS is the servers' compute summed
+// over stages and averaged over the r replicas (one lane's worth);
+// HashMS is the BLAKE3 time of every replica's receipts (input, history
+// and output hashes) per token, SignMS their Ed25519 signing, and
+// HashShare = HashMS / (HashMS + all replicas' compute): the part of the
+// servers' step time that hashing takes.
 type SwarmRow struct {
 	Stages          int       `json:"stages"`
+	Redundancy      int       `json:"redundancy"`
 	StageThreads    int       `json:"stage_threads"` // each stage's pool
 	Spans           string    `json:"spans"`         // the blocks of each stage, e.g. "0-2,2-4"
 	Link            string    `json:"link"`
@@ -160,6 +185,12 @@ type SwarmRow struct {
 	VsLocal         float64   `json:"vs_local"` // DecodeTokS / the local decode tok/s
 	BoundMS         float64   `json:"bound_ms"`
 	VsBound         float64   `json:"vs_bound"` // PerTokenMS / BoundMS
+	HashMS          float64   `json:"hash_ms"`
+	SignMS          float64   `json:"sign_ms"`
+	HashShare       float64   `json:"hash_share"`
+	// VsR1 is DecodeTokS over the same stages and link's r = 1 row (when
+	// measured).
+	VsR1 float64 `json:"vs_r1,omitempty"`
 	// Tokens are the tokens of the reported run (first, from prefill,
 	// included).
 	Tokens []int32 `json:"-"`
@@ -171,6 +202,13 @@ type SwarmRow struct {
 func (r *SwarmReport) Misses() []string {
 	var out []string
 	for _, row := range r.Rows {
+		if row.Redundancy > 1 {
+			if row.HashShare > TargetHashShare {
+				out = append(out, fmt.Sprintf("%d stages × %d replicas, link %s: hashing %.2f%% of step time, target %.0f%%",
+					row.Stages, row.Redundancy, row.Link, 100*row.HashShare, 100*TargetHashShare))
+			}
+			continue
+		}
 		if row.Stages == 4 && row.Link == (relay.Link{}).String() && row.VsLocal < TargetVsLocal {
 			out = append(out, fmt.Sprintf("%d stages, link %s: %.1f%% of local decode tok/s, target %.0f%%",
 				row.Stages, row.Link, 100*row.VsLocal, 100*TargetVsLocal))
@@ -219,13 +257,20 @@ func RunSwarm(ctx context.Context, c SwarmConfig) (*SwarmReport, error) {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%d stages skipped: the model has %d blocks", n, hp.Layers))
 			continue
 		}
-		for _, l := range c.Links {
-			row, err := sw.row(ctx, n, l)
-			if err != nil {
-				return nil, fmt.Errorf("bench: %d stages, link %s: %w", n, l, err)
+		for _, r := range c.Redundancy {
+			for li, l := range c.Links {
+				row, err := sw.row(ctx, n, r, l)
+				if err != nil {
+					return nil, fmt.Errorf("bench: %d stages × %d replicas, link %s: %w", n, r, l, err)
+				}
+				row.VsLocal = row.DecodeTokS / local.DecodeTokS
+				for _, prev := range rep.Rows {
+					if prev.Stages == n && prev.Redundancy == 1 && prev.Link == c.Links[li].String() {
+						row.VsR1 = row.DecodeTokS / prev.DecodeTokS
+					}
+				}
+				rep.Rows = append(rep.Rows, *row)
 			}
-			row.VsLocal = row.DecodeTokS / local.DecodeTokS
-			rep.Rows = append(rep.Rows, *row)
 		}
 	}
 	return rep, nil
@@ -302,7 +347,7 @@ func (sw *swarmBench) pool(s *swarm, threads int) *kernels.Pool {
 
 // start starts the servers of spans and the client on 127.0.0.1. On error
 // what was started is closed.
-func (sw *swarmBench) start(ctx context.Context, spans []shard.Span, threads int, link relay.Link) (_ *swarm, err error) {
+func (sw *swarmBench) start(ctx context.Context, spans []shard.Span, replicas, threads int, link relay.Link) (_ *swarm, err error) {
 	s := &swarm{}
 	defer func() {
 		if err != nil {
@@ -313,22 +358,10 @@ func (sw *swarmBench) start(ctx context.Context, spans []shard.Span, threads int
 	scfg := relay.ServerConfig{Model: sw.model, Link: link, Throughput: 1}
 	var boot *dht.Node
 	for _, sp := range spans {
-		sh, err := shard.Open(sw.f, shard.Config{Span: sp, Pool: sw.pool(s, threads), Path: c.Path, KVType: c.KVType})
-		if err != nil {
-			return nil, err
-		}
-		opts, err := sw.loopback(s, boot)
-		if err != nil {
-			return nil, err
-		}
-		sv, err := relay.Serve(ctx, sh, scfg, opts...)
-		if err != nil {
-			return nil, err
-		}
-		s.closers = append(s.closers, sv.Close)
-		s.servers = append(s.servers, sv)
-		if boot == nil {
-			boot = sv.Node
+		for range replicas {
+			if err := sw.serve(ctx, s, sp, threads, scfg, &boot); err != nil {
+				return nil, err
+			}
 		}
 	}
 	opts, err := sw.loopback(s, boot)
@@ -352,41 +385,68 @@ func (sw *swarmBench) start(ctx context.Context, spans []shard.Span, threads int
 	return s, nil
 }
 
-// row measures n stages on link.
-func (sw *swarmBench) row(ctx context.Context, n int, link relay.Link) (_ *SwarmRow, err error) {
+// serve starts one server of sp; the first becomes the bootstrap node.
+func (sw *swarmBench) serve(ctx context.Context, s *swarm, sp shard.Span, threads int, scfg relay.ServerConfig, boot **dht.Node) error {
+	c := sw.cfg
+	sh, err := shard.Open(sw.f, shard.Config{Span: sp, Pool: sw.pool(s, threads), Path: c.Path, KVType: c.KVType})
+	if err != nil {
+		return err
+	}
+	opts, err := sw.loopback(s, *boot)
+	if err != nil {
+		return err
+	}
+	sv, err := relay.Serve(ctx, sh, scfg, opts...)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, sv.Close)
+	s.servers = append(s.servers, sv)
+	if *boot == nil {
+		*boot = sv.Node
+	}
+	return nil
+}
+
+// row measures n stages of r replicas each on link.
+func (sw *swarmBench) row(ctx context.Context, n, r int, link relay.Link) (_ *SwarmRow, err error) {
 	c := sw.cfg
 	spans := splitBlocks(sw.hp.Layers, n)
 	threads := max(1, c.Threads/n)
 	if c.StageThreads > 0 {
 		threads = c.StageThreads
 	}
-	s, err := sw.start(ctx, spans, threads, link)
+	s, err := sw.start(ctx, spans, r, threads, link)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
 	var runs []swarmRun
 	for rep := -1; rep < c.Runs; rep++ { // rep -1 is the warm-up
-		r, err := sw.run(ctx, s, spans)
+		run, err := sw.run(ctx, s, spans, r)
 		if err != nil {
 			return nil, err
 		}
 		if rep >= 0 {
-			runs = append(runs, r)
+			runs = append(runs, run)
 		}
 	}
-	row := &SwarmRow{Stages: n, StageThreads: threads, Spans: spansString(spans), Link: link.String(), Hops: n + 1}
-	for _, r := range runs {
-		row.DecodeRuns = append(row.DecodeRuns, r.st.DecodeTokensPerSec())
+	row := &SwarmRow{Stages: n, Redundancy: r, StageThreads: threads, Spans: spansString(spans), Link: link.String(), Hops: n + 1}
+	for _, run := range runs {
+		row.DecodeRuns = append(row.DecodeRuns, run.st.DecodeTokensPerSec())
 	}
 	slices.SortFunc(runs, func(a, b swarmRun) int { return int(a.st.Decode - b.st.Decode) })
-	r := runs[(len(runs)-1)/2]
-	tokens := float64(r.st.GenTokens - 1) // decoded positions
+	run := runs[(len(runs)-1)/2]
+	tokens := float64(run.st.GenTokens - 1) // decoded positions
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / tokens }
-	row.DecodeTokS = r.st.DecodeTokensPerSec()
-	row.PerTokenMS = ms(r.st.Decode)
-	row.ServerComputeMS = ms(r.serverCompute)
-	row.ClientComputeMS = ms(r.st.Decode - r.body)
+	row.DecodeTokS = run.st.DecodeTokensPerSec()
+	row.PerTokenMS = ms(run.st.Decode)
+	row.ServerComputeMS = ms(run.serverCompute) / float64(r)
+	row.ClientComputeMS = ms(run.st.Decode - run.body)
+	row.HashMS, row.SignMS = ms(run.hash), ms(run.sign)
+	if all := row.HashMS + ms(run.serverCompute); all > 0 {
+		row.HashShare = row.HashMS / all
+	}
 	row.ComputeMS = row.ServerComputeMS + row.ClientComputeMS
 	row.NetworkMS = row.PerTokenMS - row.ComputeMS
 	hop := link.Latency
@@ -399,7 +459,7 @@ func (sw *swarmBench) row(ctx context.Context, n int, link relay.Link) (_ *Swarm
 	}
 	row.BoundMS = row.ComputeMS + float64(time.Duration(row.Hops)*hop)/float64(time.Millisecond)
 	row.VsBound = row.PerTokenMS / row.BoundMS
-	row.Tokens = r.tokens
+	row.Tokens = run.tokens
 	return row, nil
 }
 
@@ -416,6 +476,7 @@ type swarmRun struct {
 	st            shard.GenStats
 	body          time.Duration // in the chain's Forward during decode
 	serverCompute time.Duration // the stages' compute during decode
+	hash, sign    time.Duration // the stages' receipt hashing and signing during decode
 	tokens        []int32
 }
 
@@ -436,17 +497,53 @@ func (b *timedBody) Forward(ctx context.Context, x []float32) error {
 	return err
 }
 
-// run opens a chain, checks that it is made of spans on distinct servers
-// in order, and generates through it.
-func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span) (swarmRun, error) {
+// run opens a chain (r verified lanes for r > 1), checks that it is made
+// of spans on distinct servers in order, and generates through it.
+func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, replicas int) (swarmRun, error) {
 	c := sw.cfg
 	var r swarmRun
-	ch, err := s.client.Open(ctx, c.PromptTokens+c.GenTokens+1)
-	if err != nil {
-		return r, err
+	var (
+		ch    shard.Body
+		lanes func() [][]relay.Hop
+		stats func() relay.ChainStats
+	)
+	maxLen := c.PromptTokens + c.GenTokens + 1
+	if replicas > 1 {
+		v, err := s.client.OpenVerified(ctx, maxLen, relay.VerifyConfig{Redundancy: replicas})
+		if err != nil {
+			return r, err
+		}
+		defer v.Close()
+		ch, lanes, stats = v, v.Lanes, v.Stats
+	} else {
+		one, err := s.client.Open(ctx, maxLen)
+		if err != nil {
+			return r, err
+		}
+		defer one.Close()
+		ch, stats = one, one.Stats
+		lanes = func() [][]relay.Hop { return [][]relay.Hop{one.Hops()} }
 	}
-	defer ch.Close()
-	if err := checkHops(ch.Hops(), spans, s.servers); err != nil {
+	checkLanes := func() error {
+		ls := lanes()
+		if len(ls) != replicas {
+			return fmt.Errorf("%d replica lanes, want %d", len(ls), replicas)
+		}
+		seen := map[string]bool{}
+		for _, l := range ls {
+			if err := checkHops(l, spans, s.servers); err != nil {
+				return err
+			}
+			for _, h := range l {
+				if seen[h.Peer.String()] {
+					return fmt.Errorf("server %s in two lanes", h.Peer)
+				}
+				seen[h.Peer.String()] = true
+			}
+		}
+		return nil
+	}
+	if err := checkLanes(); err != nil {
 		return r, err
 	}
 	base := make([]relay.ServerStats, len(s.servers))
@@ -457,7 +554,7 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span) (sw
 	// step's output on, so the client may see the output first: wait
 	// (briefly, it is a matter of microseconds) until every stage has
 	// counted its steps.
-	stats := func(steps int64) ([]relay.ServerStats, error) {
+	serverStats := func(steps int64) ([]relay.ServerStats, error) {
 		deadline := time.Now().Add(time.Second)
 		out := make([]relay.ServerStats, len(s.servers))
 		for i, sv := range s.servers {
@@ -479,7 +576,7 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span) (sw
 	r.st, err = shard.Generate(ctx, s.ends, body, sw.prompt, c.GenTokens+1, smp, nil, func(st shard.Step) error {
 		if len(r.tokens) == 0 {
 			var err error
-			if atDecode, err = stats(1); err != nil {
+			if atDecode, err = serverStats(1); err != nil {
 				return err
 			}
 		}
@@ -489,18 +586,25 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span) (sw
 	if err != nil {
 		return r, err
 	}
-	end, err := stats(int64(c.GenTokens) + 1)
+	end, err := serverStats(int64(c.GenTokens) + 1)
 	if err != nil {
 		return r, err
 	}
 	for i := range end {
 		r.serverCompute += end[i].ComputeTime - atDecode[i].ComputeTime
+		r.hash += end[i].HashTime - atDecode[i].HashTime
+		r.sign += end[i].SignTime - atDecode[i].SignTime
 	}
 	r.body = body.decode
-	if cs := ch.Stats(); cs.Failovers != 0 || cs.Migrations != 0 || cs.ReplayedPositions != 0 {
+	if cs := stats(); cs.Failovers != 0 || cs.Migrations != 0 || cs.ReplayedPositions != 0 {
 		return r, fmt.Errorf("chain was repaired during the run: %+v", cs)
 	}
-	return r, checkHops(ch.Hops(), spans, s.servers)
+	if v, ok := ch.(*relay.VerifiedChain); ok {
+		if vr := v.Report(); !vr.Verified() {
+			return r, fmt.Errorf("honest replicas disagreed: %+v", vr)
+		}
+	}
+	return r, checkLanes()
 }
 
 // checkHops reports whether hops are spans, in order, served by distinct

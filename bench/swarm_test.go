@@ -108,3 +108,31 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("1 stage at %v: network %.3f ms per token, want at least 2 hops' latency", lat, rep.Rows[1].NetworkMS)
 	}
 }
+
+// TestSwarmRedundancy: verified rows run every span on r servers over r
+// lanes, generate the local run's tokens, and account for receipt hashing
+// and signing; the r = 1 row is the reference of VsR1.
+func TestSwarmRedundancy(t *testing.T) {
+	model := testenv.Shared(t, "models/stories260K.gguf")
+	c := SwarmConfig{ModelPath: model, Stages: []int{2}, Redundancy: []int{1, 3}, Links: []relay.Link{{}},
+		Threads: 2, Path: kernels.Best(), Encoding: relay.F32, PromptTokens: 8, GenTokens: 8, Runs: 1}
+	rep, err := RunSwarm(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(rep.Rows))
+	}
+	want := localTokens(t, model, c.PromptTokens, c.GenTokens)
+	for i, row := range rep.Rows {
+		if row.Redundancy != c.Redundancy[i] || !cmp.Equal(row.Tokens, want) {
+			t.Errorf("row %d: redundancy %d, tokens %v; want %d and the local run's %v", i, row.Redundancy, row.Tokens, c.Redundancy[i], want)
+		}
+		if !(row.HashMS > 0 && row.SignMS > 0 && row.HashShare > 0 && row.HashShare < 1) {
+			t.Errorf("row %d: hash %.4f ms, sign %.4f ms, share %.4f; want positive, share below 1", i, row.HashMS, row.SignMS, row.HashShare)
+		}
+	}
+	if r3 := rep.Rows[1]; !(r3.VsR1 > 0) || rep.Rows[0].VsR1 != 0 {
+		t.Errorf("vs r=1: %v and %v; want 0 for the r=1 row and positive for r=3", rep.Rows[0].VsR1, r3.VsR1)
+	}
+}

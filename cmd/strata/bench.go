@@ -16,15 +16,19 @@ var benchCommands = []command{
 }
 
 func runBenchSwarm(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench swarm", "bench swarm --model M [--stages 1,2,4] [--link none --link rtt=20ms ...] [--threads N] [--stage-threads N] [--encoding f16] [--prompt 32] [--gen 32] [--reps 3]",
+	fs := newFlags(e, "bench swarm", "bench swarm --model M [--stages 1,2,4] [--redundancy 1,3] [--link none --link rtt=20ms ...] [--threads N] [--stage-threads N] [--encoding f16] [--prompt 32] [--gen 32] [--reps 3]",
 		"Measure decode speed through a swarm on 127.0.0.1: for each chain length in --stages (the blocks cut\n"+
 			"into near-equal spans, one server each) and each emulated --link, the median of --reps generations,\n"+
 			"with per-token time split into compute and network, against the whole model in one process (JSON).\n"+
 			"Each stage gets --stage-threads threads (default: --threads, as if each stage had a machine like this\n"+
-			"one; a single sequence computes on one stage at a time, so the stages never run at once).")
+			"one; a single sequence computes on one stage at a time, so the stages never run at once).\n"+
+			"--redundancy 1,3 also measures verified generation with 3 replicas of every stage (sharing this\n"+
+			"machine's cores) and the share of the servers' step time spent hashing receipts.")
 	model := fs.String("model", "", "GGUF model (required)")
-	var stages, links listFlag
+	var stages, redundancy listFlag
+	var links repeatFlag
 	fs.Var(&stages, "stages", "chain lengths, comma-separated (default 1,2,4)")
+	fs.Var(&redundancy, "redundancy", "replicas of every stage, comma-separated (default 1)")
 	fs.Var(&links, "link", `emulated link per hop, e.g. "rtt=20ms,bw=100Mbit" (repeatable; default: none, latency=10ms, latency=50ms)`)
 	stageThreads := fs.Int("stage-threads", 0, "threads of each stage (0: --threads)")
 	encName := fs.String("encoding", "f16", "activations on the wire: f16, f32 or q8_0")
@@ -54,6 +58,13 @@ func runBenchSwarm(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%w: --stages %q", errUsage, s)
 		}
 		c.Stages = append(c.Stages, n)
+	}
+	for _, s := range redundancy {
+		r, err := strconv.Atoi(s)
+		if err != nil || r < 1 {
+			return fmt.Errorf("%w: --redundancy %q", errUsage, s)
+		}
+		c.Redundancy = append(c.Redundancy, r)
 	}
 	for _, l := range links {
 		link, err := relay.ParseLink(l)

@@ -34,6 +34,17 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
+// repeatFlag collects a repeatable string flag whose values may contain
+// commas (one value per use).
+type repeatFlag []string
+
+func (l *repeatFlag) String() string { return strings.Join(*l, " ") }
+
+func (l *repeatFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
 // netFlags registers the flags every swarm node takes.
 type netFlags struct {
 	listen, bootstrap listFlag
