@@ -175,12 +175,13 @@ type ChainStats struct {
 
 // stage is one hop of an open chain.
 type stage struct {
-	hop   Hop
-	addrs []string // multiaddrs ending in /p2p/<peer>
-	ctl   network.Stream
-	acks  chan *Ready
-	gone  chan struct{} // closed when the stage leaves the chain
-	once  sync.Once
+	hop     Hop
+	addrs   []string // multiaddrs ending in /p2p/<peer>
+	profile string   // the server's numerics profile
+	ctl     network.Stream
+	acks    chan *Ready
+	gone    chan struct{} // closed when the stage leaves the chain
+	once    sync.Once
 }
 
 func (st *stage) retire() {
@@ -330,9 +331,13 @@ type Chain struct {
 	claim func(peer.ID, dht.Span) bool
 	// avoid rules out servers beyond the bans (those verification blamed,
 	// for the whole session, whatever the ban's backoff).
-	avoid  func(peer.ID) bool
-	broken error
-	closed bool
+	avoid func(peer.ID) bool
+	// profiles, when set, is the numerics profile every server of an
+	// aligned stage must have (replicas' outputs are comparable only
+	// between equal profiles).
+	profiles map[dht.Span]string
+	broken   error
+	closed   bool
 }
 
 func (c *Client) bytesPerPos() int {
@@ -343,18 +348,19 @@ func (c *Client) bytesPerPos() int {
 // Open builds the cheapest chain over all blocks and opens a session of
 // maxLen positions on every stage.
 func (c *Client) Open(ctx context.Context, maxLen int) (*Chain, error) {
-	return c.open(ctx, maxLen, dht.Span{Start: 0, End: c.cfg.Blocks}, nil, nil, nil)
+	return c.open(ctx, maxLen, dht.Span{Start: 0, End: c.cfg.Blocks}, nil, nil, nil, nil)
 }
 
 // open is Open over the blocks of span only, with stages aligned to align
 // and servers excluded per stage (see Chain.align and Chain.avoid).
 func (c *Client) open(ctx context.Context, maxLen int, span dht.Span, align []dht.Span, claim func(peer.ID, dht.Span) bool,
-	avoid func(peer.ID) bool) (*Chain, error) {
+	avoid func(peer.ID) bool, profiles map[dht.Span]string) (*Chain, error) {
 	if maxLen < 1 || maxLen > MaxLength {
 		return nil, fmt.Errorf("%w: session of %d positions", ErrChain, maxLen)
 	}
 	ch := &Chain{c: c, maxLen: maxLen, span: span, hist: map[int]*history{span.Start: {}}, events: make(chan event, 256),
-		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt), align: align, claim: claim, avoid: avoid}
+		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt), align: align, claim: claim, avoid: avoid,
+		profiles: profiles}
 	if _, err := rand.Read(ch.id[:]); err != nil {
 		return nil, err
 	}
@@ -400,12 +406,16 @@ func (ch *Chain) build(ctx context.Context, span dht.Span, upstream string, next
 		if hops, _, err = FindRoute(cands, span, c.cfg.Cost, excluded); err != nil {
 			return nil, err
 		}
-	} else if hops, err = ch.alignedRoute(cands, span, excluded); err != nil {
+	} else if hops, err = ch.alignedRoute(cands, span, func(p peer.ID, sp dht.Span) bool {
+		want, ok := ch.profiles[sp]
+		return excluded(p) || ok && infos[p].Profile != want
+	}); err != nil {
 		return nil, err
 	}
 	stages := make([]*stage, len(hops))
 	for i, h := range hops {
-		stages[i] = &stage{hop: h, addrs: p2pAddrs(h.Peer, infos[h.Peer].Addrs), acks: make(chan *Ready, 4), gone: make(chan struct{})}
+		stages[i] = &stage{hop: h, addrs: p2pAddrs(h.Peer, infos[h.Peer].Addrs), profile: infos[h.Peer].Profile,
+			acks: make(chan *Ready, 4), gone: make(chan struct{})}
 	}
 	for i := len(stages) - 1; i >= 0; i-- {
 		up := upstream
@@ -430,7 +440,7 @@ func (ch *Chain) build(ctx context.Context, span dht.Span, upstream string, next
 
 // alignedRoute routes span as the aligned stages within it, one server
 // holding each whole stage, none that the chain's exclusion rules out.
-func (ch *Chain) alignedRoute(cands []Candidate, span dht.Span, excluded func(peer.ID) bool) ([]Hop, error) {
+func (ch *Chain) alignedRoute(cands []Candidate, span dht.Span, excluded func(peer.ID, dht.Span) bool) ([]Hop, error) {
 	var hops []Hop
 	for _, sp := range ch.align {
 		if sp.Start < span.Start || sp.End > span.End {
@@ -442,7 +452,7 @@ func (ch *Chain) alignedRoute(cands []Candidate, span dht.Span, excluded func(pe
 		}
 		var opts []option
 		for _, c := range cands {
-			if c.Span.Start > sp.Start || c.Span.End < sp.End || excluded(c.Peer) {
+			if c.Span.Start > sp.Start || c.Span.End < sp.End || excluded(c.Peer, sp) {
 				continue
 			}
 			if h, cost, err := FindRoute([]Candidate{c}, sp, ch.c.cfg.Cost, nil); err == nil && len(h) == 1 {

@@ -118,11 +118,13 @@ type VerifiedChain struct {
 	c      *Client
 	cfg    VerifyConfig
 	maxLen int
-	lanes  []*Chain
-	spot   *spotState // spot checks; nil when every step runs on every lane
-	spans  []dht.Span
-	report VerifyReport
-	step   int
+	// profiles is each stage's numerics profile: every replica has it.
+	profiles map[dht.Span]string
+	lanes    []*Chain
+	spot     *spotState // spot checks; nil when every step runs on every lane
+	spans    []dht.Span
+	report   VerifyReport
+	step     int
 
 	mu     sync.Mutex
 	claims map[claimKey]*Chain // which lane has a server for a stage
@@ -156,10 +158,13 @@ func (c *Client) OpenVerified(ctx context.Context, maxLen int, cfg VerifyConfig)
 		return nil, err
 	}
 	v.lanes = []*Chain{first}
-	for _, h := range first.Hops() {
-		v.spans = append(v.spans, h.Span)
-		v.claims[claimKey{h.Peer, h.Span}] = first
+	v.profiles = make(map[dht.Span]string)
+	for _, st := range first.stages {
+		v.spans = append(v.spans, st.hop.Span)
+		v.claims[claimKey{st.hop.Peer, st.hop.Span}] = first
+		v.profiles[st.hop.Span] = st.profile
 	}
+	first.profiles = v.profiles
 	first.align, first.claim, first.avoid, first.waitReceipts = v.spans, v.claimFor(first), v.isBlamed, true
 	for len(v.lanes) < lanes {
 		lane, err := v.openReplica(ctx, first.span)
@@ -180,7 +185,7 @@ func (c *Client) OpenVerified(ctx context.Context, maxLen int, cfg VerifyConfig)
 // session's and held by servers no other replica uses for them.
 func (v *VerifiedChain) openReplica(ctx context.Context, span dht.Span) (*Chain, error) {
 	tmp := &Chain{} // stands for the chain until it exists
-	ch, err := v.c.open(ctx, v.maxLen, span, v.spans, v.claimFor(tmp), v.isBlamed)
+	ch, err := v.c.open(ctx, v.maxLen, span, v.spans, v.claimFor(tmp), v.isBlamed, v.profiles)
 	v.mu.Lock()
 	for k, owner := range v.claims {
 		if owner == tmp {

@@ -204,3 +204,45 @@ func TestLiarsInOneLane(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasShareProfile: replicas are comparable only when they compute
+// with the same numerics; a server of another profile is never a replica
+// lane's, even when it is cheaper than the others.
+func TestReplicasShareProfile(t *testing.T) {
+	sw := newSwarm(t, "stories260K.gguf", ServerConfig{})
+	odd := map[string]bool{}
+	for _, sp := range []shard.Span{{Start: 0, End: 2}, {Start: 2, End: 5}} {
+		for _, s := range []struct {
+			tp      float64
+			profile string
+		}{{40, ""}, {30, "other-numerics"}, {20, ""}, {10, ""}} {
+			sw.scfg.Throughput, sw.scfg.Profile = s.tp, s.profile
+			if sv := sw.add(sp); s.profile != "" {
+				odd[sv.Node.ID().String()] = true
+			}
+		}
+	}
+	sw.scfg.Throughput, sw.scfg.Profile = 1000, ""
+	prompt := sw.prompt("One day a girl")
+	c := sw.client(ClientConfig{StepTimeout: 5 * time.Second})
+	v, err := c.OpenVerified(t.Context(), len(prompt)+4, VerifyConfig{Redundancy: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for _, lane := range v.Lanes() {
+		for _, h := range lane {
+			if odd[h.Peer.String()] {
+				t.Errorf("lanes %v use %s, a server of another numerics profile", v.Lanes(), h.Peer)
+			}
+		}
+	}
+	got, err := generate(t, t.Context(), sw.ends(), v, prompt, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRun(t, "verified", got, sw.local(prompt, 4))
+	if vr := v.Report(); !vr.Verified() {
+		t.Errorf("report %+v; want every step unanimous", vr)
+	}
+}
