@@ -338,6 +338,46 @@ type Chain struct {
 	profiles map[dht.Span]string
 	broken   error
 	closed   bool
+	// work is what each server the chain used did for the session, from
+	// its receipts, in the order the servers joined.
+	work      map[*stage]*workLog
+	workOrder []*stage
+}
+
+func (ch *Chain) logOf(st *stage) *workLog {
+	if ch.work == nil {
+		ch.work = make(map[*stage]*workLog)
+	}
+	w := ch.work[st]
+	if w == nil {
+		w = &workLog{}
+		ch.work[st] = w
+		ch.workOrder = append(ch.workOrder, st)
+	}
+	return w
+}
+
+// judge records how verification judged st's output of the step at start.
+func (ch *Chain) judge(st *stage, start int, o Outcome) {
+	if w := ch.work[st]; w != nil {
+		w.judge(start, o)
+	}
+}
+
+// Work summarizes, for every server the chain used (those replaced
+// included), what it computed for the session: the facts of the work
+// receipts the client settles with them.
+func (ch *Chain) Work() []WorkSummary {
+	var out []WorkSummary
+	for _, st := range ch.workOrder {
+		s := ch.work[st].summary()
+		if s.Steps == 0 {
+			continue
+		}
+		s.Peer, s.Span, s.Session = st.hop.Peer, st.hop.Span, ch.id
+		out = append(out, s)
+	}
+	return out
 }
 
 func (c *Client) bytesPerPos() int {
@@ -864,6 +904,9 @@ func (ch *Chain) receipt(st *stage, r *Receipt) {
 		ch.stats.Receipts++
 		if ch.cur != nil && r.Seq == ch.seq {
 			ch.receipts[st] = r
+			if r.Tokens == ch.cur.count {
+				ch.logOf(st).add(ch.cur.start, r.Tokens, r.OutputHash)
+			}
 		}
 	} else {
 		ch.stats.BadReceipts++

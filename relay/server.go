@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -133,6 +134,9 @@ type Server struct {
 	dim   int
 	mem   *semaphore.Weighted
 	fault *faulter
+	// served remembers what closed sessions were served (for work
+	// receipts).
+	served *lru.Cache[SessionID, WorkSummary]
 
 	mu       sync.Mutex
 	sessions map[SessionID]*session
@@ -163,6 +167,7 @@ type session struct {
 	next     network.Stream // to the next hop, opened lazily
 	ctl      *ctlStream     // to the owner; nil until attached
 	done     chan struct{}  // closed when the session is dropped
+	work     workLog        // the steps computed for the owner
 }
 
 // mark is a session's history hash when it held n positions.
@@ -196,6 +201,7 @@ func NewServer(node *dht.Node, sh *shard.Shard, cfg ServerConfig) (*Server, erro
 		node: node, shard: sh, cfg: cfg, key: key, dim: sh.HParams().Dim,
 		mem:      semaphore.NewWeighted(cfg.StepMemory),
 		fault:    newFaulter(cfg.Fault),
+		served:   servedCache(),
 		sessions: make(map[SessionID]*session),
 		perPeer:  make(map[peer.ID]int),
 		done:     make(chan struct{}),
@@ -322,6 +328,45 @@ func (s *Server) expire() {
 	}
 }
 
+// summary is what the server did for ss (ss.mu held).
+func (s *Server) summary(ss *session) WorkSummary {
+	w := ss.work.summary()
+	w.Peer, w.Span, w.Session = ss.owner, ss.open.Span, ss.id
+	return w
+}
+
+// Served returns what this server computed for session id, open or
+// recently closed (the last MaxServed), if owner opened it: the facts the
+// server signs a work receipt for. Peer is the owner; replays are not
+// counted.
+func (s *Server) Served(id SessionID, owner peer.ID) (WorkSummary, bool) {
+	s.mu.Lock()
+	ss := s.sessions[id]
+	s.mu.Unlock()
+	if ss != nil {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		if ss.owner != owner || ss.closed {
+			return WorkSummary{}, false
+		}
+		return s.summary(ss), len(ss.work.steps) > 0
+	}
+	w, ok := s.served.Get(id)
+	if !ok || w.Peer != owner {
+		return WorkSummary{}, false
+	}
+	return w, true
+}
+
+func servedCache() *lru.Cache[SessionID, WorkSummary] {
+	c, _ := lru.New[SessionID, WorkSummary](MaxServed) // fails only for a size <= 0
+	return c
+}
+
+// MaxServed is how many closed sessions a server remembers for
+// settlement.
+const MaxServed = 4096
+
 // drop closes a session, frees its KV cache and, if reset, its streams.
 func (s *Server) drop(ss *session, reset bool) {
 	s.mu.Lock()
@@ -336,6 +381,9 @@ func (s *Server) drop(ss *session, reset bool) {
 	if !ss.closed {
 		ss.closed = true
 		ss.sh.Close()
+		if len(ss.work.steps) > 0 && !ss.moved {
+			s.served.Add(ss.id, s.summary(ss))
+		}
 	}
 	select {
 	case <-ss.done:
@@ -742,6 +790,7 @@ func (s *Server) rollback(ss *session, n int) error {
 	}
 	ss.marks = ss.marks[:i]
 	ss.history = hist
+	ss.work.truncate(n)
 	return nil
 }
 
@@ -885,6 +934,9 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	rc := &Receipt{SessionID: ss.id, Seq: st.Seq, Span: ss.open.Span, Tokens: st.Count,
 		InputHash: in, OutputHash: blake3.Sum256(out), HistoryHash: ss.history, PeerID: s.node.ID().String()}
 	hashing += time.Since(t0)
+	if st.Seq&replaySeq == 0 {
+		ss.work.add(st.Start, st.Count, rc.OutputHash)
+	}
 	t0 = time.Now()
 	if rc.Signature, err = s.key.Sign(rc.SigningBytes()); err != nil {
 		return fail(CodeInternal, "sign receipt: %v", err)

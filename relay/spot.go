@@ -136,6 +136,12 @@ func (v *VerifiedChain) spotCheck(ctx context.Context, stages []int) error {
 			if err != nil {
 				return fmt.Errorf("%w: vote on blocks %s: %w", ErrChain, sp, err)
 			}
+			if st := p.last; st != nil {
+				p.judge(p.stages[k], st.start, outcomeOf(d, p.stages[k].hop.Peer))
+				for _, chk := range v.spot.checkers[k] {
+					chk.judge(chk.stages[0], st.start, outcomeOf(d, chk.stages[0].hop.Peer))
+				}
+			}
 			if v.record(sp, d, attempt == 0, now) {
 				break
 			}
@@ -182,6 +188,7 @@ func (v *VerifiedChain) spotCheck(ctx context.Context, stages []int) error {
 					v.c.cfg.Bans.Fail(peer, now)
 				}
 				_ = chk.Close()
+				v.retired = append(v.retired, chk)
 				return true
 			})
 			v.topUp(ctx, k)
@@ -214,6 +221,7 @@ func (v *VerifiedChain) dropBroken(k int) {
 		v.collectFailed(chk)
 		if chk.broken != nil {
 			_ = chk.Close()
+			v.retired = append(v.retired, chk)
 			return true
 		}
 		return false

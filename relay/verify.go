@@ -121,6 +121,7 @@ type VerifiedChain struct {
 	// profiles is each stage's numerics profile: every replica has it.
 	profiles map[dht.Span]string
 	lanes    []*Chain
+	retired  []*Chain   // lanes and checkers given up, for their work
 	spot     *spotState // spot checks; nil when every step runs on every lane
 	spans    []dht.Span
 	report   VerifyReport
@@ -358,6 +359,33 @@ func (v *VerifiedChain) decide(k int) (consensus.Decision, error) {
 	return consensus.Decide(expected, votes)
 }
 
+// outcomeOf is how d judged replica p.
+func outcomeOf(d consensus.Decision, p peer.ID) Outcome {
+	switch d.Verdicts[p.String()] {
+	case consensus.Agreed:
+		return Agreed
+	case consensus.Faulty:
+		return Blamed
+	}
+	return Unverified
+}
+
+// Work summarizes what every server that took part did for the session
+// (lanes, spot checkers, and those given up included).
+func (v *VerifiedChain) Work() []WorkSummary {
+	var out []WorkSummary
+	chains := slices.Concat(v.lanes, v.retired)
+	if v.spot != nil {
+		for _, cs := range v.spot.checkers {
+			chains = append(chains, cs...)
+		}
+	}
+	for _, ch := range chains {
+		out = append(out, ch.Work()...)
+	}
+	return out
+}
+
 // record reports decision d on stage sp of the current step: reputation
 // events (every replica's when first is set, else only the blamed ones'),
 // blame, and the disagreement if replicas disagreed. It returns whether
@@ -397,6 +425,11 @@ func (v *VerifiedChain) vote(ctx context.Context) (int, error) {
 			d, err := v.decide(k)
 			if err != nil {
 				return 0, fmt.Errorf("%w: vote on blocks %s: %w", ErrChain, sp, err)
+			}
+			for _, l := range v.lanes {
+				if l.cur != nil {
+					l.judge(l.stages[k], l.cur.start, outcomeOf(d, l.stages[k].hop.Peer))
+				}
 			}
 			if !v.record(sp, d, attempt == 0, now) {
 				unanimous = false
@@ -441,6 +474,7 @@ func (v *VerifiedChain) vote(ctx context.Context) (int, error) {
 			}
 			for j := len(drop) - 1; j >= 0; j-- {
 				_ = v.lanes[drop[j]].Close()
+				v.retired = append(v.retired, v.lanes[drop[j]])
 				v.lanes = slices.Delete(v.lanes, drop[j], drop[j]+1)
 				v.report.DroppedLanes++
 			}

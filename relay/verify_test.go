@@ -246,3 +246,65 @@ func TestReplicasShareProfile(t *testing.T) {
 		t.Errorf("report %+v; want every step unanimous", vr)
 	}
 }
+
+// TestWorkSummaries: what the client's receipts say each server did for a
+// session equals what the server says it computed (the facts of a work
+// receipt), and verification's judgement is in the client's summary: the
+// liar's lie blamed, honest replicas' positions agreed.
+func TestWorkSummaries(t *testing.T) {
+	sw, liars := verifySwarm(t, 2, 1, Fault{Kind: FaultZero, Rate: 1}, 3)
+	prompt := sw.prompt("The cat sat on the mat and")
+	const n = 6
+	c := sw.client(ClientConfig{StepTimeout: 5 * time.Second})
+	v, err := c.OpenVerified(t.Context(), len(prompt)+n, VerifyConfig{Redundancy: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := generate(t, t.Context(), sw.ends(), v, prompt, n, nil); err != nil {
+		t.Fatal(err)
+	}
+	work := v.Work()
+	v.Close()
+	servers := map[string]*Server{}
+	for _, s := range sw.servers {
+		servers[s.Node.ID().String()] = s.Server
+	}
+	client := c.node.ID()
+	blamed := 0
+	for _, w := range work {
+		srv := servers[w.Peer.String()]
+		var got WorkSummary
+		var ok bool
+		for range 100 { // the session is dropped asynchronously after Close
+			if got, ok = srv.Served(w.Session, client); ok {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !ok {
+			t.Errorf("%s has no record of session %x", w.Peer, w.Session[:4])
+			continue
+		}
+		if got.First != w.First || got.Positions != w.Positions || got.Steps != w.Steps || got.StepsHash != w.StepsHash || got.Span != w.Span {
+			t.Errorf("%s: server says %+v, client %+v", w.Peer, got, w)
+		}
+		if w.Agreed+w.Unverified+w.Blamed != w.Positions {
+			t.Errorf("%s: outcomes %+v do not add up", w.Peer, w)
+		}
+		switch {
+		case liars[w.Peer.String()] != nil:
+			if w.Blamed == 0 {
+				t.Errorf("liar %s: %+v, want blamed positions", w.Peer, w)
+			}
+			blamed++
+		case w.Blamed != 0 || w.Unverified != 0:
+			t.Errorf("honest %s: %+v, want every position agreed", w.Peer, w)
+		}
+		if _, ok := srv.Served(w.Session, servers[w.Peer.String()].node.ID()); ok {
+			t.Errorf("%s tells another peer about a client's session", w.Peer)
+		}
+	}
+	if blamed == 0 {
+		t.Errorf("no liar's work in %+v", work)
+	}
+}
