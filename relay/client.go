@@ -54,6 +54,10 @@ type ClientConfig struct {
 	Link Link
 	// Logger receives diagnostics (default: discard).
 	Logger *slog.Logger
+	// WaitReceipts makes a step wait for every stage's receipt, not only
+	// for the last stage's output, so that Work covers every step (for
+	// settlement). Verified chains always wait.
+	WaitReceipts bool
 }
 
 // Client finds servers of a model in the DHT and opens chains of them.
@@ -400,7 +404,7 @@ func (c *Client) open(ctx context.Context, maxLen int, span dht.Span, align []dh
 	}
 	ch := &Chain{c: c, maxLen: maxLen, span: span, hist: map[int]*history{span.Start: {}}, events: make(chan event, 256),
 		direct: make(map[*stage]bool), receipts: make(map[*stage]*Receipt), align: align, claim: claim, avoid: avoid,
-		profiles: profiles}
+		profiles: profiles, waitReceipts: c.cfg.WaitReceipts}
 	if _, err := rand.Read(ch.id[:]); err != nil {
 		return nil, err
 	}
