@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/stratanet/strata/consensus"
 	"github.com/stratanet/strata/dht"
 	"github.com/stratanet/strata/kernels"
+	"github.com/stratanet/strata/ledger"
 	"github.com/stratanet/strata/relay"
 	"github.com/stratanet/strata/shard"
 	"github.com/stratanet/strata/weights"
@@ -39,6 +44,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 			"that routes pick it) and the report shows it caught.")
 	model := fs.String("model", "", "use this GGUF model instead of a synthetic one")
 	keep := fs.String("keep", "", "write the synthetic model into DIR and keep it")
+	data := fs.String("data", "", "keep the nodes' identities and ledgers in DIR/node<i> and DIR/client (default: a temporary directory)")
 	nodes := fs.Int("nodes", 3, "servers in the swarm")
 	prompt := fs.String("prompt", demoText, "prompt text")
 	n := fs.Int("n", 32, "tokens to generate")
@@ -75,6 +81,10 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	dataDir := *data
+	if dataDir == "" {
+		dataDir = tmp
+	}
 	path := *model
 	if path == "" {
 		dir := *keep
@@ -139,6 +149,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "\n== starting %d servers on 127.0.0.1\n", len(servers))
 	var boot []dht.Option
+	var running []demoNode
 	for i, srv := range servers {
 		sp := srv.span
 		npool := kernels.NewPool(*threads)
@@ -147,13 +158,21 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		opts := append([]dht.Option{dht.WithDataDir(filepath.Join(tmp, fmt.Sprint("node", i))),
+		dir := filepath.Join(dataDir, fmt.Sprint("node", i))
+		opts := append([]dht.Option{dht.WithDataDir(dir),
 			dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}, boot...)
 		sv, err := relay.Serve(ctx, sh, srv.cfg, opts...)
 		if err != nil {
 			return err
 		}
 		defer sv.Close()
+		l, err := openNodeLedger(sv.Node, dir)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		defer serveSettlement(sv, l, cm.modelFile).Close()
+		running = append(running, demoNode{i, sv, l, srv.fault})
 		if i == 0 {
 			boot = []dht.Option{dht.WithBootstrapPeers(sv.Node.AddrInfo())}
 		}
@@ -163,21 +182,33 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "   node %d serves blocks %-5s as %s at %s%s\n", i, sp, sv.Node.ID(), sv.Node.Addrs()[0], lies)
 	}
-	node, err := dht.New(ctx, append([]dht.Option{dht.WithDataDir(filepath.Join(tmp, "client")),
+	node, err := dht.New(ctx, append([]dht.Option{dht.WithDataDir(filepath.Join(dataDir, "client")),
 		dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}, boot...)...)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
+	cl, err := openNodeLedger(node, filepath.Join(dataDir, "client"))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var rep0 *ledger.Reputation
+	if vcfg != nil {
+		if rep0, err = ledger.NewReputation(cl, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow); err != nil {
+			return err
+		}
+		vcfg.Reputation = rep0
+	}
 	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim, Encoding: enc,
-		StepTimeout: demoStepTimeout})
+		StepTimeout: demoStepTimeout, WaitReceipts: true})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\n== generating %d tokens through the swarm (%s activations)\n", *n, enc)
 	fmt.Fprintf(e.stdout, "prompt: %q\n", *prompt)
 	scfg := shard.Greedy()
-	rep, err := swarmGenerate(ctx, e.stdout, cm, client, *prompt, *n, scfg, vcfg, e.stdout)
+	rep, err := swarmGenerate(ctx, e.stdout, cm, client, *prompt, *n, scfg, vcfg, &settlement{node: node, l: cl, m: cm.modelFile}, e.stdout)
 	if err != nil {
 		return err
 	}
@@ -185,6 +216,10 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "\n%d tokens at %.1f tok/s; %d receipts signed and verified\n", len(rep.Tokens), rep.DecodeTokPerS, st.Receipts)
 	if rep.Verification != nil {
 		fmt.Fprintln(e.stdout, "verification:", verifyLine(rep.Verification))
+	}
+	fmt.Fprintln(e.stdout, "settled:", settleLine(rep.Settled))
+	if err := demoCredits(e.stdout, rep, running, cl, rep0); err != nil {
+		return err
 	}
 	if enc != relay.F32 {
 		return nil
@@ -204,6 +239,71 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "same tokens as a single-process run: yes")
 	return nil
+}
+
+// demoNode is one of the demo's servers.
+type demoNode struct {
+	index int
+	sv    *relay.Serving
+	l     *ledger.Ledger
+	fault bool
+}
+
+// demoCredits prints what each node's ledger proves after the generation
+// and checks it against the settled receipts: a server earned the credits
+// of the FLOPs it served (nothing for a session it lied in), the client
+// spent their sum, and a blamed server's reputation fell.
+func demoCredits(w io.Writer, rep *generateReport, nodes []demoNode, cl *ledger.Ledger, reputation *ledger.Reputation) error {
+	fmt.Fprintln(w, "\n== credits (GPU-hours at the reference rate of 100 TFLOP/s)")
+	var problems []string
+	var earned float64
+	now := time.Now()
+	for _, nd := range nodes {
+		a, err := ledger.AccountOf(nd.l, ledger.DefaultPolicy)
+		if err != nil {
+			return fmt.Errorf("node %d's ledger: %w", nd.index, err)
+		}
+		var want float64
+		var flops uint64
+		for _, r := range rep.Settled {
+			if r.Server == nd.sv.Node.ID().String() && r.Error == "" {
+				want += r.Credits
+				flops += r.FLOPs
+			}
+		}
+		earned += a.Earned
+		line := fmt.Sprintf("   node %-2d %d receipts, %.3g FLOPs served, earned %.4g (escrow %.4g)", nd.index, a.Work, float64(a.ServedFLOPs), a.Earned, a.Escrowed)
+		if reputation != nil {
+			line += fmt.Sprintf(", reputation %.3f", reputation.Score(nd.sv.Node.ID().String(), now))
+		}
+		if nd.fault {
+			line += " (faulty)"
+		}
+		fmt.Fprintln(w, line)
+		if a.ServedFLOPs != flops || !closeTo(a.Earned, want) {
+			problems = append(problems, fmt.Sprintf("node %d earned %g for %d FLOPs; its settled receipts say %g for %d", nd.index, a.Earned, a.ServedFLOPs, want, flops))
+		}
+		if nd.fault && a.Blamed > 0 && reputation != nil && reputation.Score(nd.sv.Node.ID().String(), now) >= consensus.Prior {
+			problems = append(problems, fmt.Sprintf("faulty node %d was blamed but its reputation did not fall", nd.index))
+		}
+	}
+	ca, err := ledger.AccountOf(cl, ledger.DefaultPolicy)
+	if err != nil {
+		return fmt.Errorf("the client's ledger: %w", err)
+	}
+	fmt.Fprintf(w, "   client  %d receipts, %.3g FLOPs used, spent %.4g, balance %.4g\n", ca.Spends, float64(ca.UsedFLOPs), ca.Spent, ca.Balance)
+	if !closeTo(ca.Spent, earned) {
+		problems = append(problems, fmt.Sprintf("the client spent %g, the servers earned %g", ca.Spent, earned))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("credits do not add up: %s", strings.Join(problems, "; "))
+	}
+	fmt.Fprintln(w, "credits add up: each server earned its FLOPs at the reference rate, the client spent their sum")
+	return nil
+}
+
+func closeTo(a, b float64) bool {
+	return math.Abs(a-b) <= 1e-9*max(math.Abs(a), math.Abs(b), 1e-300)
 }
 
 // localTokens generates greedily with the whole model in this process.

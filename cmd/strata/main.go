@@ -42,7 +42,8 @@ func commands() []command {
 		{"inspect", "show a model's architecture, hyper-parameters, tokenizer and tensors", runInspect},
 		{"tokenize", "turn text into token ids with a model's tokenizer", runTokenize},
 		{"weights", "model files: synth, convert, manifest", runWeights},
-		{"bench", "benchmarks: run", runBench},
+		{"bench", "benchmarks: run, swarm", runBench},
+		{"credits", "this node's GPU-hour credits: balance, history, verify", runCredits},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stratanet/strata/consensus"
 	"github.com/stratanet/strata/internal/testenv"
+	"github.com/stratanet/strata/ledger"
 )
 
 // runCLI runs one command line in-process.
@@ -302,5 +306,111 @@ func TestRunBadInput(t *testing.T) {
 	code, _, _ = runCLI(t, "bench", "run", "--model", model, "--prompt", "4", "--gen", "2", "--reps", "1")
 	if code != 0 {
 		t.Errorf("bench run: exit %d", code)
+	}
+}
+
+// TestDemoCredits: after a verified demo with a liar per span, each node's
+// ledger (read here on its own, not through the demo) proves it earned the
+// FLOPs it served at the reference rate, the liars nothing; the client's
+// ledger proves it spent their sum, and its reputation records put the
+// liars below the prior. `strata credits` reads the same.
+func TestDemoCredits(t *testing.T) {
+	data := t.TempDir()
+	code, out, errOut := runCLI(t, "demo", "--redundancy", "3", "--fault", "zero", "-n", "6", "--data", data)
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "credits add up") {
+		t.Errorf("demo output lacks the credits check:\n%s", out)
+	}
+	faulty := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "node" && strings.HasSuffix(line, "(faulty: zero)") {
+			faulty["node"+f[1]] = true
+		}
+	}
+	if len(faulty) != 3 {
+		t.Fatalf("found faulty nodes %v in the output, want 3", faulty)
+	}
+	policy := ledger.DefaultPolicy
+	var earned float64
+	liarIDs := map[string]bool{}
+	for i := range 12 {
+		name := fmt.Sprint("node", i)
+		l, err := openLedgerDir(filepath.Join(data, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ledger.AccountOf(l, policy)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var served float64
+		var blamed int
+		if err := l.Verify(func(r ledger.Record) error {
+			if r.Kind != ledger.KindWork {
+				return nil
+			}
+			w, err := ledger.DecodeWork(r.Payload)
+			if err != nil {
+				return err
+			}
+			if w.Blamed > 0 {
+				blamed++
+			} else if w.Agreed == w.Positions {
+				served += float64(w.FLOPs) / (3600 * policy.ReferenceFLOPS)
+			} else {
+				t.Errorf("%s: a receipt with unverified positions in a verified run: %+v", name, w)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		if a.Work == 0 {
+			t.Errorf("%s settled nothing", name)
+		}
+		if faulty[name] {
+			liarIDs[a.Owner] = true
+			if a.Earned != 0 || blamed == 0 {
+				t.Errorf("liar %s: earned %g with %d blamed receipts; want nothing, and its lie blamed", name, a.Earned, blamed)
+			}
+		} else if !closeTo(a.Earned, served) || served == 0 {
+			t.Errorf("%s earned %g; its receipts' FLOPs at the reference rate are %g", name, a.Earned, served)
+		}
+		earned += a.Earned
+	}
+	cl, err := openLedgerDir(filepath.Join(data, "client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ca, err := ledger.AccountOf(cl, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.Spends != 12 || !closeTo(ca.Spent, earned) {
+		t.Errorf("client spent %g in %d receipts; servers earned %g in 12", ca.Spent, ca.Spends, earned)
+	}
+	rep, err := ledger.NewReputation(cl, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Peers(time.Now()) {
+		if liarIDs[p.Peer] != (p.Score < consensus.Prior) {
+			t.Errorf("peer %s (liar %v) scores %.3f", p.Peer, liarIDs[p.Peer], p.Score)
+		}
+	}
+	cl.Close()
+	code, out, errOut = runCLI(t, "credits", "balance", "--data", filepath.Join(data, "client"), "--json")
+	var a ledger.Account
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.Spends != 12 || !closeTo(a.Spent, ca.Spent) {
+		t.Errorf("credits balance: exit %d, %+v\n%s", code, a, errOut)
+	}
+	if code, out, errOut = runCLI(t, "credits", "verify", "--data", filepath.Join(data, "node1")); code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("credits verify: exit %d: %s%s", code, out, errOut)
+	}
+	if code, out, _ = runCLI(t, "credits", "history", "--data", filepath.Join(data, "node1")); code != 0 || !strings.Contains(out, "genesis") || !strings.Contains(out, "work") {
+		t.Errorf("credits history: exit %d:\n%s", code, out)
 	}
 }

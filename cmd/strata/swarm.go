@@ -15,6 +15,7 @@ import (
 
 	"github.com/stratanet/strata/dht"
 	"github.com/stratanet/strata/kernels"
+	"github.com/stratanet/strata/ledger"
 	"github.com/stratanet/strata/relay"
 	"github.com/stratanet/strata/shard"
 	"github.com/stratanet/strata/weights"
@@ -63,7 +64,7 @@ func addNetFlags(fs *flag.FlagSet, dataHelp string) *netFlags {
 
 // options turns the flags into node options; dataDir is the default data
 // directory.
-func (n *netFlags) options(dataDir string) ([]dht.Option, relay.Link, error) {
+func (n *netFlags) options(dataDir string) ([]dht.Option, relay.Link, string, error) {
 	dir := *n.data
 	if dir == "" {
 		dir = dataDir
@@ -77,9 +78,9 @@ func (n *netFlags) options(dataDir string) ([]dht.Option, relay.Link, error) {
 	}
 	link, err := relay.ParseLink(*n.link)
 	if err != nil {
-		return nil, link, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, link, "", fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return opts, link, nil
+	return opts, link, dir, nil
 }
 
 // defaultDataDir is where a node keeps its identity unless told otherwise.
@@ -129,7 +130,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		"Serve blocks A..B-1 of a model to the swarm: announce them in the DHT, run sessions for clients,\n"+
 			"and push each step's output to the next stage. Prints this node's multiaddrs (one per line,\n"+
 			"starting with \"addr \") for others to bootstrap from. On SIGINT or SIGTERM it hands its sessions,\n"+
-			"KV caches included, to another server of the same blocks before it exits.")
+			"KV caches included, to another server of the same blocks before it exits. Clients settle each\n"+
+			"session with it: the countersigned work receipts go into the ledger in --data (strata credits).")
 	model := fs.String("model", "", "GGUF model (required)")
 	spanStr := fs.String("span", "", "blocks to serve, start:end (required)")
 	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
@@ -152,7 +154,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts, link, err := nf.options(defaultDataDir("serve"))
+	opts, link, dataDir, err := nf.options(defaultDataDir("serve"))
 	if err != nil {
 		return err
 	}
@@ -178,6 +180,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	l, err := openNodeLedger(sv.Node, dataDir)
+	if err != nil {
+		sv.Close()
+		return err
+	}
+	defer l.Close()
+	settle := serveSettlement(sv, l, m)
+	defer settle.Close()
 	info := sv.Server.Info()
 	fmt.Fprintf(e.stdout, "serving blocks %s of model %s as %s (%.1f tok/s measured, profile %s)\n",
 		span, m.id.Short(), sv.Node.ID(), info.Throughput, info.Profile)
@@ -216,6 +226,8 @@ type generateReport struct {
 	Lanes        [][]chainHop        `json:"lanes,omitempty"`
 	Checkers     [][]chainHop        `json:"checkers,omitempty"`
 	Verification *relay.VerifyReport `json:"verification,omitempty"`
+	// Settled is the work receipt settled with each server.
+	Settled []settledReceipt `json:"settled,omitempty"`
 }
 
 type chainHop struct {
@@ -256,8 +268,6 @@ func openClientModel(path string, pool *kernels.Pool, kpath kernels.Path) (*clie
 	return &clientModel{modelFile: m, tok: tok, ends: ends}, nil
 }
 
-// swarmGenerate runs one generation through a chain and streams its text
-// to w (unless w is nil); it returns the report.
 // verifyFlags adds --redundancy and --verify-rate to fs; the function it
 // returns gives the verification asked for (nil for none).
 func verifyFlags(fs *flag.FlagSet) func() (*relay.VerifyConfig, error) {
@@ -310,8 +320,10 @@ func verifyLine(v *relay.VerifyReport) string {
 	return b.String()
 }
 
+// swarmGenerate runs one generation through a chain and streams its text
+// to w (unless w is nil); it returns the report.
 func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *relay.Client, prompt string, n int,
-	scfg shard.SamplerConfig, vcfg *relay.VerifyConfig, chainOut io.Writer) (*generateReport, error) {
+	scfg shard.SamplerConfig, vcfg *relay.VerifyConfig, settle *settlement, chainOut io.Writer) (*generateReport, error) {
 	toks, err := cm.tok.Encode(prompt, true, false)
 	if err != nil {
 		return nil, err
@@ -387,6 +399,15 @@ func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *re
 	rep.PrefillTokPerS, rep.DecodeTokPerS = stats.PrefillTokensPerSec(), stats.DecodeTokensPerSec()
 	ls := lanes()
 	rep.Chain = hopsOf(ls[0])
+	if settle != nil {
+		work := []relay.WorkSummary{}
+		if checked != nil {
+			work = checked.Work()
+		} else {
+			work = chain.Work()
+		}
+		rep.Settled = settle.settle(ctx, work)
+	}
 	if checked != nil {
 		rep.Stats = checked.Stats()
 		vr := checked.Report()
@@ -447,7 +468,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	opts, link, err := nf.options(tmp)
+	opts, link, dataDir, err := nf.options(tmp)
 	if err != nil {
 		return err
 	}
@@ -466,8 +487,18 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer node.Close()
+	l, err := openNodeLedger(node, dataDir)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if vcfg != nil {
+		if vcfg.Reputation, err = ledger.NewReputation(l, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow); err != nil {
+			return err
+		}
+	}
 	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim,
-		Encoding: enc, StepTimeout: *stepTimeout, Link: link})
+		Encoding: enc, StepTimeout: *stepTimeout, Link: link, WaitReceipts: true})
 	if err != nil {
 		return err
 	}
@@ -475,7 +506,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		out = nil
 	}
-	rep, err := swarmGenerate(ctx, out, cm, client, *prompt, *n, scfg, vcfg, e.stderr)
+	rep, err := swarmGenerate(ctx, out, cm, client, *prompt, *n, scfg, vcfg, &settlement{node: node, l: l, m: cm.modelFile}, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -492,6 +523,7 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	if rep.Verification != nil {
 		fmt.Fprintln(e.stderr, "verification:", verifyLine(rep.Verification))
 	}
+	fmt.Fprintln(e.stderr, "settled:", settleLine(rep.Settled))
 	if st.BadReceipts > 0 || st.Mismatches > 0 {
 		return fmt.Errorf("%d receipts did not verify and %d outputs differed between copies", st.BadReceipts, st.Mismatches)
 	}
