@@ -18,6 +18,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/zeebo/blake3"
 
+	"github.com/stratanet/strata/consensus"
 	"github.com/stratanet/strata/dht"
 	"github.com/stratanet/strata/weights"
 )
@@ -48,6 +49,11 @@ type ClientConfig struct {
 	Cost RouteCost
 	// Bans keeps failed peers out of routes (default: 2 s doubling to 2 min).
 	Bans *Bans
+	// Reputation, when set, scores servers: routes prefer higher scores
+	// (see RouteCost.ReputationWeight, default 1 with a Reputation) and
+	// leave out servers scoring below ExcludeBelow.
+	Reputation   consensus.Reputation
+	ExcludeBelow float64
 	// MaxRepairs bounds the stage replacements of one step (default 8).
 	MaxRepairs int
 	// Link emulates a network link on the client's streams (zero: none).
@@ -89,6 +95,9 @@ func NewClient(node *dht.Node, cfg ClientConfig) (*Client, error) {
 	cfg.MaxActivationBytes = maxActivation(cfg.MaxActivationBytes)
 	if cfg.MaxHistoryBytes <= 0 {
 		cfg.MaxHistoryBytes = 1 << 30
+	}
+	if cfg.Reputation != nil && cfg.Cost.ReputationWeight == 0 {
+		cfg.Cost.ReputationWeight = 1
 	}
 	if cfg.Bans == nil {
 		cfg.Bans = NewBans(2*time.Second, 2*time.Minute)
@@ -153,7 +162,11 @@ func (c *Client) Candidates(ctx context.Context, span dht.Span) ([]Candidate, ma
 			mu.Lock()
 			defer mu.Unlock()
 			infos[p] = in
-			cands = append(cands, Candidate{Peer: p, Span: in.Span, Throughput: in.Throughput, RTT: rtt,
+			score := consensus.Prior
+			if c.cfg.Reputation != nil {
+				score = c.cfg.Reputation.Score(p.String(), time.Now())
+			}
+			cands = append(cands, Candidate{Peer: p, Span: in.Span, Throughput: in.Throughput, RTT: rtt, Score: score,
 				FreeKV: in.FreeKVBytes, Load: in.ActiveSessions})
 		}(p)
 	}
@@ -443,7 +456,8 @@ func (ch *Chain) build(ctx context.Context, span dht.Span, upstream string, next
 	}
 	now := time.Now()
 	excluded := func(p peer.ID) bool {
-		return inChain[p] || c.cfg.Bans.Banned(p, now) || ch.avoid != nil && ch.avoid(p)
+		return inChain[p] || c.cfg.Bans.Banned(p, now) || ch.avoid != nil && ch.avoid(p) ||
+			c.cfg.Reputation != nil && c.cfg.Reputation.Score(p.String(), now) < c.cfg.ExcludeBelow
 	}
 	var hops []Hop
 	if ch.align == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/stratanet/strata/consensus"
 	"github.com/stratanet/strata/dht"
 )
 
@@ -29,6 +30,10 @@ type Candidate struct {
 	RTT        time.Duration // measured round trip from the client
 	FreeKV     int64         // free KV-cache bytes; < 0 means no limit
 	Load       int64         // sessions active now
+	// Score is the client's reputation score of the server, in [0, 1]
+	// (consensus.Prior for one it knows nothing of); used with
+	// RouteCost.ReputationWeight.
+	Score float64
 }
 
 // RouteCost says how [FindRoute] prices hops.
@@ -42,6 +47,11 @@ type RouteCost struct {
 	// LoadFactor multiplies compute time by (1 + LoadFactor*Load); 0 ignores
 	// load, and so does a negative or non-finite value.
 	LoadFactor float64
+	// ReputationWeight multiplies compute time by
+	// max(0.1, 1 + ReputationWeight × (consensus.Prior − Score)): a
+	// trusted server looks faster, a doubtful one slower; 0 ignores
+	// scores, and so does a negative or non-finite value.
+	ReputationWeight float64
 }
 
 // Hop is one stage of a chain: Peer runs blocks Span.
@@ -310,6 +320,9 @@ func routeServers(cands []Candidate, span dht.Span, cost RouteCost, exclude func
 		perBlock := 1e9 / (tp * float64(c.Span.Len()))
 		if load := max(c.Load, 0); lf > 0 && load > 0 && perBlock > 0 {
 			perBlock *= 1 + lf*float64(load)
+		}
+		if rw := cost.ReputationWeight; rw > 0 && !math.IsInf(rw, 1) && c.Score >= 0 && c.Score <= 1 {
+			perBlock *= max(0.1, 1+rw*(consensus.Prior-c.Score))
 		}
 		servers = append(servers, routeServer{
 			peer:       c.Peer,

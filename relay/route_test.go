@@ -583,3 +583,27 @@ func TestBansConcurrent(t *testing.T) {
 		t.Errorf("Banned(a) after Fail = false")
 	}
 }
+
+// TestFindRouteReputation: with ReputationWeight set, of two servers alike
+// in all else the better-scored one is routed, and a much faster server
+// still beats a slightly better-scored one; without it scores are ignored.
+func TestFindRouteReputation(t *testing.T) {
+	span := dht.Span{Start: 0, End: 4}
+	good, bad := cand("good", 0, 4, 100, time.Millisecond), cand("bad", 0, 4, 100, time.Millisecond)
+	good.Score, bad.Score = 0.9, 0.1
+	for _, order := range [][]Candidate{{good, bad}, {bad, good}} {
+		hops, _, err := FindRoute(order, span, RouteCost{ReputationWeight: 1}, nil)
+		if err != nil || len(hops) != 1 || hops[0].Peer != "good" {
+			t.Errorf("routes %v (%v); want the better-scored server", hops, err)
+		}
+	}
+	fast := cand("fast", 0, 4, 1000, time.Millisecond)
+	fast.Score = 0.45
+	if hops, _, err := FindRoute([]Candidate{good, fast}, span, RouteCost{ReputationWeight: 1}, nil); err != nil || hops[0].Peer != "fast" {
+		t.Errorf("routes %v (%v); want the 10× faster server scored a little lower", hops, err)
+	}
+	bad.Throughput = 110
+	if hops, _, err := FindRoute([]Candidate{good, bad}, span, RouteCost{}, nil); err != nil || hops[0].Peer != "bad" {
+		t.Errorf("routes %v (%v) without a reputation weight; want the faster server", hops, err)
+	}
+}

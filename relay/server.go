@@ -67,6 +67,16 @@ type ServerConfig struct {
 	// Throughput is the decode tokens/s reported to clients; 0 measures it
 	// at start.
 	Throughput float64
+	// Slots is the number of steps computed at once (default 1: the
+	// shard's thread pool runs one matrix product at a time anyway).
+	// Steps beyond them wait, and go in order of Priority.
+	Slots int
+	// Priority ranks the owners of waiting steps (higher first; nil: all
+	// equal), e.g. by the credit balance their ledger proves. Aging (per
+	// second waited, default 0.1) is added to a waiting step's priority,
+	// so that nobody waits forever.
+	Priority func(peer.ID) float64
+	Aging    float64
 	// Fault makes the server misbehave on purpose (tests, demos,
 	// research); zero: honest.
 	Fault Fault
@@ -89,6 +99,12 @@ func (c *ServerConfig) defaults(sh *shard.Shard) {
 		c.MaxSessionsPerPeer = 8
 	}
 	c.MaxActivationBytes = maxActivation(c.MaxActivationBytes)
+	if c.Slots <= 0 {
+		c.Slots = 1
+	}
+	if !(c.Aging > 0) {
+		c.Aging = 0.1
+	}
 	if c.StepMemory <= 0 {
 		c.StepMemory = 256 << 20
 	}
@@ -137,6 +153,7 @@ type Server struct {
 	// served remembers what closed sessions were served (for work
 	// receipts).
 	served *lru.Cache[SessionID, WorkSummary]
+	sched  *scheduler
 
 	mu       sync.Mutex
 	sessions map[SessionID]*session
@@ -202,6 +219,7 @@ func NewServer(node *dht.Node, sh *shard.Shard, cfg ServerConfig) (*Server, erro
 		mem:      semaphore.NewWeighted(cfg.StepMemory),
 		fault:    newFaulter(cfg.Fault),
 		served:   servedCache(),
+		sched:    newScheduler(cfg.Slots, cfg.Priority, cfg.Aging),
 		sessions: make(map[SessionID]*session),
 		perPeer:  make(map[peer.ID]int),
 		done:     make(chan struct{}),
@@ -906,11 +924,16 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	in := blake3.Sum256(st.Activations)
 	ss.history = advanceHistory(ss.history, st.Activations, st.Count)
 	hashing := time.Since(t0)
+	if err := s.sched.acquire(ss.owner, s.done, ss.done); err != nil {
+		return err
+	}
 	t0 = time.Now()
-	if err := ss.sh.Forward(context.Background(), x); err != nil {
+	err = ss.sh.Forward(context.Background(), x)
+	compute := time.Since(t0)
+	s.sched.release()
+	if err != nil {
 		return fail(CodeInternal, "%v", err)
 	}
-	compute := time.Since(t0)
 	out, err := EncodeActivations(ss.enc, x)
 	if err != nil {
 		return fail(CodeInternal, "%v", err)

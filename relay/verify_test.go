@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/stratanet/strata/consensus"
 	"github.com/stratanet/strata/shard"
 )
@@ -307,4 +309,54 @@ func TestWorkSummaries(t *testing.T) {
 	if blamed == 0 {
 		t.Errorf("no liar's work in %+v", work)
 	}
+}
+
+// TestRoutesAvoidBadReputation: a client's reputation keeps a server it
+// scores below ExcludeBelow out of its chains, and prefers the better
+// scored of two otherwise equal servers.
+func TestRoutesAvoidBadReputation(t *testing.T) {
+	// Low throughputs make compute time, which scores scale, dominate
+	// loopback RTTs in route costs.
+	sw := newSwarm(t, "stories260K.gguf", ServerConfig{Throughput: 10})
+	var ids []string
+	for range 3 {
+		ids = append(ids, sw.add(shard.Span{Start: 0, End: 5}).Node.ID().String())
+	}
+	rep := consensus.NewMemory(time.Hour)
+	now := time.Now()
+	for range 10 {
+		rep.Record(ids[0], consensus.EventDisagreed, now) // far below 0.2
+		rep.Record(ids[2], consensus.EventAgreed, now)    // above the prior
+	}
+	c := sw.client(ClientConfig{Reputation: rep, ExcludeBelow: 0.2})
+	for range 3 {
+		ch, err := c.Open(t.Context(), 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := ch.Hops()[0].Peer.String(); p != ids[2] {
+			t.Errorf("chain on %s; want the best-scored %s (scores %v, %v, %v)", p, ids[2],
+				rep.Score(ids[0], now), rep.Score(ids[1], now), rep.Score(ids[2], now))
+		}
+		ch.Close()
+	}
+	// With the good one gone, the excluded one is still never used.
+	c = sw.client(ClientConfig{Reputation: rep, ExcludeBelow: 0.2, Bans: NewBans(time.Hour, time.Hour)})
+	c.cfg.Bans.Fail(mustDecode(t, ids[2]), time.Now())
+	ch, err := c.Open(t.Context(), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if p := ch.Hops()[0].Peer.String(); p != ids[1] {
+		t.Errorf("chain on %s; want %s, the only one neither banned nor excluded", p, ids[1])
+	}
+}
+
+func mustDecode(t *testing.T, s string) peer.ID {
+	p, err := peer.Decode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
