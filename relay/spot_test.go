@@ -58,7 +58,7 @@ func spotRun(t *testing.T, sw *swarm, p float64, n int) (run, run, *VerifiedChai
 // the output is an unchecked run's, and the report does not claim the
 // unchecked steps were verified.
 func TestSpotCheckHonest(t *testing.T) {
-	sw, _ := spotSwarm(t, []spotServer{{throughput: 20}, {throughput: 10}})
+	sw, _ := spotSwarm(t, []spotServer{{throughput: 2}, {throughput: 1}})
 	got, want, v := spotRun(t, sw, 0.5, 12)
 	if !equalTokens(got.tokens, want.tokens) || string(got.logits) != string(want.logits) {
 		t.Errorf("spot-checked generation differs from one process: %v vs %v", got.tokens, want.tokens)
@@ -86,11 +86,11 @@ func TestSpotCheckEveryStep(t *testing.T) {
 		for _, role := range []string{"serving", "checking"} {
 			t.Run(fmt.Sprintf("%s/%s", kind, role), func(t *testing.T) {
 				t.Parallel()
-				liar := spotServer{throughput: 40, fault: Fault{Kind: kind, Rate: 1, Delay: 5 * time.Second}}
+				liar := spotServer{throughput: 4, fault: Fault{Kind: kind, Rate: 1, Delay: 5 * time.Second}}
 				if role == "checking" {
-					liar.throughput = 15
+					liar.throughput = 1.5
 				}
-				sw, liars := spotSwarm(t, []spotServer{liar, {throughput: 20}, {throughput: 10}, {throughput: 5}})
+				sw, liars := spotSwarm(t, []spotServer{liar, {throughput: 2}, {throughput: 1}, {throughput: 0.5}})
 				got, want, v := spotRun(t, sw, 1, 8)
 				if !equalTokens(got.tokens, want.tokens) || string(got.logits) != string(want.logits) {
 					t.Errorf("generation differs from an honest run: %v vs %v", got.tokens, want.tokens)
@@ -141,8 +141,8 @@ func TestSpotCheckEveryStep(t *testing.T) {
 // session is caught at the first checked step and replaced; the steps
 // before it are reported as unchecked, not as verified.
 func TestSpotCheckRate(t *testing.T) {
-	liar := spotServer{throughput: 40, fault: Fault{Kind: FaultZero, Rate: 1}}
-	sw, liars := spotSwarm(t, []spotServer{liar, {throughput: 20}, {throughput: 10}, {throughput: 5}})
+	liar := spotServer{throughput: 4, fault: Fault{Kind: FaultZero, Rate: 1}}
+	sw, liars := spotSwarm(t, []spotServer{liar, {throughput: 2}, {throughput: 1}, {throughput: 0.5}})
 	_, _, v := spotRun(t, sw, 0.25, 12)
 	vr := v.Report()
 	if vr.Unchecked == 0 || vr.Verified() || len(vr.Escalated) == 0 {
