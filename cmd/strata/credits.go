@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -31,13 +32,54 @@ func openNodeLedger(node *dht.Node, dir string) (*ledger.Ledger, error) {
 	return ledger.Open(filepath.Join(dir, ledgerFile), key)
 }
 
-// serveSettlement answers settlements of srv's sessions, recording work in
-// l.
-func serveSettlement(sv *relay.Serving, l *ledger.Ledger, m *modelFile) *ledger.SettleServer {
-	return ledger.ServeSettle(sv.Node.Host(), l, m.id, ledger.ShapeOf(m.hp), func(id [16]byte, client peer.ID) (ledger.SessionFacts, bool) {
+// priorityHook is a ServerConfig.Priority that asks the balances set
+// once the server's host exists (the server is made before its ledger
+// services).
+type priorityHook struct {
+	b atomic.Pointer[ledger.Balances]
+}
+
+func (p *priorityHook) priority(id peer.ID) float64 {
+	if b := p.b.Load(); b != nil {
+		return b.Priority(id)
+	}
+	return 0
+}
+
+// serverLedger starts a server's ledger services: settlement of its
+// sessions (work records in l), the audit protocol, and ranking of its
+// clients by audited balance through hook. close stops them.
+func serverLedger(sv *relay.Serving, l *ledger.Ledger, m *modelFile, hook *priorityHook) (stop func(), err error) {
+	h := sv.Node.Host()
+	settle := ledger.ServeSettle(h, l, m.id, ledger.ShapeOf(m.hp), func(id [16]byte, client peer.ID) (ledger.SessionFacts, bool) {
 		w, ok := sv.Server.Served(relay.SessionID(id), client)
 		return factsOf(w), ok
 	})
+	audit, err := ledger.ServeAudit(h, l)
+	if err != nil {
+		settle.Close()
+		return nil, err
+	}
+	rep, err := ledger.NewReputation(l, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow)
+	if err != nil {
+		settle.Close()
+		audit.Close()
+		return nil, err
+	}
+	auditor, err := ledger.NewAuditor(h, rep)
+	if err != nil {
+		settle.Close()
+		audit.Close()
+		return nil, err
+	}
+	balances := ledger.NewBalances(auditor, ledger.DefaultPolicy, 10*time.Minute)
+	hook.b.Store(balances)
+	return func() {
+		hook.b.Store(nil)
+		balances.Close()
+		audit.Close()
+		settle.Close()
+	}, nil
 }
 
 func factsOf(w relay.WorkSummary) ledger.SessionFacts {

@@ -161,6 +161,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		dir := filepath.Join(dataDir, fmt.Sprint("node", i))
 		opts := append([]dht.Option{dht.WithDataDir(dir),
 			dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}, boot...)
+		hook := &priorityHook{}
+		srv.cfg.Priority = hook.priority
 		sv, err := relay.Serve(ctx, sh, srv.cfg, opts...)
 		if err != nil {
 			return err
@@ -171,7 +173,11 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer l.Close()
-		defer serveSettlement(sv, l, cm.modelFile).Close()
+		stopLedger, err := serverLedger(sv, l, cm.modelFile, hook)
+		if err != nil {
+			return err
+		}
+		defer stopLedger()
 		running = append(running, demoNode{i, sv, l, srv.fault})
 		if i == 0 {
 			boot = []dht.Option{dht.WithBootstrapPeers(sv.Node.AddrInfo())}
@@ -193,6 +199,11 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cl.Close()
+	clientAudit, err := ledger.ServeAudit(node.Host(), cl)
+	if err != nil {
+		return err
+	}
+	defer clientAudit.Close()
 	var rep0 *ledger.Reputation
 	if vcfg != nil {
 		if rep0, err = ledger.NewReputation(cl, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow); err != nil {

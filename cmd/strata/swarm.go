@@ -176,7 +176,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: m.id, Version: version, Link: link, Fault: fault}, opts...)
+	hook := &priorityHook{}
+	sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: m.id, Version: version, Link: link, Fault: fault, Priority: hook.priority}, opts...)
 	if err != nil {
 		return err
 	}
@@ -186,8 +187,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	settle := serveSettlement(sv, l, m)
-	defer settle.Close()
+	stopLedger, err := serverLedger(sv, l, m, hook)
+	if err != nil {
+		sv.Close()
+		return err
+	}
+	defer stopLedger()
 	info := sv.Server.Info()
 	fmt.Fprintf(e.stdout, "serving blocks %s of model %s as %s (%.1f tok/s measured, profile %s)\n",
 		span, m.id.Short(), sv.Node.ID(), info.Throughput, info.Profile)
@@ -400,7 +405,7 @@ func swarmGenerate(ctx context.Context, w io.Writer, cm *clientModel, client *re
 	ls := lanes()
 	rep.Chain = hopsOf(ls[0])
 	if settle != nil {
-		work := []relay.WorkSummary{}
+		var work []relay.WorkSummary
 		if checked != nil {
 			work = checked.Work()
 		} else {
@@ -492,6 +497,11 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
+	audit, err := ledger.ServeAudit(node.Host(), l) // servers rank clients by audited balance
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
 	if vcfg != nil {
 		if vcfg.Reputation, err = ledger.NewReputation(l, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow); err != nil {
 			return err
