@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,4 +307,127 @@ func firstError(rs []settledReceipt) string {
 		}
 	}
 	return ""
+}
+
+// peerEntry is one line of `strata peers`.
+type peerEntry struct {
+	Peer       string  `json:"peer"`
+	Span       string  `json:"span,omitempty"`
+	Throughput float64 `json:"throughput_tok_s,omitempty"`
+	Load       int64   `json:"sessions,omitempty"`
+	FreeKV     int64   `json:"free_kv_bytes,omitempty"`
+	RTTMS      float64 `json:"rtt_ms,omitempty"`
+	Profile    string  `json:"profile,omitempty"`
+	Version    string  `json:"version,omitempty"`
+	Score      float64 `json:"reputation"`
+	Events     int     `json:"events"`
+	Excluded   bool    `json:"excluded"`
+	Serving    bool    `json:"serving"`
+}
+
+func runPeers(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "peers", "peers --bootstrap MULTIADDR --model M [--data DIR] [--json]",
+		"List the peers serving blocks of M (span, measured throughput, load, free KV, RTT, numerics profile,\n"+
+			"version) with the reputation this node's ledger (in --data) gives them; peers it has a reputation for\n"+
+			"that serve nothing now are listed too. Peers scoring below the exclusion threshold are left out of routes.")
+	model := fs.String("model", "", "GGUF model (required; only its metadata is read)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	nf := addNetFlags(fs, "this node's data directory, whose ledger holds its reputation records (default: none)")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *model == "" || len(nf.bootstrap) == 0 {
+		return fmt.Errorf("%w: --model and --bootstrap are required", errUsage)
+	}
+	m, err := openModel(*model, 1)
+	if err != nil {
+		return err
+	}
+	defer m.f.Close()
+	tmp, err := os.MkdirTemp("", "strata-peers-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	withLedger := *nf.data != ""
+	opts, _, dataDir, err := nf.options(tmp)
+	if err != nil {
+		return err
+	}
+	var rep *ledger.Reputation
+	if withLedger {
+		l, err := requireLedger(dataDir)
+		if err != nil {
+			return err
+		}
+		rep, err = ledger.NewReputation(l, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow)
+		l.Close()
+		if err != nil {
+			return err
+		}
+	}
+	node, err := dht.New(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	client, err := relay.NewClient(node, relay.ClientConfig{Model: m.id, Blocks: m.hp.Layers, Dim: m.hp.Dim})
+	if err != nil {
+		return err
+	}
+	cands, infos, err := client.Candidates(ctx, dht.Span{Start: 0, End: m.hp.Layers})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var out []peerEntry
+	seen := map[string]bool{}
+	scores := map[string]ledger.PeerScore{}
+	if rep != nil {
+		for _, p := range rep.Peers(now) {
+			scores[p.Peer] = p
+		}
+	}
+	for _, c := range cands {
+		in := infos[c.Peer]
+		id := c.Peer.String()
+		seen[id] = true
+		pe := peerEntry{Peer: id, Span: c.Span.String(), Throughput: c.Throughput, Load: c.Load, FreeKV: c.FreeKV,
+			RTTMS: float64(c.RTT) / float64(time.Millisecond), Profile: in.Profile, Version: in.Version, Score: 0.5, Serving: true}
+		if s, ok := scores[id]; ok {
+			pe.Score, pe.Events, pe.Excluded = s.Score, s.Events, s.Excluded
+		}
+		out = append(out, pe)
+	}
+	for id, s := range scores {
+		if !seen[id] {
+			out = append(out, peerEntry{Peer: id, Score: s.Score, Events: s.Events, Excluded: s.Excluded})
+		}
+	}
+	slices.SortFunc(out, func(a, b peerEntry) int {
+		if a.Serving != b.Serving {
+			if a.Serving {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Span+a.Peer, b.Span+b.Peer)
+	})
+	if *asJSON {
+		return writeJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "%-52s  %-7s  %9s  %4s  %8s  %-14s  %-10s  %s\n", "peer", "blocks", "tok/s", "load", "rtt ms", "profile", "version", "reputation")
+	for _, p := range out {
+		excl := ""
+		if p.Excluded {
+			excl = " (excluded)"
+		}
+		if !p.Serving {
+			fmt.Fprintf(e.stdout, "%-52s  %-7s  %9s  %4s  %8s  %-14s  %-10s  %.3f (%d events)%s\n", p.Peer, "-", "-", "-", "-", "-", "-", p.Score, p.Events, excl)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "%-52s  %-7s  %9.1f  %4d  %8.2f  %-14s  %-10s  %.3f (%d events)%s\n", p.Peer, p.Span, p.Throughput, p.Load, p.RTTMS,
+			p.Profile, p.Version, p.Score, p.Events, excl)
+	}
+	return nil
 }

@@ -44,6 +44,7 @@ func commands() []command {
 		{"weights", "model files: synth, convert, manifest", runWeights},
 		{"bench", "benchmarks: run, swarm", runBench},
 		{"credits", "this node's GPU-hour credits: balance, history, verify", runCredits},
+		{"peers", "the peers serving a model, with the reputation this node gives them", runPeers},
 		{"version", "print the version", runVersion},
 	}
 }

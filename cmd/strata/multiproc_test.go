@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stratanet/strata/internal/testenv"
+	"github.com/stratanet/strata/ledger"
 )
 
 // buildStrata builds the binary from this repository.
@@ -56,12 +57,14 @@ type server struct {
 	addr   string // its first multiaddr
 	stderr *syncBuffer
 	done   chan error
+	dir    string // its data directory
 }
 
 func startServe(t *testing.T, bin, model, span string, bootstrap ...string) *server {
 	t.Helper()
+	dir := t.TempDir()
 	args := []string{"serve", "--model", model, "--span", span, "--threads", "1",
-		"--listen", "/ip4/127.0.0.1/tcp/0", "--data", t.TempDir()}
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--data", dir}
 	for _, b := range bootstrap {
 		args = append(args, "--bootstrap", b)
 	}
@@ -70,7 +73,7 @@ func startServe(t *testing.T, bin, model, span string, bootstrap ...string) *ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1), dir: dir}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -119,8 +122,10 @@ func TestMultiProcess(t *testing.T) {
 	prompt := "Once upon a time there was a dragon"
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	clientDir := t.TempDir()
 	gen := exec.CommandContext(ctx, bin, "generate", "--bootstrap", b.addr, "--model", model, "--prompt", prompt,
-		"-n", "40", "--temp", "0", "--encoding", "f32", "--json", "--listen", "/ip4/127.0.0.1/tcp/0", "--threads", "1")
+		"-n", "40", "--temp", "0", "--encoding", "f32", "--json", "--listen", "/ip4/127.0.0.1/tcp/0", "--threads", "1",
+		"--data", clientDir)
 	out, err := gen.Output()
 	if err != nil {
 		var stderr []byte
@@ -147,6 +152,26 @@ func TestMultiProcess(t *testing.T) {
 	if len(got.Chain) != 3 || got.Stats.BadReceipts != 0 || got.Stats.Receipts == 0 {
 		t.Errorf("chain %v, stats %+v", got.Chain, got.Stats)
 	}
+	// Every server settled its session with the client.
+	var spent float64
+	for _, r := range got.Settled {
+		if r.Error != "" || r.Credits <= 0 || r.Agreed != 0 {
+			t.Errorf("settlement %+v; want unverified work paid at the discount", r)
+		}
+		spent += r.Credits
+	}
+	if len(got.Settled) != 3 {
+		t.Errorf("settled %+v; want the 3 servers", got.Settled)
+	}
+	code, out2, errOut := runCLI(t, "peers", "--bootstrap", a.addr, "--model", model, "--data", clientDir, "--json",
+		"--listen", "/ip4/127.0.0.1/tcp/0")
+	var peers []peerEntry
+	if code != 0 || json.Unmarshal([]byte(out2), &peers) != nil {
+		t.Fatalf("strata peers: exit %d: %s%s", code, out2, errOut)
+	}
+	if serving := slices.IndexFunc(peers, func(p peerEntry) bool { return !p.Serving }); len(peers) != 3 || serving >= 0 {
+		t.Errorf("strata peers listed %+v; want the 3 servers", peers)
+	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -161,5 +186,15 @@ func TestMultiProcess(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("serve did not exit within 30 s of SIGTERM")
+	}
+	// The stopped server's ledger holds its work; the client's its spend.
+	code, out2, errOut = runCLI(t, "credits", "balance", "--data", c.dir, "--json")
+	var acc ledger.Account
+	if code != 0 || json.Unmarshal([]byte(out2), &acc) != nil || acc.Work != 1 || acc.Earned <= 0 {
+		t.Errorf("credits balance of a server: exit %d, %+v: %s", code, acc, errOut)
+	}
+	code, out2, errOut = runCLI(t, "credits", "balance", "--data", clientDir, "--json")
+	if code != 0 || json.Unmarshal([]byte(out2), &acc) != nil || acc.Spends != 3 || !closeTo(acc.Spent, spent) {
+		t.Errorf("credits balance of the client: exit %d, %+v (settled %g): %s", code, acc, spent, errOut)
 	}
 }
