@@ -24,12 +24,19 @@ const (
 	EventDisagreed
 	// EventTimedOut: the peer was expected to vote and did not.
 	EventTimedOut
+	// EventUp: the peer announced blocks and answered when asked
+	// (uptime; recorded at most once per peer and interval by clients).
+	EventUp
+	// EventDown: the peer announced blocks but did not answer.
+	EventDown
 )
 
 var eventNames = [...]string{
 	EventAgreed:    "EventAgreed",
 	EventDisagreed: "EventDisagreed",
 	EventTimedOut:  "EventTimedOut",
+	EventUp:        "EventUp",
+	EventDown:      "EventDown",
 }
 
 // String returns the event's name, or "Event(n)" for an unknown value.
@@ -62,6 +69,10 @@ const (
 	AgreedGain    = 0.05
 	DisagreedLoss = 0.30
 	TimedOutLoss  = 0.10
+	// Uptime moves scores little: being reachable is expected, and a
+	// peer may be down for reasons that are nobody's fault.
+	UpGain   = 0.01
+	DownLoss = 0.05
 )
 
 // Memory is an in-memory [Reputation]. Each peer's score starts at [Prior],
@@ -106,6 +117,10 @@ func (m *Memory) Record(peer string, e Event, at time.Time) {
 		v -= DisagreedLoss * v
 	case EventTimedOut:
 		v -= TimedOutLoss * v
+	case EventUp:
+		v += UpGain * (1 - v)
+	case EventDown:
+		v -= DownLoss * v
 	default:
 		return
 	}

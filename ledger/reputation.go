@@ -21,7 +21,9 @@ const DefaultExcludeBelow = 0.2
 // forkPenalty is the number of blamed faults a proven fork counts as.
 const forkPenalty = 5
 
-// Reputation is a [consensus.Reputation] kept in a ledger: every event is
+// Reputation is a [consensus.Reputation] kept in a ledger: every event
+// (verification outcomes, timeouts, and uptime: whether an announced peer
+// answered) is
 // a signed reputation record of the owner's chain, so scores persist across
 // restarts (they are replayed on open) and anyone can audit what this node
 // saw. Scores decay towards consensus.Prior with the half-life; a proven
@@ -77,7 +79,7 @@ func (r *Reputation) apply(peer string, e consensus.Event, at time.Time) {
 // Record notes an event about peer and appends it to the chain (without
 // waiting for the commit: Close writes what is queued).
 func (r *Reputation) Record(peer string, e consensus.Event, at time.Time) {
-	if e < consensus.EventAgreed || e > consensus.EventTimedOut {
+	if e < consensus.EventAgreed || e > consensus.EventDown {
 		return
 	}
 	r.apply(peer, e, at)

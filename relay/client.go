@@ -54,6 +54,10 @@ type ClientConfig struct {
 	// leave out servers scoring below ExcludeBelow.
 	Reputation   consensus.Reputation
 	ExcludeBelow float64
+	// UptimeInterval is how often, at most, a peer's uptime (it answered
+	// when the client looked for servers, or not) goes to Reputation
+	// (default 10 min).
+	UptimeInterval time.Duration
 	// MaxRepairs bounds the stage replacements of one step (default 8).
 	MaxRepairs int
 	// Link emulates a network link on the client's streams (zero: none).
@@ -70,6 +74,34 @@ type ClientConfig struct {
 type Client struct {
 	node *dht.Node
 	cfg  ClientConfig
+
+	uptimeMu sync.Mutex
+	uptime   map[peer.ID]time.Time // when each peer's uptime was last recorded
+}
+
+// noteUptime records, at most once per UptimeInterval and peer, whether a
+// peer that announced blocks answered.
+func (c *Client) noteUptime(p peer.ID, up bool) {
+	if c.cfg.Reputation == nil {
+		return
+	}
+	now := time.Now()
+	c.uptimeMu.Lock()
+	last, ok := c.uptime[p]
+	if ok && now.Sub(last) < c.cfg.UptimeInterval {
+		c.uptimeMu.Unlock()
+		return
+	}
+	if c.uptime == nil {
+		c.uptime = make(map[peer.ID]time.Time)
+	}
+	c.uptime[p] = now
+	c.uptimeMu.Unlock()
+	e := consensus.EventUp
+	if !up {
+		e = consensus.EventDown
+	}
+	c.cfg.Reputation.Record(p.String(), e, now)
 }
 
 // ErrChain is returned when a chain cannot be built or repaired.
@@ -95,6 +127,9 @@ func NewClient(node *dht.Node, cfg ClientConfig) (*Client, error) {
 	cfg.MaxActivationBytes = maxActivation(cfg.MaxActivationBytes)
 	if cfg.MaxHistoryBytes <= 0 {
 		cfg.MaxHistoryBytes = 1 << 30
+	}
+	if cfg.UptimeInterval <= 0 {
+		cfg.UptimeInterval = 10 * time.Minute
 	}
 	if cfg.Reputation != nil && cfg.Cost.ReputationWeight == 0 {
 		cfg.Cost.ReputationWeight = 1
@@ -154,8 +189,12 @@ func (c *Client) Candidates(ctx context.Context, span dht.Span) ([]Candidate, ma
 			rtt := time.Since(t0)
 			if err != nil {
 				c.cfg.Logger.Debug("relay: info", "peer", p, "err", err)
+				if ctx.Err() == nil {
+					c.noteUptime(p, false)
+				}
 				return
 			}
+			c.noteUptime(p, true)
 			if l := c.node.Host().Peerstore().LatencyEWMA(p); l > 0 {
 				rtt = l
 			}

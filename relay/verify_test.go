@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/stratanet/strata/consensus"
+	"github.com/stratanet/strata/dht"
 	"github.com/stratanet/strata/shard"
 )
 
@@ -359,4 +360,38 @@ func mustDecode(t *testing.T, s string) peer.ID {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestUptime: looking for servers, a client with a reputation records that
+// a live server answered and that one which announced its blocks and died
+// did not, at most once per interval.
+func TestUptime(t *testing.T) {
+	sw := newSwarm(t, "stories260K.gguf", ServerConfig{}, shard.Span{Start: 0, End: 5}, shard.Span{Start: 0, End: 5})
+	live, dead := sw.servers[0].Node.ID().String(), sw.servers[1]
+	span := dht.Span{Start: 0, End: 5}
+	hourly := consensus.NewMemory(0) // no decay: exact scores
+	c := sw.client(ClientConfig{Reputation: hourly, UptimeInterval: time.Hour})
+	for range 2 { // the second look is within the interval: nothing more recorded
+		if _, _, err := c.Candidates(t.Context(), span); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := consensus.Prior + consensus.UpGain*(1-consensus.Prior)
+	for _, p := range []string{live, dead.Node.ID().String()} {
+		if got := hourly.Score(p, time.Now()); got != up {
+			t.Errorf("%s scores %v; want %v after one recorded answer", p, got, up)
+		}
+	}
+	dead.Close()
+	always := consensus.NewMemory(0)
+	c = sw.client(ClientConfig{Reputation: always, UptimeInterval: time.Nanosecond})
+	if _, _, err := c.Candidates(t.Context(), span); err != nil {
+		t.Fatal(err)
+	}
+	if got := always.Score(live, time.Now()); got != up {
+		t.Errorf("live server scores %v; want %v", got, up)
+	}
+	if got, want := always.Score(dead.Node.ID().String(), time.Now()), consensus.Prior*(1-consensus.DownLoss); got != want {
+		t.Errorf("dead server scores %v; want %v: announced, but no answer", got, want)
+	}
 }
