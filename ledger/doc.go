@@ -42,6 +42,37 @@
 // transaction, and an append returns only after bbolt's commit (and its
 // fsync) did, so an acknowledged record survives a crash.
 //
+// A node that loses its ledger file and opens a new one with the same
+// identity starts a second chain from a new genesis record: auditors who
+// saw the first one will, rightly, prove a fork.
+//
+// # Settlement and audit
+//
+// At the end of a session the client settles with each server over
+// /strata/settle/1.0.0 ([Settle], [ServeSettle]): it drafts the work
+// receipt from the receipts it got (positions, steps, the hash of the step
+// outputs, and how verification judged them), the server checks the draft
+// against what it computed and signs it, the client countersigns it and
+// records it as spend, and the server records it as work.
+//
+// /strata/ledger/1.0.0 serves a node's chain to auditors ([ServeAudit],
+// [Audit], [Auditor]). Frames are a 4-byte big-endian length and bytes. The
+// request is a msgpack map {"from", "to"} (to exclusive; 0 or past the
+// head means the head), at most 64 bytes; the answer a header {"len",
+// "head"} (the chain's length and its last record's hash) followed by one
+// frame per record, or {"err"} alone. A server may answer fewer records
+// than asked (its page); the auditor asks again from where it stopped, and
+// checks every record, the owner's key against the peer id, and the head.
+// An [Auditor] remembers what it verified; a different record at a seq it
+// saw before is a fork, recorded with its proof ([ForkProof]) in the
+// auditor's own chain, and the forking peer's reputation drops.
+//
+// # Priority
+//
+// A busy server ranks the steps waiting for its compute by their clients'
+// balances as audits of their chains prove them ([Balances]), with aging
+// so that a client without credits is still served.
+//
 // # Credits
 //
 // A credit is a normalized GPU-hour (see [Policy]): a receipt is worth the
