@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -152,31 +151,44 @@ func openLedgerDir(dir string) (*ledger.Ledger, error) {
 	return ledger.Open(filepath.Join(dir, ledgerFile), key)
 }
 
-func ledgerFlags(e *env, name, usage, help string) (*flag.FlagSet, *string, *bool) {
+// ledgerCommand parses the flags every credits command takes and opens
+// the ledger they name; the caller closes it.
+func ledgerCommand(e *env, name, usage, help string, args []string) (l *ledger.Ledger, asJSON bool, err error) {
 	fs := newFlags(e, name, usage, help)
 	dir := fs.String("data", "", "the node's data directory (as given to serve or generate; required)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	return fs, dir, asJSON
+	j := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return nil, false, err
+	}
+	l, err = requireLedger(*dir)
+	return l, *j, err
+}
+
+// accountCommand is ledgerCommand with the chain verified and its account
+// computed.
+func accountCommand(e *env, name, usage, help string, args []string) (*ledger.Ledger, *ledger.Account, bool, error) {
+	l, asJSON, err := ledgerCommand(e, name, usage, help, args)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	a, err := ledger.AccountOf(l, ledger.DefaultPolicy)
+	if err != nil {
+		l.Close()
+		return nil, nil, false, err
+	}
+	return l, a, asJSON, nil
 }
 
 func runCreditsBalance(_ context.Context, e *env, args []string) error {
-	fs, dir, asJSON := ledgerFlags(e, "credits balance", "credits balance --data DIR [--json]",
+	l, a, asJSON, err := accountCommand(e, "credits balance", "credits balance --data DIR [--json]",
 		"Verify this node's ledger and print the credits it proves: GPU-hours earned by serving verified work\n"+
 			"(unverified work at a quarter, work with blame at nothing), the part in escrow until the node has\n"+
-			"served enough clean receipts, GPU-hours spent as a client, and the balance.")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
-	}
-	l, err := requireLedger(*dir)
+			"served enough clean receipts, GPU-hours spent as a client, and the balance.", args)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	a, err := ledger.AccountOf(l, ledger.DefaultPolicy)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
+	if asJSON {
 		return writeJSON(e.stdout, a)
 	}
 	fmt.Fprintf(e.stdout, "owner     %s\nrecords   %d\nearned    %.6g GPU-h (%d work receipts, %d with blame; %.3g FLOPs served)\nescrow    %.6g GPU-h\nspent     %.6g GPU-h (%d receipts; %.3g FLOPs used)\nstarter   %.6g GPU-h\nbalance   %.6g GPU-h\n",
@@ -185,12 +197,8 @@ func runCreditsBalance(_ context.Context, e *env, args []string) error {
 }
 
 func runCreditsHistory(_ context.Context, e *env, args []string) error {
-	fs, dir, asJSON := ledgerFlags(e, "credits history", "credits history --data DIR [--json]",
-		"Print every record of this node's ledger, oldest first.")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
-	}
-	l, err := requireLedger(*dir)
+	l, asJSON, err := ledgerCommand(e, "credits history", "credits history --data DIR [--json]",
+		"Print every record of this node's ledger, oldest first.", args)
 	if err != nil {
 		return err
 	}
@@ -221,7 +229,7 @@ func runCreditsHistory(_ context.Context, e *env, args []string) error {
 		}
 		out = append(out, en)
 	}
-	if *asJSON {
+	if asJSON {
 		return writeJSON(e.stdout, out)
 	}
 	for _, en := range out {
@@ -239,23 +247,15 @@ func runCreditsHistory(_ context.Context, e *env, args []string) error {
 }
 
 func runCreditsVerify(_ context.Context, e *env, args []string) error {
-	fs, dir, asJSON := ledgerFlags(e, "credits verify", "credits verify --data DIR [--json]",
+	l, a, asJSON, err := accountCommand(e, "credits verify", "credits verify --data DIR [--json]",
 		"Check every record of this node's ledger: format, signature, link to the record before, the signatures\n"+
-			"of the receipts inside, and the balances. A bad record is named by its number; exit status 1.")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
-	}
-	l, err := requireLedger(*dir)
+			"of the receipts inside, and the balances. A bad record is named by its number; exit status 1.", args)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	a, err := ledger.AccountOf(l, ledger.DefaultPolicy)
-	if err != nil {
-		return err
-	}
 	_, head := l.Head()
-	if *asJSON {
+	if asJSON {
 		return writeJSON(e.stdout, map[string]any{"ok": true, "records": a.Records, "head": fmt.Sprintf("%x", head), "account": a})
 	}
 	fmt.Fprintf(e.stdout, "ok: %d records, head %x, balance %.6g GPU-h\n", a.Records, head, a.Balance)
