@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/stratanet/strata/consensus"
 	"github.com/stratanet/strata/internal/testenv"
@@ -412,5 +415,23 @@ func TestDemoCredits(t *testing.T) {
 	}
 	if code, out, _ = runCLI(t, "credits", "history", "--data", filepath.Join(data, "node1")); code != 0 || !strings.Contains(out, "genesis") || !strings.Contains(out, "work") {
 		t.Errorf("credits history: exit %d:\n%s", code, out)
+	}
+	// One changed byte in the client's first spend record: verify names it.
+	db, err := bolt.Open(filepath.Join(data, "client", ledgerFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("records"))
+		k := binary.BigEndian.AppendUint64(nil, 1)
+		v := bytes.Clone(b.Get(k))
+		v[60] ^= 1 // in the payload
+		return b.Put(k, v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if code, out, errOut = runCLI(t, "credits", "verify", "--data", filepath.Join(data, "client")); code != 1 || !strings.Contains(errOut, "record 1") {
+		t.Errorf("credits verify of a tampered ledger: exit %d, %s%s; want exit 1 naming record 1", code, out, errOut)
 	}
 }
