@@ -109,7 +109,8 @@ func (w *WorkReceipt) Check(countersigned bool) error {
 		return fmt.Errorf("blocks %d:%d of a %d-block model", w.Start, w.End, w.Shape.Layers)
 	case w.First < 0 || w.Positions <= 0 || w.Steps <= 0 || w.Steps > w.Positions:
 		return fmt.Errorf("%d steps over positions %d+%d", w.Steps, w.First, w.Positions)
-	case w.Agreed < 0 || w.Unverified < 0 || w.Blamed < 0 || w.Agreed+w.Unverified+w.Blamed != w.Positions:
+	case w.Agreed < 0 || w.Unverified < 0 || w.Blamed < 0 || w.Agreed > w.Positions || w.Unverified > w.Positions ||
+		w.Blamed > w.Positions || w.Agreed+w.Unverified+w.Blamed != w.Positions:
 		return fmt.Errorf("outcomes %d agreed + %d unverified + %d blamed != %d positions", w.Agreed, w.Unverified, w.Blamed, w.Positions)
 	}
 	if err := w.Shape.check(); err != nil {
@@ -184,7 +185,9 @@ func (f *ForkProof) Check() error {
 	}
 	var seq uint64
 	for i, raw := range [][]byte{f.A, f.B} {
-		r, err := DecodeRecord(raw)
+		// The framing only: a fork is two signed records of one seq,
+		// whatever they say (and a payload may nest further proofs).
+		r, err := decodeFrame(raw)
 		if err != nil {
 			return err
 		}
@@ -239,6 +242,9 @@ func DecodeReputation(b []byte) (*ReputationEvent, error) {
 	}
 	if _, err := peer.Decode(e.Peer); err != nil {
 		return nil, err
+	}
+	if e.Event < 1 || e.Event > 5 {
+		return nil, fmt.Errorf("unknown event %d", e.Event)
 	}
 	return &e, nil
 }

@@ -103,9 +103,22 @@ func (r *Record) sign(key crypto.PrivKey) error {
 }
 
 // DecodeRecord parses one encoded record, strictly: version, kind, lengths
-// and the payload's form for its kind. It does not check the signature or
-// the link (see [Verifier]).
+// and the payload's form for its kind. It does not check the record's
+// signature or its link (see [Verifier]).
 func DecodeRecord(b []byte) (Record, error) {
+	r, err := decodeFrame(b)
+	if err != nil {
+		return r, err
+	}
+	if err := checkPayload(r.Kind, r.Payload); err != nil {
+		return r, fmt.Errorf("%w: %s payload: %w", ErrInvalid, r.Kind, err)
+	}
+	return r, nil
+}
+
+// decodeFrame parses a record's framing (everything but the payload's
+// contents), in time linear in its length.
+func decodeFrame(b []byte) (Record, error) {
 	var r Record
 	if len(b) < headerLen+SigLen {
 		return r, fmt.Errorf("%w: %d bytes, shorter than a record's %d", ErrInvalid, len(b), headerLen+SigLen)
@@ -130,14 +143,11 @@ func DecodeRecord(b []byte) (Record, error) {
 	if r.Time < 0 {
 		return r, fmt.Errorf("%w: time %d before 1970", ErrInvalid, r.Time)
 	}
-	r.Payload = bytes.Clone(b[headerLen : headerLen+int(n)])
-	r.Sig = bytes.Clone(b[headerLen+int(n):])
-	if err := checkPayload(r.Kind, r.Payload); err != nil {
-		return r, fmt.Errorf("%w: %s payload: %w", ErrInvalid, r.Kind, err)
-	}
 	if (r.Seq == 0) != (r.Kind == KindGenesis) {
 		return r, fmt.Errorf("%w: %s record at seq %d (genesis is seq 0, and only it)", ErrInvalid, r.Kind, r.Seq)
 	}
+	r.Payload = bytes.Clone(b[headerLen : headerLen+int(n)])
+	r.Sig = bytes.Clone(b[headerLen+int(n):])
 	return r, nil
 }
 
@@ -184,7 +194,7 @@ func (v *Verifier) Add(raw []byte) (Record, error) {
 	fail := func(format string, args ...any) (Record, error) {
 		return Record{}, fmt.Errorf("%w: record %d: %s", ErrInvalid, v.next, fmt.Sprintf(format, args...))
 	}
-	r, err := DecodeRecord(raw)
+	r, err := decodeFrame(raw)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -197,28 +207,38 @@ func (v *Verifier) Add(raw []byte) (Record, error) {
 	if r.Time < v.time {
 		return fail("is older than the record before it")
 	}
+	key, owner := v.key, v.owner
 	if r.Seq == 0 {
 		g, err := decodeGenesis(r.Payload)
 		if err != nil {
 			return fail("%v", err)
 		}
-		if v.key, err = crypto.UnmarshalPublicKey(g.PubKey); err != nil {
+		if key, err = crypto.UnmarshalPublicKey(g.PubKey); err != nil {
 			return fail("owner key: %v", err)
 		}
-		if v.key.Type() != crypto.Ed25519 {
-			return fail("owner key of type %v, want Ed25519", v.key.Type())
+		if key.Type() != crypto.Ed25519 {
+			return fail("owner key of type %v, want Ed25519", key.Type())
 		}
-		if v.owner, err = peer.IDFromPublicKey(v.key); err != nil {
+		if owner, err = peer.IDFromPublicKey(key); err != nil {
 			return fail("owner key: %v", err)
+		}
+		if v.key != nil && !v.key.Equals(key) {
+			return fail("owned by %s, not the expected %s", owner, v.owner)
 		}
 	}
-	if v.key == nil {
+	if key == nil {
 		return fail("no owner key: the chain must start at genesis")
 	}
-	ok, err := v.key.Verify(r.signedBytes(), r.Sig)
+	ok, err := key.Verify(r.signedBytes(), r.Sig)
 	if err != nil || !ok {
 		return fail("bad signature")
 	}
+	// The payload last: it may hold signatures to check, which only a
+	// record its owner signed is worth the time of.
+	if err := checkPayload(r.Kind, r.Payload); err != nil {
+		return fail("%v: %s payload: %v", ErrInvalid, r.Kind, err)
+	}
+	v.key, v.owner = key, owner
 	v.prev = blake3.Sum256(raw)
 	v.next++
 	v.time = r.Time

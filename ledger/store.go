@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -122,8 +124,11 @@ func (l *Ledger) load() error {
 		if err != nil {
 			return fmt.Errorf("%w: record %d: %w", ErrInvalid, binary.BigEndian.Uint64(k), err)
 		}
-		if ok, err := v.Key().Verify(head.signedBytes(), head.Sig); err != nil || !ok || head.Seq != binary.BigEndian.Uint64(k) {
-			return fmt.Errorf("%w: record %d: bad signature", ErrInvalid, binary.BigEndian.Uint64(k))
+		if head.Seq != binary.BigEndian.Uint64(k) {
+			return fmt.Errorf("%w: record %d: holds seq %d", ErrInvalid, binary.BigEndian.Uint64(k), head.Seq)
+		}
+		if ok, err := v.Key().Verify(head.signedBytes(), head.Sig); err != nil || !ok {
+			return fmt.Errorf("%w: record %d: bad signature", ErrInvalid, head.Seq)
 		}
 		l.head, l.hash = head, head.Hash()
 		return nil
@@ -196,6 +201,17 @@ func (l *Ledger) enqueue(entries []Entry) (*appendReq, error) {
 		if err := checkPayload(e.Kind, e.Payload); err != nil {
 			return nil, fmt.Errorf("ledger: entry %d: %s payload: %w", i, e.Kind, err)
 		}
+		if e.Kind == KindWork || e.Kind == KindSpend {
+			w, _ := DecodeWork(e.Payload)
+			if party := map[Kind]string{KindWork: w.Server, KindSpend: w.Client}[e.Kind]; party != l.owner.String() {
+				return nil, fmt.Errorf("ledger: entry %d: a %s receipt of %s, not of this ledger's owner", i, e.Kind, party)
+			}
+		}
+	}
+	// Keep what was checked: the caller may reuse its buffers.
+	entries = slices.Clone(entries)
+	for i := range entries {
+		entries[i].Payload = bytes.Clone(entries[i].Payload)
 	}
 	req := &appendReq{entries: entries, done: make(chan appendResult, 1)}
 	l.sendMu.Lock()
@@ -342,8 +358,9 @@ func (l *Ledger) Records(from, to uint64) ([]Record, error) {
 // head this ledger appended last; fn, if not nil, sees every record.
 // Errors name the first bad record.
 func (l *Ledger) Verify(fn func(Record) error) error {
+	head, hash := l.Head() // appends may go on: check up to here
 	v := NewVerifier()
-	err := l.Raw(0, ^uint64(0), func(seq uint64, raw []byte) error {
+	err := l.Raw(0, head.Seq+1, func(seq uint64, raw []byte) error {
 		r, err := v.Add(raw)
 		if err != nil {
 			return err
@@ -359,8 +376,7 @@ func (l *Ledger) Verify(fn func(Record) error) error {
 	if v.Owner() != l.owner {
 		return fmt.Errorf("%w: record 0: owned by %s, not %s", ErrInvalid, v.Owner(), l.owner)
 	}
-	_, hash := l.Head()
-	if v.Next() != l.Len() || v.Head() != hash {
+	if v.Next() != head.Seq+1 || v.Head() != hash {
 		return fmt.Errorf("%w: record %d: the chain ends before its head", ErrInvalid, v.Next())
 	}
 	return nil
