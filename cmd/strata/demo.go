@@ -204,15 +204,15 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer clientAudit.Close()
-	var rep0 *ledger.Reputation
+	rep0, err := ledger.NewReputation(cl, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow)
+	if err != nil {
+		return err
+	}
 	if vcfg != nil {
-		if rep0, err = ledger.NewReputation(cl, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow); err != nil {
-			return err
-		}
 		vcfg.Reputation = rep0
 	}
 	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim, Encoding: enc,
-		StepTimeout: demoStepTimeout, WaitReceipts: true})
+		StepTimeout: demoStepTimeout, WaitReceipts: true, Reputation: rep0, ExcludeBelow: ledger.DefaultExcludeBelow})
 	if err != nil {
 		return err
 	}

@@ -502,13 +502,18 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer audit.Close()
+	// The ledger's reputation steers routes (and takes verification's
+	// events): it persists in --data across runs.
+	reputation, err := ledger.NewReputation(l, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow)
+	if err != nil {
+		return err
+	}
 	if vcfg != nil {
-		if vcfg.Reputation, err = ledger.NewReputation(l, ledger.DefaultHalfLife, ledger.DefaultExcludeBelow); err != nil {
-			return err
-		}
+		vcfg.Reputation = reputation
 	}
 	client, err := relay.NewClient(node, relay.ClientConfig{Model: cm.id, Blocks: cm.hp.Layers, Dim: cm.hp.Dim,
-		Encoding: enc, StepTimeout: *stepTimeout, Link: link, WaitReceipts: true})
+		Encoding: enc, StepTimeout: *stepTimeout, Link: link, WaitReceipts: true,
+		Reputation: reputation, ExcludeBelow: ledger.DefaultExcludeBelow})
 	if err != nil {
 		return err
 	}
