@@ -58,13 +58,20 @@ type server struct {
 	stderr *syncBuffer
 	done   chan error
 	dir    string // its data directory
+	stdout string // what it printed before its first address
 }
 
 func startServe(t *testing.T, bin, model, span string, bootstrap ...string) *server {
 	t.Helper()
+	return startServeArgs(t, bin, model, []string{"--span", span}, bootstrap...)
+}
+
+func startServeArgs(t *testing.T, bin, model string, extra []string, bootstrap ...string) *server {
+	t.Helper()
+	span := strings.Join(extra, " ")
 	dir := t.TempDir()
-	args := []string{"serve", "--model", model, "--span", span, "--threads", "1",
-		"--listen", "/ip4/127.0.0.1/tcp/0", "--data", dir}
+	args := append([]string{"serve", "--model", model, "--threads", "1",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--data", dir}, extra...)
 	for _, b := range bootstrap {
 		args = append(args, "--bootstrap", b)
 	}
@@ -85,12 +92,20 @@ func startServe(t *testing.T, bin, model, span string, bootstrap ...string) *ser
 	addrs := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		var head strings.Builder
+		seen := false
 		for sc.Scan() {
 			if a, ok := strings.CutPrefix(sc.Text(), "addr "); ok {
+				if !seen {
+					s.stdout = head.String() // read after addrs is received
+					seen = true
+				}
 				select {
 				case addrs <- a:
 				default:
 				}
+			} else if !seen {
+				head.WriteString(sc.Text() + "\n")
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
@@ -196,5 +211,33 @@ func TestMultiProcess(t *testing.T) {
 	code, out2, errOut = runCLI(t, "credits", "balance", "--data", clientDir, "--json")
 	if code != 0 || json.Unmarshal([]byte(out2), &acc) != nil || acc.Spends != 3 || !closeTo(acc.Spent, spent) {
 		t.Errorf("credits balance of the client: exit %d, %+v (settled %g): %s", code, acc, spent, errOut)
+	}
+}
+
+// TestServeSpanAuto: `strata serve --span auto` processes joining one by
+// one take the least-served blocks: after one server of blocks 0:2, the
+// next takes 2:4 and the one after 3:5, covering every block.
+func TestServeSpanAuto(t *testing.T) {
+	model := testenv.Shared(t, "models/stories260K.gguf")
+	bin := buildStrata(t)
+	a := startServe(t, bin, model, "0:2")
+	for i, want := range []string{"2:4", "3:5"} {
+		s := startServeArgs(t, bin, model, []string{"--span", "auto", "--blocks", "2"}, a.addr)
+		if !strings.Contains(s.stdout, "serving blocks "+want+" ") {
+			t.Errorf("auto server: %q; want it to serve %s\n%s", s.stdout, want, s.stderr)
+		}
+		// The next one must see this one in the DHT.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			code, out, _ := runCLI(t, "peers", "--bootstrap", a.addr, "--model", model, "--json", "--listen", "/ip4/127.0.0.1/tcp/0")
+			var peers []peerEntry
+			if code == 0 && json.Unmarshal([]byte(out), &peers) == nil && len(peers) == i+2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the DHT does not list %d servers: %s", i+2, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }

@@ -126,14 +126,20 @@ func openModel(path string, workers int) (*modelFile, error) {
 }
 
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", "serve --model M --span A:B [--listen MULTIADDR] [--bootstrap MULTIADDR...] [--data DIR] [--fault KIND[:RATE]]",
+	fs := newFlags(e, "serve", "serve --model M --span A:B|auto [--blocks N] [--listen MULTIADDR] [--bootstrap MULTIADDR...] [--data DIR] [--fault KIND[:RATE]]",
 		"Serve blocks A..B-1 of a model to the swarm: announce them in the DHT, run sessions for clients,\n"+
 			"and push each step's output to the next stage. Prints this node's multiaddrs (one per line,\n"+
 			"starting with \"addr \") for others to bootstrap from. On SIGINT or SIGTERM it hands its sessions,\n"+
 			"KV caches included, to another server of the same blocks before it exits. Clients settle each\n"+
-			"session with it: the countersigned work receipts go into the ledger in --data (strata credits).")
+			"session with it: the countersigned work receipts go into the ledger in --data (strata credits).\n"+
+			"With --span auto it serves --blocks blocks where the swarm is weakest (the window over the least\n"+
+			"served blocks, as the DHT shows them), and every --rebalance-every moves (handing its sessions over)\n"+
+			"when another window would raise the swarm's least-served block by more than --rebalance-gain.")
 	model := fs.String("model", "", "GGUF model (required)")
-	spanStr := fs.String("span", "", "blocks to serve, start:end (required)")
+	spanStr := fs.String("span", "", "blocks to serve, start:end, or auto (required)")
+	nBlocks := fs.Int("blocks", 0, "with --span auto: how many blocks to serve (default: all)")
+	every := fs.Duration("rebalance-every", 5*time.Minute, "with --span auto: how often to reconsider the span (0: never)")
+	gain := fs.Float64("rebalance-gain", 0.2, "with --span auto: the least-served block's gain that makes a move worth it")
 	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
 	kvBudget := fs.Int64("kv-budget", 0, "bytes of KV cache for all sessions together (0: no cap)")
 	leave := fs.Duration("leave-timeout", 30*time.Second, "how long hand-over of sessions may take on exit")
@@ -146,9 +152,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if *model == "" || *spanStr == "" {
 		return fmt.Errorf("%w: --model and --span are required", errUsage)
 	}
-	span, err := shard.ParseSpan(*spanStr)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	auto := *spanStr == "auto"
+	var span shard.Span
+	if !auto {
+		var err error
+		if span, err = shard.ParseSpan(*spanStr); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
+	if *nBlocks < 0 || *every < 0 || !(*gain >= 0) {
+		return fmt.Errorf("%w: --blocks, --rebalance-every and --rebalance-gain must not be negative", errUsage)
 	}
 	kvType, err := parseKV(*kv)
 	if err != nil {
@@ -172,25 +185,130 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer m.f.Close()
-	sh, err := shard.Open(m.f, shard.Config{Span: span, Pool: pool, Path: path, KVType: kvType, KVBudget: *kvBudget})
+	n := *nBlocks
+	if n == 0 || n > m.hp.Layers {
+		n = m.hp.Layers
+	}
+	if auto {
+		if span, err = chooseSpan(ctx, e, nf, m, n); err != nil {
+			return err
+		}
+	}
+	for {
+		next, err := serveSpan(ctx, e, m, span, shard.Config{Pool: pool, Path: path, KVType: kvType, KVBudget: *kvBudget},
+			relay.ServerConfig{Model: m.id, Version: version, Link: link, Fault: fault}, opts, dataDir, *leave,
+			func(sv *relay.Serving) <-chan shard.Span {
+				if !auto || *every == 0 {
+					return nil
+				}
+				return watchBalance(ctx, sv, m, span, *every, *gain)
+			})
+		if err != nil || next == nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "rebalance: moving from blocks %s to %s\n", span, *next)
+		span = *next
+	}
+}
+
+// chooseSpan asks the swarm, through a throwaway node, which blocks are
+// served how much, and picks the n blocks where a new server helps most.
+// With no one to ask it takes the first n.
+func chooseSpan(ctx context.Context, e *env, nf *netFlags, m *modelFile, n int) (shard.Span, error) {
+	span := shard.Span{Start: 0, End: n}
+	if len(nf.bootstrap) == 0 {
+		fmt.Fprintf(e.stderr, "span auto: no --bootstrap to ask; serving blocks %s\n", span)
+		return span, nil
+	}
+	tmp, err := os.MkdirTemp("", "strata-probe-")
 	if err != nil {
-		return err
+		return span, err
+	}
+	defer os.RemoveAll(tmp)
+	opts := []dht.Option{dht.WithDataDir(tmp), dht.WithBootstrap(nf.bootstrap...)}
+	if len(nf.listen) > 0 {
+		opts = append(opts, dht.WithListenAddrs(nf.listen...))
+	}
+	probe, err := dht.New(ctx, opts...)
+	if err != nil {
+		return span, err
+	}
+	defer probe.Close()
+	c, err := relay.NewClient(probe, relay.ClientConfig{Model: m.id, Blocks: m.hp.Layers, Dim: m.hp.Dim})
+	if err != nil {
+		return span, err
+	}
+	cands, _, err := c.Candidates(ctx, dht.Span{Start: 0, End: m.hp.Layers})
+	if err != nil {
+		return span, err
+	}
+	cov := relay.Coverage(m.hp.Layers, cands)
+	sp, err := relay.ChooseSpan(cov, n)
+	if err != nil {
+		return span, err
+	}
+	fmt.Fprintf(e.stderr, "span auto: %d servers seen; least-served block at %.1f tok/s; serving blocks %s\n",
+		len(cands), relay.MinCoverage(cov), sp)
+	return shard.Span{Start: sp.Start, End: sp.End}, nil
+}
+
+// watchBalance looks at the swarm every interval and sends the span to
+// move to when moving pays.
+func watchBalance(ctx context.Context, sv *relay.Serving, m *modelFile, span shard.Span, every time.Duration, gain float64) <-chan shard.Span {
+	out := make(chan shard.Span, 1)
+	c, err := relay.NewClient(sv.Node, relay.ClientConfig{Model: m.id, Blocks: m.hp.Layers, Dim: m.hp.Dim})
+	if err != nil {
+		return nil
+	}
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			cands, _, err := c.Candidates(ctx, dht.Span{Start: 0, End: m.hp.Layers})
+			if err != nil {
+				continue
+			}
+			own := sv.Server.Info().Throughput
+			cands = append(cands, relay.Candidate{Peer: sv.Node.ID(), Span: dht.Span{Start: span.Start, End: span.End}, Throughput: own})
+			if next, move := relay.Rebalance(relay.Coverage(m.hp.Layers, cands), dht.Span{Start: span.Start, End: span.End}, own, gain); move {
+				out <- shard.Span{Start: next.Start, End: next.End}
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// serveSpan serves span until ctx ends (it returns nil, after handing
+// sessions over) or the balance watch asks for another span (it returns
+// that span, after handing sessions over).
+func serveSpan(ctx context.Context, e *env, m *modelFile, span shard.Span, scfg shard.Config, rcfg relay.ServerConfig,
+	opts []dht.Option, dataDir string, leave time.Duration, watch func(*relay.Serving) <-chan shard.Span) (*shard.Span, error) {
+	scfg.Span = span
+	sh, err := shard.Open(m.f, scfg)
+	if err != nil {
+		return nil, err
 	}
 	hook := &priorityHook{}
-	sv, err := relay.Serve(ctx, sh, relay.ServerConfig{Model: m.id, Version: version, Link: link, Fault: fault, Priority: hook.priority}, opts...)
+	rcfg.Priority = hook.priority
+	sv, err := relay.Serve(ctx, sh, rcfg, opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer sv.Close()
 	l, err := openNodeLedger(sv.Node, dataDir)
 	if err != nil {
-		sv.Close()
-		return err
+		return nil, err
 	}
 	defer l.Close()
 	stopLedger, err := serverLedger(sv, l, m, hook)
 	if err != nil {
-		sv.Close()
-		return err
+		return nil, err
 	}
 	defer stopLedger()
 	info := sv.Server.Info()
@@ -202,16 +320,22 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if f, ok := e.stdout.(interface{ Sync() error }); ok {
 		_ = f.Sync()
 	}
-	<-ctx.Done()
-	fmt.Fprintln(e.stderr, "leaving: handing sessions over")
-	lctx, cancel := context.WithTimeout(context.Background(), *leave)
+	var next *shard.Span
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(e.stderr, "leaving: handing sessions over")
+	case sp := <-watch(sv):
+		next = &sp
+		fmt.Fprintln(e.stderr, "rebalancing: handing sessions over")
+	}
+	lctx, cancel := context.WithTimeout(context.Background(), leave)
 	defer cancel()
 	moved, err := sv.Leave(lctx)
 	fmt.Fprintf(e.stderr, "left: %d sessions handed over\n", moved)
 	if err != nil {
-		return fmt.Errorf("leave: %w", err)
+		return nil, fmt.Errorf("leave: %w", err)
 	}
-	return nil
+	return next, nil
 }
 
 // generateReport is generate's --json output.
