@@ -227,6 +227,7 @@ type ChainStats struct {
 	Receipts          int64 // receipts whose signature verified
 	BadReceipts       int64 // receipts that did not verify or did not match
 	Mismatches        int64 // a stage's output differed from an earlier copy of the same positions
+	BytesSent         int64 // bytes of the steps the client sent
 }
 
 // stage is one hop of an open chain.
@@ -710,8 +711,14 @@ func (ch *Chain) Close() error {
 
 // send writes a step to a stage's control stream.
 func (ch *Chain) send(st *stage, s *Step) error {
+	b, err := appendFrame(s, ch.c.cfg.MaxActivationBytes)
+	if err != nil {
+		return err
+	}
 	_ = st.ctl.SetWriteDeadline(time.Now().Add(ch.c.cfg.StepTimeout))
-	return WriteFrame(st.ctl, s, ch.c.cfg.MaxActivationBytes)
+	_, err = st.ctl.Write(b)
+	ch.stats.BytesSent += int64(len(b))
+	return err
 }
 
 // Forward runs all blocks on nTok = len(x)/Dim new positions, x updated in

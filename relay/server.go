@@ -11,6 +11,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -134,6 +135,9 @@ type ServerStats struct {
 	HashTime       time.Duration // time in BLAKE3: input, history and output hashes of receipts
 	SignTime       time.Duration // time signing receipts (Ed25519)
 	ForwardFailure int64         // steps whose next hop could not be reached
+	// BytesSent counts the bytes of the frames the server wrote (to next
+	// hops and to clients: steps, copies, receipts, control).
+	BytesSent int64
 	// Faults counts the steps whose output ServerConfig.Fault changed,
 	// delayed or dropped (a step run again after a rollback counts once,
 	// as its latest attempt went).
@@ -154,6 +158,8 @@ type Server struct {
 	// receipts).
 	served *lru.Cache[SessionID, WorkSummary]
 	sched  *scheduler
+	// bytesSent counts the frames' bytes this server wrote.
+	bytesSent atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[SessionID]*session
@@ -287,6 +293,7 @@ func (s *Server) Stats() ServerStats {
 	st := s.stats
 	st.Sessions = len(s.sessions)
 	st.Faults = s.fault.hits()
+	st.BytesSent = s.bytesSent.Load()
 	return st
 }
 
@@ -474,8 +481,14 @@ var errOverloaded = errors.New("relay: server overloaded")
 
 // writeFrame writes f within the stream timeout.
 func (s *Server) writeFrame(st network.Stream, f Frame) error {
+	b, err := appendFrame(f, s.cfg.MaxActivationBytes)
+	if err != nil {
+		return err
+	}
 	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.StreamTimeout))
-	return WriteFrame(st, f, s.cfg.MaxActivationBytes)
+	_, err = st.Write(b)
+	s.bytesSent.Add(int64(len(b)))
+	return err
 }
 
 // sendCtl writes f to the session's owner, if attached. Errors are

@@ -259,6 +259,7 @@ func (v *VerifiedChain) Stats() ChainStats {
 		s.Receipts += ls.Receipts
 		s.BadReceipts += ls.BadReceipts
 		s.Mismatches += ls.Mismatches
+		s.BytesSent += ls.BytesSent
 	}
 	return s
 }
