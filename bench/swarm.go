@@ -185,9 +185,16 @@ type SwarmRow struct {
 	VsLocal         float64   `json:"vs_local"` // DecodeTokS / the local decode tok/s
 	BoundMS         float64   `json:"bound_ms"`
 	VsBound         float64   `json:"vs_bound"` // PerTokenMS / BoundMS
-	HashMS          float64   `json:"hash_ms"`
-	SignMS          float64   `json:"sign_ms"`
-	HashShare       float64   `json:"hash_share"`
+	// TTFTMS is the time to the first token (the prompt's prefill through
+	// the chain, and the head); StageComputeMS each stage's compute per
+	// token (averaged over its replicas); WireBytesPerToken the bytes the
+	// client and all servers sent per decoded token (frames included).
+	TTFTMS            float64   `json:"ttft_ms"`
+	StageComputeMS    []float64 `json:"stage_compute_ms"`
+	WireBytesPerToken float64   `json:"wire_bytes_per_token"`
+	HashMS            float64   `json:"hash_ms"`
+	SignMS            float64   `json:"sign_ms"`
+	HashShare         float64   `json:"hash_share"`
 	// VsR1 is DecodeTokS over the same stages and link's r = 1 row (when
 	// measured).
 	VsR1 float64 `json:"vs_r1,omitempty"`
@@ -410,8 +417,13 @@ func (sw *swarmBench) serve(ctx context.Context, s *swarm, sp shard.Span, thread
 
 // row measures n stages of r replicas each on link.
 func (sw *swarmBench) row(ctx context.Context, n, r int, link relay.Link) (_ *SwarmRow, err error) {
+	return sw.rowSpans(ctx, splitBlocks(sw.hp.Layers, n), r, link)
+}
+
+// rowSpans measures a chain of the given spans, r replicas each, on link.
+func (sw *swarmBench) rowSpans(ctx context.Context, spans []shard.Span, r int, link relay.Link) (_ *SwarmRow, err error) {
 	c := sw.cfg
-	spans := splitBlocks(sw.hp.Layers, n)
+	n := len(spans)
 	threads := max(1, c.Threads/n)
 	if c.StageThreads > 0 {
 		threads = c.StageThreads
@@ -441,6 +453,11 @@ func (sw *swarmBench) row(ctx context.Context, n, r int, link relay.Link) (_ *Sw
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / tokens }
 	row.DecodeTokS = run.st.DecodeTokensPerSec()
 	row.PerTokenMS = ms(run.st.Decode)
+	row.TTFTMS = float64(run.st.Prefill) / float64(time.Millisecond)
+	for _, d := range run.stageCompute {
+		row.StageComputeMS = append(row.StageComputeMS, ms(d)/float64(r))
+	}
+	row.WireBytesPerToken = float64(run.bytes) / tokens
 	row.ServerComputeMS = ms(run.serverCompute) / float64(r)
 	row.ClientComputeMS = ms(run.st.Decode - run.body)
 	row.HashMS, row.SignMS = ms(run.hash), ms(run.sign)
@@ -474,9 +491,11 @@ func spansString(spans []shard.Span) string {
 // swarmRun is one generation through the swarm.
 type swarmRun struct {
 	st            shard.GenStats
-	body          time.Duration // in the chain's Forward during decode
-	serverCompute time.Duration // the stages' compute during decode
-	hash, sign    time.Duration // the stages' receipt hashing and signing during decode
+	body          time.Duration   // in the chain's Forward during decode
+	serverCompute time.Duration   // the stages' compute during decode
+	hash, sign    time.Duration   // the stages' receipt hashing and signing during decode
+	stageCompute  []time.Duration // per stage, summed over its replicas, during decode
+	bytes         int64           // sent by the client and every server during decode
 	tokens        []int32
 }
 
@@ -568,6 +587,7 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 		return out, nil
 	}
 	var atDecode []relay.ServerStats
+	var clientBytes int64
 	smp, err := shard.NewSampler(shard.Greedy(), nil)
 	if err != nil {
 		return r, err
@@ -579,6 +599,7 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 			if atDecode, err = serverStats(1); err != nil {
 				return err
 			}
+			clientBytes = stats().BytesSent
 		}
 		r.tokens = append(r.tokens, st.Token)
 		return nil
@@ -590,10 +611,14 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 	if err != nil {
 		return r, err
 	}
+	r.stageCompute = make([]time.Duration, len(spans))
+	r.bytes = stats().BytesSent - clientBytes
 	for i := range end {
 		r.serverCompute += end[i].ComputeTime - atDecode[i].ComputeTime
 		r.hash += end[i].HashTime - atDecode[i].HashTime
 		r.sign += end[i].SignTime - atDecode[i].SignTime
+		r.bytes += end[i].BytesSent - atDecode[i].BytesSent
+		r.stageCompute[i/replicas] += end[i].ComputeTime - atDecode[i].ComputeTime
 	}
 	r.body = body.decode
 	if cs := stats(); cs.Failovers != 0 || cs.Migrations != 0 || cs.ReplayedPositions != 0 {

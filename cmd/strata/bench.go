@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/stratanet/strata/bench"
 	"github.com/stratanet/strata/relay"
@@ -13,6 +14,7 @@ import (
 var benchCommands = []command{
 	{"run", "prefill and decode tok/s of the whole model on this machine", runBenchRun},
 	{"swarm", "decode tok/s through 1, 2 and 4 stages on loopback, with emulated links, against run", runBenchSwarm},
+	{"layout", "shard layouts as real swarms on emulated links: results.json, results.csv and charts", runBenchLayout},
 }
 
 func runBenchSwarm(ctx context.Context, e *env, args []string) error {
@@ -136,4 +138,88 @@ func runBenchRun(ctx context.Context, e *env, args []string) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(res)
+}
+
+func runBenchLayout(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench layout", "bench layout --model M --layout 0:6,6:12,12:22 [--layout ...] [--link SPEC]... [--redundancy 1] [--encoding f16] [--tokens 32] [--prompt 32] [--reps 3] [--threads N] [--stage-threads N] --out DIR",
+		"Run every --layout (spans covering all blocks, in order) as a real swarm in this process on 127.0.0.1, on every\n"+
+			"emulated --link (rtt=20ms,bw=100Mbit,jitter=2ms,loss=0.1%; default: none), and write DIR/results.json,\n"+
+			"DIR/results.csv and charts (SVG and PNG) of decode tok/s, time to first token, per-token compute\n"+
+			"against network time, and bytes on the wire per token.")
+	model := fs.String("model", "", "GGUF model (required)")
+	out := fs.String("out", "", "directory for the results (required)")
+	var layouts, links repeatFlag
+	fs.Var(&layouts, "layout", "a layout, e.g. 0:6,6:12,12:22 (repeatable; required)")
+	fs.Var(&links, "link", "emulated link per hop (repeatable; default none)")
+	redundancy := fs.Int("redundancy", 1, "replicas of every stage (verified generation when > 1)")
+	encName := fs.String("encoding", "f16", "activations on the wire: f16, f32 or q8_0")
+	tokens := fs.Int("tokens", 32, "decode steps timed")
+	prompt := fs.Int("prompt", 32, "prompt tokens, evaluated as one batch")
+	reps := fs.Int("reps", 3, "measured runs per configuration (median reported)")
+	stageThreads := fs.Int("stage-threads", 0, "threads of each stage (0: --threads)")
+	engine := engineFlags(fs)
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *model == "" || *out == "" || len(layouts) == 0 {
+		return fmt.Errorf("%w: --model, --layout and --out are required", errUsage)
+	}
+	if *redundancy < 1 || *tokens < 1 || *prompt < 1 || *reps < 1 {
+		return fmt.Errorf("%w: --redundancy, --tokens, --prompt and --reps must be at least 1", errUsage)
+	}
+	enc, err := parseEncoding(*encName)
+	if err != nil {
+		return err
+	}
+	m, err := openModel(*model, 1)
+	if err != nil {
+		return err
+	}
+	blocks := m.hp.Layers
+	m.f.Close()
+	c := bench.LayoutConfig{Swarm: bench.SwarmConfig{ModelPath: *model, Encoding: enc, PromptTokens: *prompt, GenTokens: *tokens,
+		Runs: *reps, Redundancy: []int{*redundancy}}}
+	for _, l := range layouts {
+		spans, err := bench.ParseLayout(l, blocks)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		c.Layouts = append(c.Layouts, spans)
+	}
+	for _, l := range links {
+		link, err := relay.ParseLink(l)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		c.Swarm.Links = append(c.Swarm.Links, link)
+	}
+	if len(c.Swarm.Links) == 0 {
+		c.Swarm.Links = []relay.Link{{}}
+	}
+	pool, path, err := engine()
+	if err != nil {
+		return err
+	}
+	c.Swarm.Threads, c.Swarm.Path = pool.Threads(), path
+	pool.Close()
+	c.Swarm.StageThreads = *stageThreads
+	if c.Swarm.StageThreads <= 0 {
+		c.Swarm.StageThreads = c.Swarm.Threads
+	}
+	rep, err := bench.RunLayouts(ctx, c)
+	if err != nil {
+		return err
+	}
+	files, err := bench.WriteResults(rep, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%-28s %9s %9s %9s %9s %9s %9s %10s\n", "layout", "tok/s", "ttft ms", "ms/token", "compute", "network", "vs bound", "bytes/tok")
+	for _, r := range rep.Rows {
+		label := r.Spans + " " + r.Link
+		fmt.Fprintf(e.stdout, "%-28s %9.2f %9.1f %9.2f %9.2f %9.2f %9.3f %10.0f\n", label, r.DecodeTokS, r.TTFTMS, r.PerTokenMS,
+			r.ComputeMS, r.NetworkMS, r.VsBound, r.WireBytesPerToken)
+	}
+	fmt.Fprintf(e.stdout, "one process: %.2f tok/s\nwrote %s\n", rep.Local.DecodeTokS, strings.Join(files, ", "))
+	return nil
 }

@@ -1,0 +1,151 @@
+package bench
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/stratanet/strata/shard"
+	"github.com/stratanet/strata/weights"
+	"github.com/stratanet/strata/weights/gguf"
+)
+
+// LayoutConfig is a shard-layout benchmark: every layout (a chain of
+// spans covering all blocks) runs as a real swarm on 127.0.0.1 on every
+// emulated link, with every replica count of Swarm.Redundancy (default 1),
+// under the settings of Swarm (its Stages are ignored).
+type LayoutConfig struct {
+	Swarm   SwarmConfig
+	Layouts [][]shard.Span
+}
+
+// ParseLayout parses "0:6,6:12,12:22": spans that cover blocks [0, blocks)
+// in order, without gaps or overlaps.
+func ParseLayout(s string, blocks int) ([]shard.Span, error) {
+	var spans []shard.Span
+	next := 0
+	for part := range strings.SplitSeq(s, ",") {
+		sp, err := shard.ParseSpan(strings.TrimSpace(part))
+		if err != nil {
+			return nil, fmt.Errorf("bench: layout %q: %w", s, err)
+		}
+		if sp.Start != next {
+			return nil, fmt.Errorf("bench: layout %q: span %s does not start at block %d", s, sp, next)
+		}
+		spans = append(spans, sp)
+		next = sp.End
+	}
+	if next != blocks {
+		return nil, fmt.Errorf("bench: layout %q covers blocks 0:%d; the model has %d", s, next, blocks)
+	}
+	return spans, nil
+}
+
+// RunLayouts runs the layout benchmark: the local baseline, then one row
+// per (layout, redundancy, link), each a swarm started afresh.
+func RunLayouts(ctx context.Context, c LayoutConfig) (*SwarmReport, error) {
+	if len(c.Layouts) == 0 {
+		return nil, errors.New("bench: no layouts")
+	}
+	sc := c.Swarm
+	if err := sc.defaults(); err != nil {
+		return nil, err
+	}
+	local, err := RunLocal(ctx, RunConfig{Model: sc.ModelPath, Threads: sc.Threads, Path: sc.Path, KVType: sc.KVType,
+		PromptTokens: sc.PromptTokens, GenTokens: sc.GenTokens, Reps: sc.Runs})
+	if err != nil {
+		return nil, err
+	}
+	f, err := gguf.Open(sc.ModelPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	hp, err := weights.DecodeHParams(f)
+	if err != nil {
+		return nil, err
+	}
+	m, err := weights.ManifestOf(f, sc.Threads)
+	if err != nil {
+		return nil, err
+	}
+	rep := &SwarmReport{Model: sc.ModelPath, Threads: sc.Threads, Kernels: sc.Path.String(), KV: sc.KVType.String(),
+		Encoding: sc.Encoding.String(), Blocks: hp.Layers, PromptTokens: sc.PromptTokens, GenTokens: sc.GenTokens, Local: local}
+	sw := &swarmBench{cfg: sc, f: f, hp: hp, model: m.ID, prompt: benchPrompt(sc.PromptTokens, hp.Vocab)}
+	for _, spans := range c.Layouts {
+		if last := spans[len(spans)-1]; spans[0].Start != 0 || last.End != hp.Layers {
+			return nil, fmt.Errorf("bench: layout %s does not cover the model's %d blocks", spansString(spans), hp.Layers)
+		}
+		for _, r := range sc.Redundancy {
+			for _, l := range sc.Links {
+				row, err := sw.rowSpans(ctx, spans, r, l)
+				if err != nil {
+					return nil, fmt.Errorf("bench: layout %s × %d replicas, link %s: %w", spansString(spans), r, l, err)
+				}
+				row.VsLocal = row.DecodeTokS / local.DecodeTokS
+				rep.Rows = append(rep.Rows, *row)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// rowLabel names a row in tables and charts.
+func rowLabel(r SwarmRow) string {
+	l := r.Spans
+	if r.Link != "none" {
+		l += " " + r.Link
+	}
+	if r.Redundancy > 1 {
+		l += fmt.Sprintf(" r=%d", r.Redundancy)
+	}
+	return l
+}
+
+// WriteResults writes rep into dir as results.json, results.csv and the
+// charts (see [WriteCharts]), and returns the files written.
+func WriteResults(rep *SwarmReport, dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	files := []string{filepath.Join(dir, "results.json"), filepath.Join(dir, "results.csv")}
+	if err := os.WriteFile(files[0], append(js, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	_ = w.Write([]string{"layout", "stages", "redundancy", "link", "decode_tok_s", "vs_local", "per_token_ms", "ttft_ms",
+		"compute_ms", "network_ms", "bound_ms", "vs_bound", "stage_compute_ms", "wire_bytes_per_token"})
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+	for _, r := range rep.Rows {
+		var stages []string
+		for _, v := range r.StageComputeMS {
+			stages = append(stages, f(v))
+		}
+		_ = w.Write([]string{r.Spans, strconv.Itoa(r.Stages), strconv.Itoa(r.Redundancy), r.Link, f(r.DecodeTokS), f(r.VsLocal),
+			f(r.PerTokenMS), f(r.TTFTMS), f(r.ComputeMS), f(r.NetworkMS), f(r.BoundMS), f(r.VsBound), strings.Join(stages, ";"),
+			f(r.WireBytesPerToken)})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(files[1], []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	charts, err := WriteCharts(rep, dir)
+	if err != nil {
+		return nil, err
+	}
+	return append(files, charts...), nil
+}
