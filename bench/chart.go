@@ -86,7 +86,7 @@ func WriteCharts(rep *SwarmReport, dir string) ([]string, error) {
 			}
 			most = max(most, total)
 		}
-		p.X.Min, p.X.Max = 0, most*1.3+1e-9
+		p.X.Min, p.X.Max = 0, most*1.6+1e-9
 		for _, ext := range []string{"svg", "png"} {
 			path := filepath.Join(dir, c.name+"."+ext)
 			if err := p.Save(16*vg.Centimeter, height, path); err != nil {
