@@ -15,6 +15,7 @@ var benchCommands = []command{
 	{"run", "prefill and decode tok/s of the whole model on this machine", runBenchRun},
 	{"swarm", "decode tok/s through 1, 2 and 4 stages on loopback, with emulated links, against run", runBenchSwarm},
 	{"layout", "shard layouts as real swarms on emulated links: results.json, results.csv and charts", runBenchLayout},
+	{"sim", "simulate large swarms with churn to compare span placement policies", runBenchSimulate},
 }
 
 func runBenchSwarm(ctx context.Context, e *env, args []string) error {

@@ -14,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/stratanet/strata/bench"
 	"github.com/stratanet/strata/consensus"
 	"github.com/stratanet/strata/internal/testenv"
 	"github.com/stratanet/strata/ledger"
@@ -433,5 +434,17 @@ func TestDemoCredits(t *testing.T) {
 	db.Close()
 	if code, out, errOut = runCLI(t, "credits", "verify", "--data", filepath.Join(data, "client")); code != 1 || !strings.Contains(errOut, "record 1") {
 		t.Errorf("credits verify of a tampered ledger: exit %d, %s%s; want exit 1 naming record 1", code, out, errOut)
+	}
+}
+
+func TestBenchSim(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "sim", "--nodes", "150", "--hours", "0.05", "--policy", "petals", "--policy", "random", "--json")
+	var reps []bench.SimReport
+	if code != 0 || json.Unmarshal([]byte(out), &reps) != nil || len(reps) != 2 || reps[0].Policy != "petals" || reps[1].Policy != "random" ||
+		reps[0].Requests == 0 {
+		t.Fatalf("bench sim: exit %d, %+v: %s", code, reps, errOut)
+	}
+	if code, _, _ := runCLI(t, "bench", "sim", "--policy", "best"); code != 2 {
+		t.Errorf("bench sim --policy best: exit %d, want 2", code)
 	}
 }
