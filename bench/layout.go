@@ -12,8 +12,6 @@ import (
 	"strings"
 
 	"github.com/stratanet/strata/shard"
-	"github.com/stratanet/strata/weights"
-	"github.com/stratanet/strata/weights/gguf"
 )
 
 // LayoutConfig is a shard-layout benchmark: every layout (a chain of
@@ -54,30 +52,12 @@ func RunLayouts(ctx context.Context, c LayoutConfig) (*SwarmReport, error) {
 		return nil, errors.New("bench: no layouts")
 	}
 	sc := c.Swarm
-	if err := sc.defaults(); err != nil {
-		return nil, err
-	}
-	local, err := RunLocal(ctx, RunConfig{Model: sc.ModelPath, Threads: sc.Threads, Path: sc.Path, KVType: sc.KVType,
-		PromptTokens: sc.PromptTokens, GenTokens: sc.GenTokens, Reps: sc.Runs})
+	sw, rep, err := startBench(ctx, &sc)
 	if err != nil {
 		return nil, err
 	}
-	f, err := gguf.Open(sc.ModelPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	hp, err := weights.DecodeHParams(f)
-	if err != nil {
-		return nil, err
-	}
-	m, err := weights.ManifestOf(f, sc.Threads)
-	if err != nil {
-		return nil, err
-	}
-	rep := &SwarmReport{Model: sc.ModelPath, Threads: sc.Threads, Kernels: sc.Path.String(), KV: sc.KVType.String(),
-		Encoding: sc.Encoding.String(), Blocks: hp.Layers, PromptTokens: sc.PromptTokens, GenTokens: sc.GenTokens, Local: local}
-	sw := &swarmBench{cfg: sc, f: f, hp: hp, model: m.ID, prompt: benchPrompt(sc.PromptTokens, hp.Vocab)}
+	defer sw.f.Close()
+	hp, local := sw.hp, rep.Local
 	for _, spans := range c.Layouts {
 		if last := spans[len(spans)-1]; spans[0].Start != 0 || last.End != hp.Layers {
 			return nil, fmt.Errorf("bench: layout %s does not cover the model's %d blocks", spansString(spans), hp.Layers)

@@ -235,30 +235,12 @@ func (r *SwarmReport) Misses() []string {
 // exactly the intended stages. The prompt is a fixed sequence of token
 // ids, the same as RunLocal's.
 func RunSwarm(ctx context.Context, c SwarmConfig) (*SwarmReport, error) {
-	if err := c.defaults(); err != nil {
-		return nil, err
-	}
-	local, err := RunLocal(ctx, RunConfig{Model: c.ModelPath, Threads: c.Threads, Path: c.Path, KVType: c.KVType,
-		PromptTokens: c.PromptTokens, GenTokens: c.GenTokens, Reps: c.Runs})
+	sw, rep, err := startBench(ctx, &c)
 	if err != nil {
 		return nil, err
 	}
-	f, err := gguf.Open(c.ModelPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	hp, err := weights.DecodeHParams(f)
-	if err != nil {
-		return nil, err
-	}
-	m, err := weights.ManifestOf(f, c.Threads)
-	if err != nil {
-		return nil, err
-	}
-	rep := &SwarmReport{Model: c.ModelPath, Threads: c.Threads, Kernels: c.Path.String(), KV: c.KVType.String(),
-		Encoding: c.Encoding.String(), Blocks: hp.Layers, PromptTokens: c.PromptTokens, GenTokens: c.GenTokens, Local: local}
-	sw := &swarmBench{cfg: c, f: f, hp: hp, model: m.ID, prompt: benchPrompt(c.PromptTokens, hp.Vocab)}
+	defer sw.f.Close()
+	hp, local := sw.hp, rep.Local
 	for _, n := range c.Stages {
 		if n > hp.Layers {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%d stages skipped: the model has %d blocks", n, hp.Layers))
@@ -281,6 +263,36 @@ func RunSwarm(ctx context.Context, c SwarmConfig) (*SwarmReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// startBench applies c's defaults, runs the local baseline and opens the
+// model for swarm rows; the caller closes sw.f.
+func startBench(ctx context.Context, c *SwarmConfig) (*swarmBench, *SwarmReport, error) {
+	if err := c.defaults(); err != nil {
+		return nil, nil, err
+	}
+	local, err := RunLocal(ctx, RunConfig{Model: c.ModelPath, Threads: c.Threads, Path: c.Path, KVType: c.KVType,
+		PromptTokens: c.PromptTokens, GenTokens: c.GenTokens, Reps: c.Runs})
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := gguf.Open(c.ModelPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	hp, err := weights.DecodeHParams(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	m, err := weights.ManifestOf(f, c.Threads)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	rep := &SwarmReport{Model: c.ModelPath, Threads: c.Threads, Kernels: c.Path.String(), KV: c.KVType.String(),
+		Encoding: c.Encoding.String(), Blocks: hp.Layers, PromptTokens: c.PromptTokens, GenTokens: c.GenTokens, Local: local}
+	return &swarmBench{cfg: *c, f: f, hp: hp, model: m.ID, prompt: benchPrompt(c.PromptTokens, hp.Vocab)}, rep, nil
 }
 
 // benchPrompt is RunLocal's prompt.
