@@ -134,6 +134,7 @@ type SwarmReport struct {
 	KV           string     `json:"kv_type"`
 	Encoding     string     `json:"encoding"`
 	Blocks       int        `json:"blocks"`
+	Dim          int        `json:"dim"`
 	PromptTokens int        `json:"prompt_tokens"`
 	GenTokens    int        `json:"gen_tokens"`
 	Local        *RunResult `json:"local"`
@@ -291,7 +292,7 @@ func startBench(ctx context.Context, c *SwarmConfig) (*swarmBench, *SwarmReport,
 		return nil, nil, err
 	}
 	rep := &SwarmReport{Model: c.ModelPath, Threads: c.Threads, Kernels: c.Path.String(), KV: c.KVType.String(),
-		Encoding: c.Encoding.String(), Blocks: hp.Layers, PromptTokens: c.PromptTokens, GenTokens: c.GenTokens, Local: local}
+		Encoding: c.Encoding.String(), Blocks: hp.Layers, Dim: hp.Dim, PromptTokens: c.PromptTokens, GenTokens: c.GenTokens, Local: local}
 	return &swarmBench{cfg: *c, f: f, hp: hp, model: m.ID, prompt: benchPrompt(c.PromptTokens, hp.Vocab)}, rep, nil
 }
 

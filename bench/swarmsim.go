@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -189,6 +191,10 @@ type simulation struct {
 	covSum   float64
 	covN     int
 	fixed    int // servers placed so far by the fixed policy
+	// hop, when hopSet, is every one-way hop's latency instead of the
+	// plane's (Predict).
+	hop    time.Duration
+	hopSet bool
 }
 
 // RunSim runs a simulation.
@@ -405,6 +411,9 @@ func (s *simulation) latency(x, y float64, srv *simServer) float64 {
 // latencyXY is the one-way latency between two places: the plane is
 // 10,000 km wide; light in fibre covers 200 km/ms.
 func (s *simulation) latencyXY(x1, y1, x2, y2 float64) float64 {
+	if s.hopSet {
+		return s.hop.Seconds()
+	}
 	d := math.Hypot(x1-x2, y1-y2) * 10000 / 200 // ms
 	return (d + float64(s.cfg.BaseLatency)/float64(time.Millisecond)) / 1000
 }
@@ -417,4 +426,83 @@ func cmpFloat(a, b float64) int {
 		return 1
 	}
 	return 0
+}
+
+// Prediction is the simulator's per-token time for a measured layout row.
+type Prediction struct {
+	Layout      string  `json:"layout"`
+	Link        string  `json:"link"`
+	MeasuredMS  float64 `json:"measured_ms"`
+	PredictedMS float64 `json:"predicted_ms"`
+	Ratio       float64 `json:"ratio"` // measured / predicted
+}
+
+// Predict runs the simulator's router and time model on the swarm a layout
+// row measured: one server per stage at the client's place, with the
+// throughput its measured compute per token gives, every hop costing the
+// link's one-way latency (and transmission of one position at its
+// bandwidth), plus the client's measured compute. Comparing with the row's
+// measured per-token time checks the simulator against a real swarm.
+func Predict(rep *SwarmReport) ([]Prediction, error) {
+	var encodingBytes int
+	for _, e := range []relay.Encoding{relay.F32, relay.F16, relay.Q8_0} {
+		if e.String() == rep.Encoding {
+			n, err := e.Size(rep.Dim)
+			if err != nil {
+				return nil, err
+			}
+			encodingBytes = n
+		}
+	}
+	var out []Prediction
+	for _, row := range rep.Rows {
+		if row.Redundancy > 1 || len(row.StageComputeMS) != row.Stages {
+			continue
+		}
+		link, err := relay.ParseLink(row.Link)
+		if err != nil {
+			return nil, err
+		}
+		hop := link.Latency
+		if link.Bandwidth > 0 {
+			hop += time.Duration(float64(encodingBytes*8) / link.Bandwidth * float64(time.Second))
+		}
+		spans, err := parseSpans(row.Spans)
+		if err != nil {
+			return nil, err
+		}
+		s := &simulation{cfg: SimConfig{Blocks: rep.Blocks, Prune: len(spans)}, byPeer: make(map[peer.ID]int), hop: hop, hopSet: true}
+		for i, sp := range spans {
+			ms := row.StageComputeMS[i]
+			if !(ms > 0) {
+				return nil, fmt.Errorf("bench: row %s: stage %d computed for %v ms", row.Spans, i, ms)
+			}
+			srv := &simServer{id: i, peer: simPeer(i), up: true, span: sp, throughput: 1000 / ms}
+			s.servers = append(s.servers, srv)
+			s.byPeer[srv.peer] = i
+		}
+		perTok, ok := s.route(&simRequest{})
+		if !ok {
+			return nil, fmt.Errorf("bench: row %s: the simulator finds no route", row.Spans)
+		}
+		p := Prediction{Layout: row.Spans, Link: row.Link, MeasuredMS: row.PerTokenMS, PredictedMS: perTok*1000 + row.ClientComputeMS}
+		p.Ratio = p.MeasuredMS / p.PredictedMS
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// parseSpans parses spansString's form, "0-2,2-5".
+func parseSpans(s string) ([]dht.Span, error) {
+	var out []dht.Span
+	for part := range strings.SplitSeq(s, ",") {
+		a, b, ok := strings.Cut(part, "-")
+		start, err1 := strconv.Atoi(a)
+		end, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || start < 0 || end <= start {
+			return nil, fmt.Errorf("bench: spans %q", s)
+		}
+		out = append(out, dht.Span{Start: start, End: end})
+	}
+	return out, nil
 }

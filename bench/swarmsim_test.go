@@ -136,3 +136,27 @@ func BenchmarkSim10kNodes1h(b *testing.B) {
 		b.ReportMetric(float64(r.Events), "events")
 	}
 }
+
+// TestPredict: the simulator's prediction for a measured layout row is
+// the row's stage compute and client compute plus one hop latency (and
+// transmission) per hop.
+func TestPredict(t *testing.T) {
+	rep := &SwarmReport{Blocks: 5, Dim: 64, Encoding: "f32", Rows: []SwarmRow{
+		{Stages: 2, Redundancy: 1, Spans: "0-2,2-5", Link: "latency=5ms,bw=1Mbit", Hops: 3, PerTokenMS: 20,
+			StageComputeMS: []float64{1, 2}, ClientComputeMS: 0.5},
+		{Stages: 2, Redundancy: 3, Spans: "0-2,2-5", Link: "none"}, // verified rows are skipped
+	}}
+	ps, err := Predict(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hop := 5 + 64*4*8/1e6*1000 // ms: latency + one position's f32 activations at 1 Mbit/s
+	want := 1 + 2 + 0.5 + 3*hop
+	if len(ps) != 1 || math.Abs(ps[0].PredictedMS-want) > 1e-9 || math.Abs(ps[0].Ratio-20/want) > 1e-9 {
+		t.Errorf("Predict = %+v; want %v ms", ps, want)
+	}
+	rep.Rows[0].Spans = "0-2,x"
+	if _, err := Predict(rep); err == nil {
+		t.Error("bad spans accepted")
+	}
+}

@@ -2,19 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/stratanet/strata/bench"
 )
 
 func runBenchSimulate(_ context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench sim", "bench sim [--nodes 1000] [--blocks 22 | --model M] [--hours 1] [--policy petals|random|fixed]... [--churn 0.5] [--crash 0.5] [--requests 1] [--tokens 128] [--seed S] [--json]",
+	fs := newFlags(e, "bench sim", "bench sim [--predict results.json] [--nodes 1000] [--blocks 22 | --model M] [--hours 1] [--policy petals|random|fixed]... [--churn 0.5] [--crash 0.5] [--requests 1] [--tokens 128] [--seed S] [--json]",
 		"Simulate a large swarm (discrete events): servers of heterogeneous throughput on a 2-D latency plane join, place\\n"+
 			"their spans by --policy (petals: where the swarm is weakest, with the same code as serve --span auto), leave\\n"+
 			"or crash (--churn per server-hour, --crash of them crash) and are replaced; clients route chains with the\\n"+
 			"real client's router and generate. Reports the least-served block's throughput, request success, failovers,\\n"+
-			"tokens/s per request and per-token time, per policy.")
+			"tokens/s per request and per-token time, per policy. --predict results.json checks the simulator's time\n"+
+			"model against a real layout benchmark.")
 	nodes := fs.Int("nodes", 1000, "servers")
 	blocks := fs.Int("blocks", 22, "blocks of the model")
 	model := fs.String("model", "", "take the block count from this GGUF model")
@@ -31,8 +34,12 @@ func runBenchSimulate(_ context.Context, e *env, args []string) error {
 	sigma := fs.Float64("throughput-sigma", 0.5, "log-normal spread of server throughputs")
 	seed := fs.Uint64("seed", 1, "random seed")
 	asJSON := fs.Bool("json", false, "print JSON")
+	predict := fs.String("predict", "", "instead, predict the per-token time of every row of a `strata bench layout` results.json with the simulator's model, next to what was measured")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
+	}
+	if *predict != "" {
+		return predictLayout(e, *predict, *asJSON)
 	}
 	if *model != "" {
 		m, err := openModel(*model, 1)
@@ -62,6 +69,31 @@ func runBenchSimulate(_ context.Context, e *env, args []string) error {
 	for _, r := range reps {
 		fmt.Fprintf(e.stdout, "%-8s %8d %12.1f %12.1f %9.4f %9d %9.2f %10.1f %8.2f\n", r.Policy, r.Requests, r.MinCoverageMean,
 			r.MinCoverageLowest, r.SuccessRate, r.Failovers, r.MeanTokS, r.MeanPerTokenMS, r.WallSeconds)
+	}
+	return nil
+}
+
+// predictLayout prints the simulator's prediction for each row of a
+// layout benchmark's results next to the measured per-token time.
+func predictLayout(e *env, path string, asJSON bool) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rep bench.SwarmReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	ps, err := bench.Predict(&rep)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(e.stdout, ps)
+	}
+	fmt.Fprintf(e.stdout, "%-24s %-28s %12s %12s %8s\n", "layout", "link", "measured ms", "predicted ms", "ratio")
+	for _, p := range ps {
+		fmt.Fprintf(e.stdout, "%-24s %-28s %12.2f %12.2f %8.3f\n", p.Layout, p.Link, p.MeasuredMS, p.PredictedMS, p.Ratio)
 	}
 	return nil
 }

@@ -447,4 +447,16 @@ func TestBenchSim(t *testing.T) {
 	if code, _, _ := runCLI(t, "bench", "sim", "--policy", "best"); code != 2 {
 		t.Errorf("bench sim --policy best: exit %d, want 2", code)
 	}
+	// --predict reads a layout benchmark's results.
+	res := filepath.Join(t.TempDir(), "results.json")
+	js, _ := json.Marshal(bench.SwarmReport{Blocks: 5, Dim: 64, Encoding: "f16", Rows: []bench.SwarmRow{{Stages: 2, Redundancy: 1,
+		Spans: "0-2,2-5", Link: "latency=5ms", Hops: 3, PerTokenMS: 16, StageComputeMS: []float64{0.5, 0.5}}}})
+	if err := os.WriteFile(res, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, "bench", "sim", "--predict", res, "--json")
+	var ps []bench.Prediction
+	if code != 0 || json.Unmarshal([]byte(out), &ps) != nil || len(ps) != 1 || ps[0].PredictedMS != 16 {
+		t.Errorf("bench sim --predict: exit %d, %+v: %s", code, ps, errOut)
+	}
 }
