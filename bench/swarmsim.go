@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -374,7 +375,7 @@ func (s *simulation) route(r *simRequest) (float64, bool) {
 		b := srv.span.Start
 		best[b] = append(best[b], srv)
 		if len(best[b]) > c.Prune {
-			slices.SortFunc(best[b], func(x, y *simServer) int { return -cmpFloat(x.throughput, y.throughput) })
+			slices.SortFunc(best[b], func(x, y *simServer) int { return cmp.Compare(y.throughput, x.throughput) })
 			best[b] = best[b][:c.Prune]
 		}
 	}
@@ -416,16 +417,6 @@ func (s *simulation) latencyXY(x1, y1, x2, y2 float64) float64 {
 	}
 	d := math.Hypot(x1-x2, y1-y2) * 10000 / 200 // ms
 	return (d + float64(s.cfg.BaseLatency)/float64(time.Millisecond)) / 1000
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Prediction is the simulator's per-token time for a measured layout row.

@@ -160,3 +160,22 @@ func TestPredict(t *testing.T) {
 		t.Error("bad spans accepted")
 	}
 }
+
+// FuzzParseSpans: spans read back from a results file never panic the
+// parser, and what it accepts is well formed.
+func FuzzParseSpans(f *testing.F) {
+	for _, s := range []string{"0-2,2-5", "0-22", "", "-", "3-1", "0-1,,2-3", "9999999999999999999-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		spans, err := parseSpans(s)
+		if err != nil {
+			return
+		}
+		for _, sp := range spans {
+			if sp.Start < 0 || sp.End <= sp.Start {
+				t.Fatalf("parseSpans(%q) = %v", s, spans)
+			}
+		}
+	})
+}
