@@ -829,7 +829,7 @@ func (ch *Chain) wait(ctx context.Context) error {
 		timer.Reset(c.cfg.StepTimeout)
 		return nil
 	}
-	for ch.result == nil || ch.waitReceipts && ch.missingReceipts() {
+	for ch.result == nil || ch.missingCopies() || ch.waitReceipts && ch.missingReceipts() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -885,6 +885,24 @@ func (ch *Chain) wait(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// missingCopies reports whether a stage's copy of its output for the
+// pending step has not come yet. A step ends only once the client holds
+// the inputs of every stage for it: a stage that fails later is replayed
+// from them, and a replay with a hole would leave its replacement short
+// of positions. The copies leave each stage right after it pushed its
+// output on, so waiting for them costs nothing when the chain is healthy.
+func (ch *Chain) missingCopies() bool {
+	want := ch.cur.start + ch.cur.count
+	for _, st := range ch.stages {
+		if end := st.hop.Span.End; end != ch.span.End {
+			if h := ch.hist[end]; h == nil || h.n < want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // missingReceipts reports whether a stage's receipt for the pending step
