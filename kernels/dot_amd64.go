@@ -17,7 +17,13 @@ func init() {
 	if !cpuHas(AVX2) {
 		return
 	}
-	registerPath(AVX2, RowKernels{
+	registerPath(AVX2, avx2RowKernels())
+}
+
+// avx2RowKernels is the AVX2 path's table, which the AVX-512 path
+// (avx512_amd64.go) starts from.
+func avx2RowKernels() RowKernels {
+	return RowKernels{
 		Q4_0: dotQ4_0AVX2,
 		Q5_0: dotQ5_0AVX2,
 		Q8_0: dotQ8_0AVX2,
@@ -29,7 +35,7 @@ func init() {
 		F32:  dotF32AVX2,
 		F16:  dotF16AVX2,
 		BF16: dotBF16AVX2,
-	})
+	}
 }
 
 func dotQ4_0AVX2(w []byte, q []int8, d []float32) float32 {

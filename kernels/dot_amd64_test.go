@@ -35,6 +35,23 @@ func TestRequireAssembly(t *testing.T) {
 			t.Errorf("AVX2 path's %s is the generic kernel", k.Type().Field(i).Name)
 		}
 	}
+	if !cpuHas(AVX512) {
+		return
+	}
+	// The CPU has AVX-512 (F, BW, VL, VNNI): the AVX-512 path must be
+	// there, be the best, and run no generic kernel.
+	if !AVX512.Supported() {
+		t.Fatal("AVX512.Supported() = false on a CPU with AVX-512 VNNI")
+	}
+	if b := Best(); b != AVX512 {
+		t.Fatalf("Best() = %s on a CPU with AVX-512 VNNI", b)
+	}
+	z := reflect.ValueOf(*AVX512.Kernels())
+	for i := range z.NumField() {
+		if z.Field(i).Pointer() == g.Field(i).Pointer() {
+			t.Errorf("AVX512 path's %s is the generic kernel", z.Type().Field(i).Name)
+		}
+	}
 }
 
 func avx2OrSkip(t testing.TB) *RowKernels {
@@ -43,6 +60,23 @@ func avx2OrSkip(t testing.TB) *RowKernels {
 		t.Skip("AVX2 path not supported on this CPU")
 	}
 	return AVX2.Kernels()
+}
+
+// forAsmPaths runs f as a subtest for every assembly path this CPU
+// supports (AVX2, AVX512), and skips when there is none.
+func forAsmPaths(t *testing.T, f func(t *testing.T, p Path)) {
+	t.Helper()
+	ran := false
+	for _, p := range []Path{AVX2, AVX512} {
+		if !p.Supported() {
+			continue
+		}
+		ran = true
+		t.Run(p.String(), func(t *testing.T) { f(t, p) })
+	}
+	if !ran {
+		t.Skip("no assembly path is supported on this CPU")
+	}
 }
 
 var asmQuantTypes = []quant.Type{quant.Q4_0, quant.Q5_0, quant.Q8_0, quant.Q4_1, quant.Q5_1, quant.Q4_K, quant.Q5_K, quant.Q6_K}
@@ -236,107 +270,113 @@ func asmSameBits(got, want float32) bool {
 	return math.Float32bits(got) == math.Float32bits(want)
 }
 
-// TestAVX2QuantRowsMatchGeneric: every block count 0..70 (all tails mod
+// TestAsmQuantRowsMatchGeneric: every block count 0..70 (all tails mod
 // 8), random and real quantized weights, extreme scales and quants,
 // activations from the generic quantizer and extreme ones, unaligned
 // slices.
-func TestAVX2QuantRowsMatchGeneric(t *testing.T) {
-	k := avx2OrSkip(t)
-	for _, typ := range asmQuantTypes {
-		t.Run(typ.String(), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(uint64(typ), 7))
-			kTypes := typ.BlockSize() == Q8KBlock
-			maxNB := 70
-			if kTypes {
-				maxNB = 40
-			}
-			for nb := 0; nb <= maxNB; nb++ {
-				for wk := range 3 {
-					for ak := range 2 {
-						w := asmWeights(r, typ, nb, wk)
-						a := asmActivation(r, kTypes, nb*typ.BlockSize(), ak)
-						got := asmRowDot(k, typ, w, a)
-						want := asmRowDot(&genericKernels, typ, w, a)
-						if !asmSameBits(got, want) {
-							t.Fatalf("%s row (nb=%d, weights kind %d, activation kind %d): avx2 = %g (%#08x), generic = %g (%#08x)",
-								typ, nb, wk, ak, got, math.Float32bits(got), want, math.Float32bits(want))
+func TestAsmQuantRowsMatchGeneric(t *testing.T) {
+	forAsmPaths(t, func(t *testing.T, p Path) {
+		k := p.Kernels()
+		for _, typ := range asmQuantTypes {
+			t.Run(typ.String(), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(uint64(typ), 7))
+				kTypes := typ.BlockSize() == Q8KBlock
+				maxNB := 70
+				if kTypes {
+					maxNB = 40
+				}
+				for nb := 0; nb <= maxNB; nb++ {
+					for wk := range 3 {
+						for ak := range 2 {
+							w := asmWeights(r, typ, nb, wk)
+							a := asmActivation(r, kTypes, nb*typ.BlockSize(), ak)
+							got := asmRowDot(k, typ, w, a)
+							want := asmRowDot(&genericKernels, typ, w, a)
+							if !asmSameBits(got, want) {
+								t.Fatalf("%s row (nb=%d, weights kind %d, activation kind %d): %s = %g (%#08x), generic = %g (%#08x)",
+									typ, nb, wk, ak, p, got, math.Float32bits(got), want, math.Float32bits(want))
+							}
 						}
 					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
-// TestAVX2QuantRowsExtremeIsum: every quant and activation at the extreme
+// TestAsmQuantRowsExtremeIsum: every quant and activation at the extreme
 // that makes |isum| largest, both signs.
-func TestAVX2QuantRowsExtremeIsum(t *testing.T) {
-	k := avx2OrSkip(t)
-	for _, typ := range asmQuantTypes {
-		for _, fill := range []byte{0x00, 0xff, 0x80, 0x88, 0x7f} {
-			for _, qv := range []int8{127, -127} {
-				t.Run(fmt.Sprintf("%s/fill=%#x/q=%d", typ, fill, qv), func(t *testing.T) {
-					r := rand.New(rand.NewPCG(uint64(fill), uint64(qv)))
-					nb := 19
-					if typ.BlockSize() == Q8KBlock {
-						nb = 11
-					}
-					ts := typ.TypeSize()
-					w := make([]byte, nb*ts)
-					for i := range w {
-						w[i] = fill
-					}
-					for b := range nb {
-						for _, o := range asmScaleOffsets(typ) {
-							binary.LittleEndian.PutUint16(w[b*ts+o:], asmExtremeHalves[r.IntN(len(asmExtremeHalves))])
+func TestAsmQuantRowsExtremeIsum(t *testing.T) {
+	forAsmPaths(t, func(t *testing.T, p Path) {
+		k := p.Kernels()
+		for _, typ := range asmQuantTypes {
+			for _, fill := range []byte{0x00, 0xff, 0x80, 0x88, 0x7f} {
+				for _, qv := range []int8{127, -127} {
+					t.Run(fmt.Sprintf("%s/fill=%#x/q=%d", typ, fill, qv), func(t *testing.T) {
+						r := rand.New(rand.NewPCG(uint64(fill), uint64(qv)))
+						nb := 19
+						if typ.BlockSize() == Q8KBlock {
+							nb = 11
 						}
-					}
-					a := asmActivation(r, typ.BlockSize() == Q8KBlock, nb*typ.BlockSize(), 0)
-					for i := range a.q {
-						a.q[i] = qv
-					}
-					for b := range a.s {
-						a.s[b] = 32 * int32(qv)
-					}
-					for g := range a.bsums {
-						a.bsums[g] = 16 * int16(qv)
-					}
-					got, want := asmRowDot(k, typ, w, a), asmRowDot(&genericKernels, typ, w, a)
-					if !asmSameBits(got, want) {
-						t.Fatalf("%s row = %g (%#08x), want %g (%#08x)", typ, got, math.Float32bits(got), want, math.Float32bits(want))
-					}
-				})
+						ts := typ.TypeSize()
+						w := make([]byte, nb*ts)
+						for i := range w {
+							w[i] = fill
+						}
+						for b := range nb {
+							for _, o := range asmScaleOffsets(typ) {
+								binary.LittleEndian.PutUint16(w[b*ts+o:], asmExtremeHalves[r.IntN(len(asmExtremeHalves))])
+							}
+						}
+						a := asmActivation(r, typ.BlockSize() == Q8KBlock, nb*typ.BlockSize(), 0)
+						for i := range a.q {
+							a.q[i] = qv
+						}
+						for b := range a.s {
+							a.s[b] = 32 * int32(qv)
+						}
+						for g := range a.bsums {
+							a.bsums[g] = 16 * int16(qv)
+						}
+						got, want := asmRowDot(k, typ, w, a), asmRowDot(&genericKernels, typ, w, a)
+						if !asmSameBits(got, want) {
+							t.Fatalf("%s row = %g (%#08x), want %g (%#08x)", typ, got, math.Float32bits(got), want, math.Float32bits(want))
+						}
+					})
+				}
 			}
 		}
-	}
+	})
 }
 
-// TestAVX2QuantRowsShortOperand: an operand shorter (in capacity) than
+// TestAsmQuantRowsShortOperand: an operand shorter (in capacity) than
 // len(d) blocks panics on the AVX2 path as on the generic one, instead of
 // reading out of bounds.
-func TestAVX2QuantRowsShortOperand(t *testing.T) {
-	k := avx2OrSkip(t)
-	r := rand.New(rand.NewPCG(5, 5))
-	for _, typ := range asmQuantTypes {
-		nb := 9
-		w := asmWeights(r, typ, nb, 0)
-		a := asmActivation(r, typ.BlockSize() == Q8KBlock, nb*typ.BlockSize(), 0)
-		short := *a
-		short.q = short.q[: len(short.q)-1 : len(short.q)-1]
-		for name, c := range map[string]struct {
-			w []byte
-			a *asmAct
-		}{"w": {w[: len(w)-1 : len(w)-1], a}, "q": {w, &short}} {
-			func() {
-				defer func() {
-					if recover() == nil {
-						t.Errorf("%s row with short %s did not panic", typ, name)
-					}
+func TestAsmQuantRowsShortOperand(t *testing.T) {
+	forAsmPaths(t, func(t *testing.T, p Path) {
+		k := p.Kernels()
+		r := rand.New(rand.NewPCG(5, 5))
+		for _, typ := range asmQuantTypes {
+			nb := 9
+			w := asmWeights(r, typ, nb, 0)
+			a := asmActivation(r, typ.BlockSize() == Q8KBlock, nb*typ.BlockSize(), 0)
+			short := *a
+			short.q = short.q[: len(short.q)-1 : len(short.q)-1]
+			for name, c := range map[string]struct {
+				w []byte
+				a *asmAct
+			}{"w": {w[: len(w)-1 : len(w)-1], a}, "q": {w, &short}} {
+				func() {
+					defer func() {
+						if recover() == nil {
+							t.Errorf("%s row with short %s did not panic", typ, name)
+						}
+					}()
+					asmRowDot(k, typ, c.w, c.a)
 				}()
-				asmRowDot(k, typ, c.w, c.a)
-			}()
+			}
 		}
-	}
+	})
 }
 
 // asmFloatWeights returns n finite weights of typ at a random byte offset:
@@ -379,36 +419,38 @@ func asmFloatKernel(k *RowKernels, typ quant.Type) func(w []byte, x []float32) f
 	return k.BF16
 }
 
-// TestAVX2FloatRowsMatchGeneric: lengths 0..300 (every tail mod 32) and a
+// TestAsmFloatRowsMatchGeneric: lengths 0..300 (every tail mod 32) and a
 // few model sizes, unaligned weights and activations.
-func TestAVX2FloatRowsMatchGeneric(t *testing.T) {
-	k := avx2OrSkip(t)
-	sizes := []int{2048, 2048 + 31, 5632, 5632 + 17}
-	for n := range 301 {
-		sizes = append(sizes, n)
-	}
-	for _, typ := range []quant.Type{quant.F32, quant.F16, quant.BF16} {
-		t.Run(typ.String(), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(uint64(typ), 9))
-			f, g := asmFloatKernel(k, typ), asmFloatKernel(&genericKernels, typ)
-			for _, n := range sizes {
-				for range 3 {
-					w := asmFloatWeights(r, typ, n)
-					x := asmUnaligned[float32](r, n)
-					scale := math.Ldexp(1, r.IntN(40)-20)
-					for i := range x {
-						x[i] = float32(r.NormFloat64() * scale)
-						if r.IntN(32) == 0 {
-							x[i] = float32(math.Copysign(0, float64(r.IntN(2)-1)))
+func TestAsmFloatRowsMatchGeneric(t *testing.T) {
+	forAsmPaths(t, func(t *testing.T, p Path) {
+		k := p.Kernels()
+		sizes := []int{2048, 2048 + 31, 5632, 5632 + 17}
+		for n := range 301 {
+			sizes = append(sizes, n)
+		}
+		for _, typ := range []quant.Type{quant.F32, quant.F16, quant.BF16} {
+			t.Run(typ.String(), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(uint64(typ), 9))
+				f, g := asmFloatKernel(k, typ), asmFloatKernel(&genericKernels, typ)
+				for _, n := range sizes {
+					for range 3 {
+						w := asmFloatWeights(r, typ, n)
+						x := asmUnaligned[float32](r, n)
+						scale := math.Ldexp(1, r.IntN(40)-20)
+						for i := range x {
+							x[i] = float32(r.NormFloat64() * scale)
+							if r.IntN(32) == 0 {
+								x[i] = float32(math.Copysign(0, float64(r.IntN(2)-1)))
+							}
+						}
+						got, want := f(w, x), g(w, x)
+						if !asmSameBits(got, want) {
+							t.Fatalf("%s row (n=%d) %s = %g (%#08x), generic = %g (%#08x)",
+								typ, n, p, got, math.Float32bits(got), want, math.Float32bits(want))
 						}
 					}
-					got, want := f(w, x), g(w, x)
-					if !asmSameBits(got, want) {
-						t.Fatalf("%s row (n=%d) avx2 = %g (%#08x), generic = %g (%#08x)",
-							typ, n, got, math.Float32bits(got), want, math.Float32bits(want))
-					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }

@@ -24,6 +24,9 @@ type TileKernels struct {
 type TileQ8 struct {
 	Run    func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int)
 	Packed bool
+	// Single: Run is faster than the row kernel for one token too, so
+	// matrix-vector products (decode) use it.
+	Single bool
 }
 
 // TileQ8K is a tile kernel against the Q8K activation form. Run writes
@@ -34,6 +37,8 @@ type TileQ8 struct {
 // (Q8K.BSums).
 type TileQ8K struct {
 	Run func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int)
+	// Single: as TileQ8.Single.
+	Single bool
 }
 
 // TileFloat is a tile kernel of float weights against float32
@@ -42,6 +47,8 @@ type TileQ8K struct {
 // len(x)/nt.
 type TileFloat struct {
 	Run func(dst []float32, ldd int, w []byte, rb, nr int, x []float32, nt int)
+	// Single: as TileQ8.Single.
+	Single bool
 }
 
 // pathTiles holds the tile kernels of this build's paths, filled by init
@@ -61,22 +68,35 @@ func (p Path) tiles() *TileKernels {
 
 // pickTiles sets t's tile kernel for its weight type from table k (nil:
 // none). A single token has no unpacked weights to share: it keeps the row
-// kernels, which are faster there (decode).
+// kernels, which are faster there (decode), unless the tile kernel says
+// it is faster for one token too (Single).
 func (t *matTask) pickTiles(k *TileKernels) {
-	if k == nil || t.nTok < 2 {
+	if k == nil {
 		return
 	}
+	one := t.nTok < 2
 	switch t.w.Type {
-	case quant.Q4_0:
+	case quant.Q4_0, quant.Q8_0:
 		t.tq = k.Q4_0
-	case quant.Q8_0:
-		t.tq = k.Q8_0
-	case quant.Q4_K:
+		if t.w.Type == quant.Q8_0 {
+			t.tq = k.Q8_0
+		}
+		if one && !t.tq.Single {
+			t.tq = TileQ8{}
+		}
+	case quant.Q4_K, quant.Q6_K:
 		t.tk = k.Q4_K
-	case quant.Q6_K:
-		t.tk = k.Q6_K
+		if t.w.Type == quant.Q6_K {
+			t.tk = k.Q6_K
+		}
+		if one && !t.tk.Single {
+			t.tk = TileQ8K{}
+		}
 	case quant.F16:
 		t.tf = k.F16
+		if one && !t.tf.Single {
+			t.tf = TileFloat{}
+		}
 	}
 }
 

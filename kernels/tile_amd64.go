@@ -17,13 +17,19 @@ func init() {
 	if !cpuHas(AVX2) {
 		return
 	}
-	registerTiles(AVX2, TileKernels{
+	registerTiles(AVX2, avx2TileKernels())
+}
+
+// avx2TileKernels is the AVX2 path's table, which the AVX-512 path
+// (avx512_amd64.go) starts from.
+func avx2TileKernels() TileKernels {
+	return TileKernels{
 		Q4_0: TileQ8{Run: tileQ4_0AVX2, Packed: true},
 		Q8_0: TileQ8{Run: tileQ8_0AVX2, Packed: true},
 		Q4_K: TileQ8K{Run: tileQ4KAVX2},
 		Q6_K: TileQ8K{Run: tileQ6KAVX2},
 		F16:  TileFloat{Run: tileF16AVX2},
-	})
+	}
 }
 
 // tileQ8Shape returns the per-token lengths of a Q8 activation of nt > 0

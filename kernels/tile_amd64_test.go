@@ -54,76 +54,74 @@ func TestRequireTiles(t *testing.T) {
 // tileGuard is the sentinel around and between a tile's outputs.
 var tileGuard = math.Float32frombits(0x7fc0dead)
 
-// TestAVX2TilesMatchGeneric: every block count 0..70 (all tails mod 8),
+// TestAsmTilesMatchGeneric: every block count 0..70 (all tails mod 8),
 // token counts 1..9 (all remainders mod 4), random and real quantized and
 // extreme weights, quantized and extreme activations, unaligned slices,
 // nr rows of a larger row stride, and dst with a leading dimension wider
 // than nr whose other entries must stay untouched.
-func TestAVX2TilesMatchGeneric(t *testing.T) {
-	avx2OrSkip(t)
-	if AVX2.tiles() == nil {
-		t.Skip("AVX2 path has no tile kernels")
-	}
-	for _, typ := range tileTypes {
-		tile := tileKernel(AVX2.tiles(), typ)
-		gen := rowKernelQ8(&genericKernels, typ)
-		t.Run(typ.String(), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(uint64(typ), 11))
-			ts := typ.TypeSize()
-			for nb := 0; nb <= 70; nb++ {
-				for nt := 1; nt <= 9; nt++ {
-					wk, ak := r.IntN(3), r.IntN(2)
-					nr := 1 + r.IntN(3)
-					pad := r.IntN(2) * ts // a row stride wider than the row
-					rb := nb*ts + pad
-					w := asmWeights(r, typ, nr*rb/ts, wk)
-					acts := make([]*asmAct, nt)
-					var q []int8
-					var d []float32
-					var s []int32
-					for i := range acts {
-						acts[i] = asmActivation(r, false, nb*Q8Block, ak)
-						q = append(q, acts[i].q...)
-						d = append(d, acts[i].d...)
-						s = append(s, acts[i].s...)
-					}
-					// Unaligned copies of the concatenated activations.
-					qa, da, sa := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int32](r, len(s))
-					if tile.Packed {
-						packQ8(qa, q, nt)
-					} else {
-						copy(qa, q)
-					}
-					copy(da, d)
-					copy(sa, s)
-					ldd := nr + r.IntN(3)
-					off := r.IntN(8)
-					buf := make([]float32, off+nt*ldd+8)
-					for i := range buf {
-						buf[i] = tileGuard
-					}
-					dst := buf[off : off+nt*ldd]
-					tile.Run(dst, ldd, w, rb, nr, qa, da, sa, nt)
-					for i, v := range buf {
-						j := i - off
-						inside := j >= 0 && j < nt*ldd && j%ldd < nr
-						if !inside {
-							if math.Float32bits(v) != math.Float32bits(tileGuard) {
-								t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", typ, nb, nt, nr, ldd, v, j)
-							}
-							continue
+func TestAsmTilesMatchGeneric(t *testing.T) {
+	forAsmPaths(t, func(t *testing.T, p Path) {
+		for _, typ := range tileTypes {
+			tile := tileKernel(p.tiles(), typ)
+			gen := rowKernelQ8(&genericKernels, typ)
+			t.Run(typ.String(), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(uint64(typ), 11))
+				ts := typ.TypeSize()
+				for nb := 0; nb <= 70; nb++ {
+					for nt := 1; nt <= 9; nt++ {
+						wk, ak := r.IntN(3), r.IntN(2)
+						nr := 1 + r.IntN(3)
+						pad := r.IntN(2) * ts // a row stride wider than the row
+						rb := nb*ts + pad
+						w := asmWeights(r, typ, nr*rb/ts, wk)
+						acts := make([]*asmAct, nt)
+						var q []int8
+						var d []float32
+						var s []int32
+						for i := range acts {
+							acts[i] = asmActivation(r, false, nb*Q8Block, ak)
+							q = append(q, acts[i].q...)
+							d = append(d, acts[i].d...)
+							s = append(s, acts[i].s...)
 						}
-						row, a := j%ldd, acts[j/ldd]
-						want := gen(w[row*rb:row*rb+nb*ts], a.q, a.d)
-						if !asmSameBits(v, want) {
-							t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, weights kind %d, activation kind %d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
-								typ, nb, nt, nr, wk, ak, row, j/ldd, v, math.Float32bits(v), want, math.Float32bits(want))
+						// Unaligned copies of the concatenated activations.
+						qa, da, sa := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int32](r, len(s))
+						if tile.Packed {
+							packQ8(qa, q, nt)
+						} else {
+							copy(qa, q)
+						}
+						copy(da, d)
+						copy(sa, s)
+						ldd := nr + r.IntN(3)
+						off := r.IntN(8)
+						buf := make([]float32, off+nt*ldd+8)
+						for i := range buf {
+							buf[i] = tileGuard
+						}
+						dst := buf[off : off+nt*ldd]
+						tile.Run(dst, ldd, w, rb, nr, qa, da, sa, nt)
+						for i, v := range buf {
+							j := i - off
+							inside := j >= 0 && j < nt*ldd && j%ldd < nr
+							if !inside {
+								if math.Float32bits(v) != math.Float32bits(tileGuard) {
+									t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", typ, nb, nt, nr, ldd, v, j)
+								}
+								continue
+							}
+							row, a := j%ldd, acts[j/ldd]
+							want := gen(w[row*rb:row*rb+nb*ts], a.q, a.d)
+							if !asmSameBits(v, want) {
+								t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, weights kind %d, activation kind %d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
+									typ, nb, nt, nr, wk, ak, row, j/ldd, v, math.Float32bits(v), want, math.Float32bits(want))
+							}
 						}
 					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 // rowKernelQ8 is k's row kernel for a Q8-rule type.
@@ -152,125 +150,121 @@ func TestTileRegisters(t *testing.T) {
 	}
 }
 
-// TestAVX2KTilesMatchGeneric is TestAVX2TilesMatchGeneric for the K-quant
+// TestAsmKTilesMatchGeneric is TestAsmTilesMatchGeneric for the K-quant
 // tile kernels: super-block counts 0..20 (every lane b%8 of the
 // accumulators, and more), token counts 1..9.
-func TestAVX2KTilesMatchGeneric(t *testing.T) {
-	avx2OrSkip(t)
-	if AVX2.tiles() == nil {
-		t.Skip("AVX2 path has no tile kernels")
-	}
-	for _, typ := range []quant.Type{quant.Q4_K, quant.Q6_K} {
-		var tile TileQ8K
-		var gen func(w []byte, a *asmAct) float32
-		switch typ {
-		case quant.Q4_K:
-			tile = AVX2.tiles().Q4_K
-			gen = func(w []byte, a *asmAct) float32 { return genericKernels.Q4_K(w, a.q, a.d, a.bsums) }
-		case quant.Q6_K:
-			tile = AVX2.tiles().Q6_K
-			gen = func(w []byte, a *asmAct) float32 { return genericKernels.Q6_K(w, a.q, a.d) }
-		}
-		t.Run(typ.String(), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(uint64(typ), 12))
-			ts := typ.TypeSize()
-			for nb := 0; nb <= 20; nb++ {
-				for nt := 1; nt <= 9; nt++ {
-					wk, ak := r.IntN(3), r.IntN(2)
-					nr := 1 + r.IntN(3)
-					rb := nb*ts + r.IntN(2)*ts
-					w := asmWeights(r, typ, nr*rb/ts, wk)
-					acts := make([]*asmAct, nt)
-					var q []int8
-					var d []float32
-					var g []int16
-					for i := range acts {
-						acts[i] = asmActivation(r, true, nb*Q8KBlock, ak)
-						q = append(q, acts[i].q...)
-						d = append(d, acts[i].d...)
-						g = append(g, acts[i].bsums...)
-					}
-					qa, da, ga := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int16](r, len(g))
-					copy(qa, q)
-					copy(da, d)
-					copy(ga, g)
-					ldd := nr + r.IntN(3)
-					off := r.IntN(8)
-					buf := make([]float32, off+nt*ldd+8)
-					for i := range buf {
-						buf[i] = tileGuard
-					}
-					tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, qa, da, ga, nt)
-					for i, v := range buf {
-						j := i - off
-						if !(j >= 0 && j < nt*ldd && j%ldd < nr) {
-							if math.Float32bits(v) != math.Float32bits(tileGuard) {
-								t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", typ, nb, nt, nr, ldd, v, j)
-							}
-							continue
+func TestAsmKTilesMatchGeneric(t *testing.T) {
+	forAsmPaths(t, func(t *testing.T, p Path) {
+		for _, typ := range []quant.Type{quant.Q4_K, quant.Q6_K} {
+			var tile TileQ8K
+			var gen func(w []byte, a *asmAct) float32
+			switch typ {
+			case quant.Q4_K:
+				tile = p.tiles().Q4_K
+				gen = func(w []byte, a *asmAct) float32 { return genericKernels.Q4_K(w, a.q, a.d, a.bsums) }
+			case quant.Q6_K:
+				tile = p.tiles().Q6_K
+				gen = func(w []byte, a *asmAct) float32 { return genericKernels.Q6_K(w, a.q, a.d) }
+			}
+			t.Run(typ.String(), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(uint64(typ), 12))
+				ts := typ.TypeSize()
+				for nb := 0; nb <= 20; nb++ {
+					for nt := 1; nt <= 9; nt++ {
+						wk, ak := r.IntN(3), r.IntN(2)
+						nr := 1 + r.IntN(3)
+						rb := nb*ts + r.IntN(2)*ts
+						w := asmWeights(r, typ, nr*rb/ts, wk)
+						acts := make([]*asmAct, nt)
+						var q []int8
+						var d []float32
+						var g []int16
+						for i := range acts {
+							acts[i] = asmActivation(r, true, nb*Q8KBlock, ak)
+							q = append(q, acts[i].q...)
+							d = append(d, acts[i].d...)
+							g = append(g, acts[i].bsums...)
 						}
-						row, a := j%ldd, acts[j/ldd]
-						want := gen(w[row*rb:row*rb+nb*ts], a)
-						if !asmSameBits(v, want) {
-							t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, weights kind %d, activation kind %d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
-								typ, nb, nt, nr, wk, ak, row, j/ldd, v, math.Float32bits(v), want, math.Float32bits(want))
+						qa, da, ga := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int16](r, len(g))
+						copy(qa, q)
+						copy(da, d)
+						copy(ga, g)
+						ldd := nr + r.IntN(3)
+						off := r.IntN(8)
+						buf := make([]float32, off+nt*ldd+8)
+						for i := range buf {
+							buf[i] = tileGuard
+						}
+						tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, qa, da, ga, nt)
+						for i, v := range buf {
+							j := i - off
+							if !(j >= 0 && j < nt*ldd && j%ldd < nr) {
+								if math.Float32bits(v) != math.Float32bits(tileGuard) {
+									t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", typ, nb, nt, nr, ldd, v, j)
+								}
+								continue
+							}
+							row, a := j%ldd, acts[j/ldd]
+							want := gen(w[row*rb:row*rb+nb*ts], a)
+							if !asmSameBits(v, want) {
+								t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, weights kind %d, activation kind %d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
+									typ, nb, nt, nr, wk, ak, row, j/ldd, v, math.Float32bits(v), want, math.Float32bits(want))
+							}
 						}
 					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
-// TestAVX2FloatTilesMatchGeneric: the F16 tile kernel against the generic
+// TestAsmFloatTilesMatchGeneric: the F16 tile kernel against the generic
 // F16 row kernel, row lengths 0..100 (every tail mod 32), token counts
 // 1..7, random finite and extreme halves.
-func TestAVX2FloatTilesMatchGeneric(t *testing.T) {
-	avx2OrSkip(t)
-	if AVX2.tiles() == nil {
-		t.Skip("AVX2 path has no tile kernels")
-	}
-	tile := AVX2.tiles().F16
-	r := rand.New(rand.NewPCG(16, 13))
-	for n := 0; n <= 100; n++ {
-		for nt := 1; nt <= 7; nt++ {
-			nr := 1 + r.IntN(3)
-			rb := 2*n + 2*r.IntN(3)
-			w := asmUnaligned[byte](r, nr*rb)
-			for i := 0; i+1 < len(w); i += 2 {
-				h := asmFiniteHalf(uint16(r.Uint32()))
-				if r.IntN(8) == 0 {
-					h = asmExtremeHalves[r.IntN(len(asmExtremeHalves))]
-				}
-				w[i], w[i+1] = byte(h), byte(h>>8)
-			}
-			x := asmUnaligned[float32](r, nt*n)
-			scale := math.Ldexp(1, r.IntN(40)-20)
-			for i := range x {
-				x[i] = float32(r.NormFloat64() * scale)
-			}
-			ldd := nr + r.IntN(3)
-			off := r.IntN(8)
-			buf := make([]float32, off+nt*ldd+8)
-			for i := range buf {
-				buf[i] = tileGuard
-			}
-			tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, x, nt)
-			for i, v := range buf {
-				j := i - off
-				if !(j >= 0 && j < nt*ldd && j%ldd < nr) {
-					if math.Float32bits(v) != math.Float32bits(tileGuard) {
-						t.Fatalf("F16 tile (n=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", n, nt, nr, ldd, v, j)
+func TestAsmFloatTilesMatchGeneric(t *testing.T) {
+	forAsmPaths(t, func(t *testing.T, p Path) {
+		tile := p.tiles().F16
+		r := rand.New(rand.NewPCG(16, 13))
+		for n := 0; n <= 100; n++ {
+			for nt := 1; nt <= 7; nt++ {
+				nr := 1 + r.IntN(3)
+				rb := 2*n + 2*r.IntN(3)
+				w := asmUnaligned[byte](r, nr*rb)
+				for i := 0; i+1 < len(w); i += 2 {
+					h := asmFiniteHalf(uint16(r.Uint32()))
+					if r.IntN(8) == 0 {
+						h = asmExtremeHalves[r.IntN(len(asmExtremeHalves))]
 					}
-					continue
+					w[i], w[i+1] = byte(h), byte(h>>8)
 				}
-				row, tok := j%ldd, j/ldd
-				want := genericKernels.F16(w[row*rb:row*rb+2*n], x[tok*n:(tok+1)*n])
-				if !asmSameBits(v, want) {
-					t.Fatalf("F16 tile (n=%d, nt=%d, nr=%d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
-						n, nt, nr, row, tok, v, math.Float32bits(v), want, math.Float32bits(want))
+				x := asmUnaligned[float32](r, nt*n)
+				scale := math.Ldexp(1, r.IntN(40)-20)
+				for i := range x {
+					x[i] = float32(r.NormFloat64() * scale)
+				}
+				ldd := nr + r.IntN(3)
+				off := r.IntN(8)
+				buf := make([]float32, off+nt*ldd+8)
+				for i := range buf {
+					buf[i] = tileGuard
+				}
+				tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, x, nt)
+				for i, v := range buf {
+					j := i - off
+					if !(j >= 0 && j < nt*ldd && j%ldd < nr) {
+						if math.Float32bits(v) != math.Float32bits(tileGuard) {
+							t.Fatalf("F16 tile (n=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", n, nt, nr, ldd, v, j)
+						}
+						continue
+					}
+					row, tok := j%ldd, j/ldd
+					want := genericKernels.F16(w[row*rb:row*rb+2*n], x[tok*n:(tok+1)*n])
+					if !asmSameBits(v, want) {
+						t.Fatalf("F16 tile (n=%d, nt=%d, nr=%d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
+							n, nt, nr, row, tok, v, math.Float32bits(v), want, math.Float32bits(want))
+					}
 				}
 			}
 		}
-	}
+	})
 }
