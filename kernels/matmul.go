@@ -118,7 +118,9 @@ type Engine struct {
 
 	q8   Q8
 	q8k  Q8K
-	q8p  []int8 // q8's quants in a tile kernel's layout
+	q8p  []int8 // q8's activation in a tile kernel's form (TileQ8.Pack)
+	d8p  []float32
+	s8p  []int32
 	task matTask
 
 	mu      sync.Mutex
@@ -178,7 +180,7 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 		}
 		t.q, t.d, t.s = e.q8.Q, e.q8.D, e.q8.S
 		if t.tq.Run != nil {
-			t.q = e.tileQuants(t.tq, t.q, nTok)
+			t.q, t.d, t.s = e.tileActivation(t.tq, t.q, t.d, t.s, nTok)
 		}
 	case ruleQ8K, ruleQ6K:
 		if err := e.q8k.Quantize(x); err != nil {

@@ -19,11 +19,14 @@ type TileKernels struct {
 // dst[t*ldd+r] for r < nr and t < nt: the dot of row r (at w[r*rb:]) with
 // token t's activation, q[t*n:(t+1)*n], d[t*nb:(t+1)*nb] and
 // s[t*nb:(t+1)*nb] where n = len(q)/nt = 32*nb and nb = len(d)/nt; s holds
-// the activation's exact block sums (Q8.S). With Packed, each token's
-// quants are in the tile layout of packQ8 rather than in Q8's.
+// the activation's exact block sums (Q8.S). With Pack, Run reads the
+// activation in the form Pack writes rather than in Q8's.
 type TileQ8 struct {
-	Run    func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int)
-	Packed bool
+	Run func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int)
+	// Pack, when set, rewrites the activation of nt tokens (q, d and s as
+	// Run's doc says) into the form Run reads, in pq, pd and ps of the
+	// same lengths as q, d and s, none of them overlapping the inputs.
+	Pack func(pq []int8, pd []float32, ps []int32, q []int8, d []float32, s []int32, nt int)
 	// Single: Run is faster than the row kernel for one token too, so
 	// matrix-vector products (decode) use it.
 	Single bool
@@ -146,13 +149,23 @@ func packQ8(dst, q []int8, nt int) {
 	}
 }
 
-// tileQuants returns the quants that t's tile kernel reads: q itself, or
-// its tile layout in the Engine's scratch.
-func (e *Engine) tileQuants(tq TileQ8, q []int8, nt int) []int8 {
-	if !tq.Packed {
-		return q
+// packQ8Tile is the TileQ8.Pack of the tile kernels that read the quants
+// in packQ8's layout and d and s as they are.
+func packQ8Tile(pq []int8, pd []float32, ps []int32, q []int8, d []float32, s []int32, nt int) {
+	packQ8(pq, q, nt)
+	copy(pd, d)
+	copy(ps, s)
+}
+
+// tileActivation returns the activation that t's tile kernel reads: q, d
+// and s themselves, or the form its Pack writes, in the Engine's scratch.
+func (e *Engine) tileActivation(tq TileQ8, q []int8, d []float32, s []int32, nt int) ([]int8, []float32, []int32) {
+	if tq.Pack == nil {
+		return q, d, s
 	}
 	e.q8p = grow(e.q8p, len(q))
-	packQ8(e.q8p, q, nt)
-	return e.q8p
+	e.d8p = grow(e.d8p, len(d))
+	e.s8p = grow(e.s8p, len(s))
+	tq.Pack(e.q8p, e.d8p, e.s8p, q, d, s, nt)
+	return e.q8p, e.d8p, e.s8p
 }

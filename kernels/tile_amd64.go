@@ -24,8 +24,8 @@ func init() {
 // (avx512_amd64.go) starts from.
 func avx2TileKernels() TileKernels {
 	return TileKernels{
-		Q4_0: TileQ8{Run: tileQ4_0AVX2, Packed: true},
-		Q8_0: TileQ8{Run: tileQ8_0AVX2, Packed: true},
+		Q4_0: TileQ8{Run: tileQ4_0AVX2, Pack: packQ8Tile},
+		Q8_0: TileQ8{Run: tileQ8_0AVX2, Pack: packQ8Tile},
 		Q4_K: TileQ8K{Run: tileQ4KAVX2},
 		Q6_K: TileQ8K{Run: tileQ6KAVX2},
 		F16:  TileFloat{Run: tileF16AVX2},
@@ -55,7 +55,7 @@ var avx2TileQ4_0 = [...]func(dst []float32, ldd int, w []byte, rb, nr int, q []i
 	avx2Tile1Q4_0, avx2Tile2Q4_0, avx2Tile3Q4_0, avx2Tile4Q4_0,
 }
 
-// tileQ4_0AVX2 reads q in the tile layout (TileQ8.Packed).
+// tileQ4_0AVX2 reads q in the tile layout (packQ8Tile).
 func tileQ4_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
 	if nt <= 0 || nr <= 0 {
 		return
@@ -78,7 +78,7 @@ var avx2TileQ8_0 = [...]func(dst []float32, ldd int, w []byte, rb, nr int, q []i
 	avx2Tile1Q8_0, avx2Tile2Q8_0, avx2Tile3Q8_0, avx2Tile4Q8_0,
 }
 
-// tileQ8_0AVX2 reads q in the tile layout (TileQ8.Packed).
+// tileQ8_0AVX2 reads q in the tile layout (packQ8Tile).
 func tileQ8_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
 	if nt <= 0 || nr <= 0 {
 		return

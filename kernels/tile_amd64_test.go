@@ -86,13 +86,13 @@ func TestAsmTilesMatchGeneric(t *testing.T) {
 						}
 						// Unaligned copies of the concatenated activations.
 						qa, da, sa := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int32](r, len(s))
-						if tile.Packed {
-							packQ8(qa, q, nt)
+						if tile.Pack != nil {
+							tile.Pack(qa, da, sa, q, d, s, nt)
 						} else {
 							copy(qa, q)
+							copy(da, d)
+							copy(sa, s)
 						}
-						copy(da, d)
-						copy(sa, s)
 						ldd := nr + r.IntN(3)
 						off := r.IntN(8)
 						buf := make([]float32, off+nt*ldd+8)

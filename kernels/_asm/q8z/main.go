@@ -1,0 +1,455 @@
+// Command q8z generates kernels/q8z_amd64.s and kernels/q8z_amd64_stubs.go,
+// the AVX-512 (F, BW, VL, VNNI) tile kernels of package kernels for the
+// Q4_0 and Q8_0 weight types against the Q8 activation form, with avo.
+// Run it through go generate in kernels/ (see q8z_amd64.go); CI
+// regenerates and fails on a diff.
+//
+// A kernel computes nr weight rows against one to eight tokens (one token
+// is decode's matrix-vector product). Each group of eight weight blocks is
+// transposed once, with word and dword permutations, into four ZMM
+// vectors: dword k of the low half of vector p holds quants 8p..8p+3 of
+// block k, of the high half quants 8p+4..8p+7, as unsigned bytes (Q4_0's
+// nibbles; Q8_0's quants plus 128). One VPDPBUSD per 64 bytes then adds
+// four products of each block into its own dword, against the tokens'
+// quants in kernels.packQ8's layout, and the two halves add up to the
+// exact block sums. The offset the unsigned form adds (8 or 128 times the
+// activation block's quant sum) is taken off by starting each sum at its
+// negation, which the activation's packed form carries.
+//
+// Every output is exactly the row rule of kernels/doc.go: the per-block
+// integer dot products are exact, block b's lands in lane b%8 of the
+// token's own accumulator, and every float32 operation is the same IEEE
+// operation, on the same operands, as in kernels/dot_generic.go.
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
+
+	"github.com/stratanet/strata/kernels/_asm/avx2"
+)
+
+// maxTokens is the most tokens a kernel computes per call; the packed
+// activation interleaves the tokens of each chunk of maxTokens.
+const maxTokens = 8
+
+// prefetchDist is the software prefetch distance in bytes of weights
+// ahead of the loop (into the next rows at a row's end).
+const prefetchDist = 1024
+
+func main() {
+	ConstraintExpr("amd64,!purego")
+	declareConstants()
+	for nt := 1; nt <= maxTokens; nt++ {
+		tile(nt, q4_0)
+	}
+	for nt := 1; nt <= maxTokens; nt++ {
+		tile(nt, q8_0)
+	}
+	Generate()
+}
+
+var (
+	cNib     Mem // 64 × 0x0f
+	cX80     Mem // 64 × 0x80
+	cHiShift Mem // uint64 shift counts {0, 0, 4, 4}
+	// Q4_0 permutations: the payloads of blocks 0..3 and 4..7, the scales,
+	// and the dword transposition into the vectors of quants 0..7 / 8..15.
+	cQ4A, cQ4B, cQ4S, cQ4Z0, cQ4Z1 Mem
+	// Q8_0 permutations: the payloads of a pair of blocks, then two levels
+	// of dword transposition.
+	cQ8P, cQ8LA, cQ8LB, cQ8Z0, cQ8Z1 Mem
+)
+
+func words(ix []int) Mem {
+	b := make([]byte, 64)
+	for i, v := range ix {
+		b[2*i], b[2*i+1] = byte(v), byte(v>>8)
+	}
+	return b64(b)
+}
+
+func dwords(ix []int) Mem {
+	b := make([]byte, 64)
+	for i, v := range ix {
+		b[4*i] = byte(v)
+	}
+	return b64(b)
+}
+
+var nconst int
+
+func b64(b []byte) Mem {
+	nconst++
+	return avx2.BytesConst(fmt.Sprintf("q8z_%d", nconst), b)
+}
+
+func declareConstants() {
+	cNib = avx2.BytesConst("q8z_nib", avx2.Rep(0x0f, 64))
+	cX80 = avx2.BytesConst("q8z_x80", avx2.Rep(0x80, 64))
+	sh := make([]byte, 32)
+	sh[16], sh[24] = 4, 4
+	cHiShift = avx2.BytesConst("q8z_hishift", sh)
+
+	// Q4_0: a group is 8 blocks of 18 bytes (2 of scale, 16 of nibbles),
+	// loaded as L0 = bytes [0,64), L1 = [64,128), L2 = [80,144). A VPERMT2W
+	// of (L0, L1) indexes words 0..63 of the bytes from 0; of (L1, L2)
+	// words of L1 below 32 and of L2 from 32.
+	var a, b, s []int
+	for o := range 32 {
+		k, m := o/8, o%8
+		a = append(a, 9*k+1+m) // block k's payload word m, from byte 0
+		abs := 18*(4+k) + 2 + 2*m
+		if abs < 128 {
+			b = append(b, (abs-64)/2)
+		} else {
+			b = append(b, 32+(abs-80)/2)
+		}
+	}
+	for k := range 8 {
+		s = append(s, 9*k)
+	}
+	cQ4A, cQ4B, cQ4S = words(a), words(b), words(s)
+	// A holds blocks 0..3 and B blocks 4..7, dword m of a block's payload
+	// at dword 4k+m. Z0 = dwords 0 (low half) and 1 (high half) of blocks
+	// 0..7, Z1 = dwords 2 and 3.
+	z := func(j0 int) Mem {
+		var ix []int
+		for o := range 16 {
+			j, k := j0+o/8, o%8
+			if k < 4 {
+				ix = append(ix, 4*k+j)
+			} else {
+				ix = append(ix, 16+4*(k-4)+j)
+			}
+		}
+		return dwords(ix)
+	}
+	cQ4Z0, cQ4Z1 = z(0), z(2)
+
+	// Q8_0: a group is 8 blocks of 34 bytes (2 of scale, 32 of quants).
+	// Pair p (blocks 2p, 2p+1) is loaded as the 64 bytes from 68p and a
+	// broadcast of the dword at 68p+64; the payloads are words 1..16 and
+	// 18..33 from 68p.
+	var pw []int
+	for o := range 32 {
+		pw = append(pw, 17*(o/16)+1+o%16)
+	}
+	cQ8P = words(pw)
+	// P_p: block 2p's dwords 0..7 in the low half, block 2p+1's in the
+	// high half. Level 1 takes blocks 0..3 (from P0, P1; or 4..7 from P2,
+	// P3): dword 4j+k = dword j of block k, j < 4 (LA) or j-4 (LB).
+	l := func(j0 int) Mem {
+		var ix []int
+		for o := range 16 {
+			j, k := j0+o/4, o%4
+			ix = append(ix, 16*(k/2)+8*(k%2)+j)
+		}
+		return dwords(ix)
+	}
+	cQ8LA, cQ8LB = l(0), l(4)
+	// Level 2 from (lo, hi) = blocks 0..3, 4..7 of the same dwords: Z0 =
+	// dwords j0, j0+1 (low, high half) of blocks 0..7.
+	z2 := func(j0 int) Mem {
+		var ix []int
+		for o := range 16 {
+			j, k := j0+o/8, o%8
+			if k < 4 {
+				ix = append(ix, 4*j+k)
+			} else {
+				ix = append(ix, 16+4*j+k-4)
+			}
+		}
+		return dwords(ix)
+	}
+	cQ8Z0, cQ8Z1 = z2(0), z2(2)
+}
+
+// kind describes one weight type.
+type kind struct {
+	name  string
+	size  int   // bytes per block
+	off   int32 // the unsigned form adds off to each quant
+	quant string
+	// setup loads the constants that group needs.
+	setup func() []reg.VecVirtual
+	// group returns the four transposed vectors of the group of eight
+	// blocks at w and their scales as eight float32s.
+	group func(c []reg.VecVirtual, w reg.Register) ([4]reg.VecVirtual, reg.VecVirtual)
+	// block returns the 32 unsigned quants of the block at w in Q8's
+	// order (a YMM).
+	block func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual
+}
+
+func loadZ(m Mem) reg.VecVirtual {
+	z := ZMM()
+	VMOVDQU64(m, z)
+	return z
+}
+
+var q4_0 = &kind{
+	name:  "Q4_0",
+	size:  18,
+	off:   8,
+	quant: "int32(wb[2+i%16]>>(4*(i/16))&15) - 8",
+	setup: func() []reg.VecVirtual {
+		return []reg.VecVirtual{loadZ(cNib), loadZ(cQ4A), loadZ(cQ4B), loadZ(cQ4S), loadZ(cQ4Z0), loadZ(cQ4Z1)}
+	},
+	group: func(c []reg.VecVirtual, w reg.Register) ([4]reg.VecVirtual, reg.VecVirtual) {
+		nib, ia, ib, is, iz0, iz1 := c[0], c[1], c[2], c[3], c[4], c[5]
+		l0, l1, l2 := ZMM(), ZMM(), ZMM()
+		VMOVDQU64(Mem{Base: w}, l0)
+		VMOVDQU64(Mem{Base: w, Disp: 64}, l1)
+		VMOVDQU64(Mem{Base: w, Disp: 80}, l2)
+		sc := ZMM()
+		VMOVDQA64(l0, sc)
+		VPERMT2W(l1, is, sc) // words 0..7: the scales
+		VPERMT2W(l1, ia, l0) // A: blocks 0..3
+		VPERMT2W(l2, ib, l1) // B: blocks 4..7
+		z0 := ZMM()
+		VMOVDQA64(l0, z0)
+		VPERMT2D(l1, iz0, z0)
+		VPERMT2D(l1, iz1, l0)
+		z1 := l0
+		var v [4]reg.VecVirtual
+		for i, zz := range []reg.VecVirtual{z0, z1} {
+			hi := ZMM()
+			VPSRLW(U8(4), zz, hi)
+			VPANDD(nib, hi, hi)
+			VPANDD(nib, zz, zz)
+			v[i], v[2+i] = zz, hi
+		}
+		f := YMM()
+		VCVTPH2PS(sc.AsX(), f)
+		return v, f
+	},
+	block: func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual {
+		x := YMM()
+		VBROADCASTI128(Mem{Base: w, Disp: 2}, x)
+		VPSRLVQ(cHiShift, x, x)
+		VPAND(c[0].AsY(), x, x)
+		return x
+	},
+}
+
+var q8_0 = &kind{
+	name:  "Q8_0",
+	size:  34,
+	off:   128,
+	quant: "int32(int8(wb[2+i]))",
+	setup: func() []reg.VecVirtual {
+		return []reg.VecVirtual{loadZ(cX80), loadZ(cQ8P), loadZ(cQ8LA), loadZ(cQ8LB), loadZ(cQ8Z0), loadZ(cQ8Z1)}
+	},
+	group: func(c []reg.VecVirtual, w reg.Register) ([4]reg.VecVirtual, reg.VecVirtual) {
+		x80, ip, la, lb, iz0, iz1 := c[0], c[1], c[2], c[3], c[4], c[5]
+		var p [4]reg.VecVirtual
+		for i := range p {
+			p[i] = ZMM()
+			VMOVDQU64(Mem{Base: w, Disp: 68 * i}, p[i])
+			t := ZMM()
+			VPBROADCASTD(Mem{Base: w, Disp: 68*i + 64}, t)
+			VPERMT2W(t, ip, p[i])
+		}
+		// Level 1: (lo|hi)(A|B) from (P0, P1) and (P2, P3).
+		level := func(a, b, ia, ib reg.VecVirtual) (reg.VecVirtual, reg.VecVirtual) {
+			x := ZMM()
+			VMOVDQA64(a, x)
+			VPERMT2D(b, ia, x)
+			VPERMT2D(b, ib, a)
+			return x, a
+		}
+		loA, loB := level(p[0], p[1], la, lb)
+		hiA, hiB := level(p[2], p[3], la, lb)
+		z0, z1 := level(loA, hiA, iz0, iz1)
+		z2, z3 := level(loB, hiB, iz0, iz1)
+		v := [4]reg.VecVirtual{z0, z1, z2, z3}
+		for _, z := range v {
+			VPXORD(x80, z, z)
+		}
+		return v, avx2.GatherF16(w, 0, 34)
+	},
+	block: func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual {
+		x := YMM()
+		VMOVDQU(Mem{Base: w, Disp: 2}, x)
+		VPXORD(c[0].AsY(), x, x)
+		return x
+	},
+}
+
+func doc(fn string, nt int, k *kind) []string {
+	tokens := "tokens"
+	if nt == 1 {
+		tokens = "token"
+	}
+	return strings.Split(strings.Join([]string{
+		fmt.Sprintf("%s is the %s row rule of the package doc for nr rows of nb", fn, k.name),
+		fmt.Sprintf("blocks (row r at w[r*rb:]) against %d %s (AVX-512 F, BW, VL, VNNI), q, d", nt, tokens),
+		fmt.Sprintf("and s in the form packQ8Z(%d) writes from the Q8 activations qt, dt and", k.off),
+		fmt.Sprintf("st of the tokens. It computes exactly, with w at least (nr-1)*rb+%d*nb", k.size),
+		fmt.Sprintf("long, q at least %d*32*nb, d and s at least %d*nb, dst at least", nt, nt),
+		fmt.Sprintf("%d*ldd+nr (none of it checked) and every quant in [-127, 127]:", nt-1),
+		"",
+		"\tfor r := range nr {",
+		fmt.Sprintf("\t\tfor t := range %d {", nt),
+		"\t\t\tvar acc [8]float32",
+		"\t\t\tfor b := range nb {",
+		fmt.Sprintf("\t\t\t\twb := w[r*rb+%d*b:]", k.size),
+		"\t\t\t\tvar isum int32",
+		"\t\t\t\tfor i := range 32 {",
+		fmt.Sprintf("\t\t\t\t\tisum += (%s) * int32(qt[t][32*b+i])", k.quant),
+		"\t\t\t\t}",
+		"\t\t\t\tacc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])",
+		"\t\t\t}",
+		"\t\t\tdst[t*ldd+r] = tree8(&acc)",
+		"\t\t}",
+		"\t}",
+		"",
+		"The integer sums are taken as the unsigned weight quants (the quant",
+		fmt.Sprintf("plus %d) times the activation quants, less %d times the activation", k.off, k.off),
+		"block's quant sum, which s carries negated.",
+	}, "\n"), "\n")
+}
+
+// tile generates the kernel of nt tokens for k. The packed activation of
+// the nt tokens (see packQ8Z in q8z_amd64.go) holds, for each whole group
+// g of eight blocks and token t, 256 quants in packQ8's layout at
+// q[256*(g*nt+t):], eight scales at d[8*(g*nt+t):] and eight negated,
+// scaled sums at s[8*(g*nt+t):]; then for each of the last nb%8 blocks
+// b and token t, 32 quants at q[256*ng*nt+32*(b*nt+t):], one scale at
+// d[8*ng*nt+b*nt+t] and one sum at s[8*ng*nt+b*nt+t].
+func tile(nt int, k *kind) {
+	fn := fmt.Sprintf("avx512Tile%d%s", nt, k.name)
+	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int)")
+	Pragma("noescape")
+	Doc(doc(fn, nt, k)...)
+
+	accMem := AllocLocal(nt * 32)
+	roww, rowdst, rown := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	rows, end := fn+"_rows", fn+"_end"
+	{
+		r := Load(Param("w").Base(), GP64())
+		MOVQ(r, roww)
+		r = Load(Param("dst").Base(), GP64())
+		MOVQ(r, rowdst)
+		r = Load(Param("nr"), GP64())
+		MOVQ(r, rown)
+		TESTQ(r, r)
+		JZ(LabelRef(end))
+	}
+	c := k.setup()
+	// Masks for loads that write whole registers: dwords 0..7, dword 0.
+	k8, k1 := K(), K()
+	{
+		r := GP32()
+		MOVL(U32(0xff), r)
+		KMOVW(r, k8)
+		MOVL(U32(1), r)
+		KMOVW(r, k1)
+	}
+	Label(rows)
+
+	nb := Load(Param("nb"), GP64())
+	wp := GP64()
+	MOVQ(roww, wp)
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	sp := Load(Param("s").Base(), GP64())
+
+	acc := make([]reg.VecVirtual, nt)
+	for i := range acc {
+		acc[i] = YMM()
+		VXORPS(acc[i], acc[i], acc[i])
+	}
+
+	loop, tail, tailLoop, done := fn+"_loop8", fn+"_tail", fn+"_tailloop", fn+"_done"
+	n8 := GP64()
+	MOVQ(nb, n8)
+	SHRQ(U8(3), n8)
+	JZ(LabelRef(tail))
+
+	avx2.LoopLabel(loop)
+	avx2.Prefetch(wp, 8*k.size, prefetchDist)
+	v, dw := k.group(c, wp)
+	for t := range nt {
+		is := ZMM()
+		VMOVDQU32_Z(Mem{Base: sp, Disp: 32 * t}, k8, is) // the upper half zeroed
+		for j := range 4 {
+			VPDPBUSD(Mem{Base: qp, Disp: 256*t + 64*j}, v[j], is)
+		}
+		hi := YMM()
+		VEXTRACTI64X4(U8(1), is, hi)
+		VPADDD(hi, is.AsY(), hi)
+		VCVTDQ2PS(hi, hi)
+		sc := YMM()
+		VMULPS(Mem{Base: dp, Disp: 32 * t}, dw, sc)
+		VFMADD231PS(hi, sc, acc[t])
+	}
+	ADDQ(U32(8*k.size), wp)
+	ADDQ(U32(256*nt), qp)
+	ADDQ(U32(32*nt), dp)
+	ADDQ(U32(32*nt), sp)
+	DECQ(n8)
+	JNZ(LabelRef(loop))
+
+	Label(tail)
+	ANDQ(U32(7), nb)
+	JZ(LabelRef(done))
+	for t := range nt {
+		VMOVUPS(acc[t], accMem.Offset(32*t))
+	}
+	ap := GP64()
+	LEAQ(accMem, ap)
+
+	Label(tailLoop)
+	x := k.block(c, wp)
+	h := avx2.LoadF16(Mem{Base: wp})
+	for t := range nt {
+		is := YMM()
+		VMOVDQU32_Z(Mem{Base: sp, Disp: 4 * t}, k1, is) // lane 0; the rest zeroed
+		VPDPBUSD(Mem{Base: qp, Disp: 32 * t}, x, is)
+		r := avx2.HSumI32(is)
+		VCVTDQ2PS(r, r)
+		sc := XMM()
+		VMULSS(Mem{Base: dp, Disp: 4 * t}, h, sc)
+		a := XMM()
+		VMOVSS(Mem{Base: ap, Disp: 32 * t}, a)
+		VFMADD231SS(r, sc, a)
+		VMOVSS(a, Mem{Base: ap, Disp: 32 * t})
+	}
+	ADDQ(U32(k.size), wp)
+	ADDQ(U32(32*nt), qp)
+	ADDQ(U32(4*nt), dp)
+	ADDQ(U32(4*nt), sp)
+	ADDQ(U8(4), ap)
+	DECQ(nb)
+	JNZ(LabelRef(tailLoop))
+	for t := range nt {
+		VMOVUPS(accMem.Offset(32*t), acc[t])
+	}
+
+	Label(done)
+	dst := GP64()
+	MOVQ(rowdst, dst)
+	ldd := Load(Param("ldd"), GP64())
+	SHLQ(U8(2), ldd)
+	for t := range nt {
+		r := avx2.HSumF32(acc[t])
+		VMOVSS(r, Mem{Base: dst})
+		if t < nt-1 {
+			ADDQ(ldd, dst)
+		}
+	}
+	ADDQ(U8(4), rowdst)
+	rb := Load(Param("rb"), GP64())
+	ADDQ(rb, roww)
+	DECQ(rown)
+	JNZ(LabelRef(rows))
+
+	Label(end)
+	VZEROUPPER()
+	RET()
+}
