@@ -12,7 +12,8 @@ func cpuHas(p Path) bool {
 		return x.HasAVX2 && x.HasFMA && x.HasF16C && x.HasBMI2
 	case AVX512:
 		return x.HasAVX2 && x.HasFMA && x.HasF16C && x.HasBMI2 &&
-			x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512VNNI
+			x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512VNNI &&
+			x.HasAVX512VBMI
 	}
 	return false
 }

@@ -16,7 +16,9 @@ const (
 	Generic Path = iota
 	// AVX2 uses AVX2 and FMA assembly (amd64).
 	AVX2
-	// AVX512 uses AVX-512 (F, BW, VL, VNNI) assembly (amd64).
+	// AVX512 uses AVX-512 (F, BW, VL, VNNI, VBMI) assembly (amd64):
+	// Ice Lake, Sapphire Rapids, Zen 4 and later (Cascade Lake, without
+	// VBMI, runs AVX2).
 	AVX512
 )
 

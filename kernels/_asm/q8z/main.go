@@ -39,7 +39,7 @@ const maxTokens = 8
 
 // prefetchDist is the software prefetch distance in bytes of weights
 // ahead of the loop (into the next rows at a row's end).
-const prefetchDist = 1024
+const prefetchDist = 4096
 
 func main() {
 	ConstraintExpr("amd64,!purego")
@@ -65,10 +65,12 @@ var (
 	cQ8P, cQ8LA, cQ8LB, cQ8Z0, cQ8Z1 Mem
 )
 
-func words(ix []int) Mem {
+// bytesOf returns the VPERMT2B control that gathers, for each output word
+// i, the two bytes of word ix[i] of the tables.
+func bytesOf(ix []int) Mem {
 	b := make([]byte, 64)
 	for i, v := range ix {
-		b[2*i], b[2*i+1] = byte(v), byte(v>>8)
+		b[2*i], b[2*i+1] = byte(2*v), byte(2*v+1)
 	}
 	return b64(b)
 }
@@ -113,7 +115,7 @@ func declareConstants() {
 	for k := range 8 {
 		s = append(s, 9*k)
 	}
-	cQ4A, cQ4B, cQ4S = words(a), words(b), words(s)
+	cQ4A, cQ4B, cQ4S = bytesOf(a), bytesOf(b), bytesOf(s)
 	// A holds blocks 0..3 and B blocks 4..7, dword m of a block's payload
 	// at dword 4k+m. Z0 = dwords 0 (low half) and 1 (high half) of blocks
 	// 0..7, Z1 = dwords 2 and 3.
@@ -139,7 +141,7 @@ func declareConstants() {
 	for o := range 32 {
 		pw = append(pw, 17*(o/16)+1+o%16)
 	}
-	cQ8P = words(pw)
+	cQ8P = bytesOf(pw)
 	// P_p: block 2p's dwords 0..7 in the low half, block 2p+1's in the
 	// high half. Level 1 takes blocks 0..3 (from P0, P1; or 4..7 from P2,
 	// P3): dword 4j+k = dword j of block k, j < 4 (LA) or j-4 (LB).
@@ -207,9 +209,9 @@ var q4_0 = &kind{
 		VMOVDQU64(Mem{Base: w, Disp: 80}, l2)
 		sc := ZMM()
 		VMOVDQA64(l0, sc)
-		VPERMT2W(l1, is, sc) // words 0..7: the scales
-		VPERMT2W(l1, ia, l0) // A: blocks 0..3
-		VPERMT2W(l2, ib, l1) // B: blocks 4..7
+		VPERMT2B(l1, is, sc) // words 0..7: the scales
+		VPERMT2B(l1, ia, l0) // A: blocks 0..3
+		VPERMT2B(l2, ib, l1) // B: blocks 4..7
 		z0 := ZMM()
 		VMOVDQA64(l0, z0)
 		VPERMT2D(l1, iz0, z0)
@@ -252,7 +254,7 @@ var q8_0 = &kind{
 			VMOVDQU64(Mem{Base: w, Disp: 68 * i}, p[i])
 			t := ZMM()
 			VPBROADCASTD(Mem{Base: w, Disp: 68*i + 64}, t)
-			VPERMT2W(t, ip, p[i])
+			VPERMT2B(t, ip, p[i])
 		}
 		// Level 1: (lo|hi)(A|B) from (P0, P1) and (P2, P3).
 		level := func(a, b, ia, ib reg.VecVirtual) (reg.VecVirtual, reg.VecVirtual) {
@@ -270,7 +272,7 @@ var q8_0 = &kind{
 		for _, z := range v {
 			VPXORD(x80, z, z)
 		}
-		return v, avx2.GatherF16(w, 0, 34)
+		return v, scalesQ8_0(w)
 	},
 	block: func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual {
 		x := YMM()
@@ -278,6 +280,29 @@ var q8_0 = &kind{
 		VPXORD(c[0].AsY(), x, x)
 		return x
 	},
+}
+
+// scalesQ8_0 converts the eight fp16 scales at w+34k (k < 8) to float32
+// lanes 0..7 of a new YMM. General-purpose loads, shifts and ors pack them
+// into two quadwords, keeping them off the vector shuffle port.
+func scalesQ8_0(w reg.Register) reg.VecVirtual {
+	var q [2]reg.GPVirtual
+	for h := range q {
+		q[h] = GP64()
+		MOVWQZX(Mem{Base: w, Disp: 34 * 4 * h}, q[h])
+		for k := 1; k < 4; k++ {
+			t := GP64()
+			MOVWQZX(Mem{Base: w, Disp: 34 * (4*h + k)}, t)
+			SHLQ(U8(16*k), t)
+			ORQ(t, q[h])
+		}
+	}
+	x := XMM()
+	VMOVQ(q[0], x)
+	VPINSRQ(U8(1), q[1], x, x)
+	y := YMM()
+	VCVTPH2PS(x, y)
+	return y
 }
 
 func doc(fn string, nt int, k *kind) []string {
@@ -372,7 +397,9 @@ func tile(nt int, k *kind) {
 	JZ(LabelRef(tail))
 
 	avx2.LoopLabel(loop)
-	avx2.Prefetch(wp, 8*k.size, prefetchDist)
+	for o := 0; o < 8*k.size; o += 64 {
+		PREFETCHT1(Mem{Base: wp, Disp: prefetchDist + o})
+	}
 	v, dw := k.group(c, wp)
 	for t := range nt {
 		is := ZMM()
