@@ -2,8 +2,10 @@ package bench
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/stratanet/strata/kernels"
 )
@@ -56,6 +58,7 @@ var sink uint64
 type sumTask struct {
 	buf  []uint64
 	sums []uint64
+	vec  func([]float32) float32 // nil: sum8
 }
 
 func (t *sumTask) Run(lo, hi int) {
@@ -65,6 +68,11 @@ func (t *sumTask) Run(lo, hi int) {
 		part := t.buf[g*share : (g+1)*share]
 		if g == n-1 {
 			part = t.buf[g*share:]
+		}
+		if t.vec != nil {
+			f := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(part))), 2*len(part))
+			t.sums[g] = uint64(math.Float32bits(t.vec(f)))
+			continue
 		}
 		t.sums[g] = sum8(part)
 	}
@@ -76,20 +84,25 @@ func (t *sumTask) Run(lo, hi int) {
 // memory-bound matrix-vector product.
 func BenchmarkReadBandwidth(b *testing.B) {
 	buf := bandwidthBuffer()
-	for _, threads := range []int{1, 2} {
-		b.Run(fmt.Sprintf("size=1GiB/threads=%d", threads), func(b *testing.B) {
-			pool := kernels.NewPool(threads)
-			defer pool.Close()
-			t := &sumTask{buf: buf, sums: make([]uint64, threads)}
-			b.SetBytes(readSize)
-			b.ReportAllocs()
-			for b.Loop() {
-				pool.Parallel(threads, 1, t)
-			}
-			for _, s := range t.sums {
-				sink += s
-			}
-		})
+	for _, kern := range []string{"go", "simd"} {
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("kernel=%s/size=1GiB/threads=%d", kern, threads), func(b *testing.B) {
+				pool := kernels.NewPool(threads)
+				defer pool.Close()
+				t := &sumTask{buf: buf, sums: make([]uint64, threads)}
+				if kern == "simd" {
+					t.vec = kernels.Best().Vec().Sum
+				}
+				b.SetBytes(readSize)
+				b.ReportAllocs()
+				for b.Loop() {
+					pool.Parallel(threads, 1, t)
+				}
+				for _, s := range t.sums {
+					sink += s
+				}
+			})
+		}
 	}
 }
 
