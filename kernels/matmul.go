@@ -175,7 +175,7 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 	t.pickTiles(e.tiles)
 	switch r {
 	case ruleQ8, ruleQ8Sum:
-		if err := e.q8.Quantize(x); err != nil {
+		if err := e.q8.quantize(x, e.path.Vec().QuantizeQ8); err != nil {
 			return err
 		}
 		t.q, t.d, t.s = e.q8.Q, e.q8.D, e.q8.S

@@ -4,6 +4,15 @@
 
 #include "textflag.h"
 
+DATA q8z_abs<>+0(SB)/8, $0x000000007fffffff
+GLOBL q8z_abs<>(SB), RODATA|NOPTR, $8
+
+DATA q8z_127<>+0(SB)/8, $0x0000000042fe0000
+GLOBL q8z_127<>(SB), RODATA|NOPTR, $8
+
+DATA q8z_m127<>+0(SB)/8, $0x00000000c2fe0000
+GLOBL q8z_m127<>(SB), RODATA|NOPTR, $8
+
 DATA q8z_nib<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA q8z_nib<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA q8z_nib<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
@@ -4359,5 +4368,78 @@ avx512Tile8Q8_0_done:
 	JNZ          avx512Tile8Q8_0_rows
 
 avx512Tile8Q8_0_end:
+	VZEROUPPER
+	RET
+
+// func avx512QuantizeQ8(q []int8, d []float32, s []int32, x []float32)
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, F16C
+TEXT ·avx512QuantizeQ8(SB), NOSPLIT, $0-96
+	MOVQ         q_base+0(FP), AX
+	MOVQ         d_base+24(FP), CX
+	MOVQ         s_base+48(FP), DX
+	MOVQ         x_base+72(FP), BX
+	MOVQ         d_len+32(FP), SI
+	VBROADCASTSS q8z_abs<>+0(SB), Z0
+	VBROADCASTSS q8z_127<>+0(SB), Z1
+	VBROADCASTSS q8z_m127<>+0(SB), Z2
+	VXORPS       X3, X3, X3
+	TESTQ        SI, SI
+	JZ           q8z_quant_done
+	PCALIGN      $0x20
+
+q8z_quant_loop:
+	VMOVUPS       (BX), Z4
+	VMOVUPS       64(BX), Z5
+	VANDPS        Z0, Z4, Z6
+	VANDPS        Z0, Z5, Z7
+	VXORPS        Z8, Z8, Z8
+	VMAXPS        Z8, Z6, Z8
+	VMAXPS        Z8, Z7, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y6
+	VMAXPS        Y6, Y8, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VMAXPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VMAXPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VMAXSS        X6, X7, X7
+	VDIVSS        X1, X7, X6
+	VCVTPS2PH     $0x00, X6, X6
+	VCVTPH2PS     X6, X6
+	VMOVSS        X6, (CX)
+	VDIVSS        X7, X1, X6
+	VCMPSS        $0x04, X3, X7, X7
+	VANDPS        X7, X6, X6
+	VBROADCASTSS  X6, Z6
+	VMULPS        Z6, Z4, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, (AX)
+	VMULPS        Z6, Z5, Z5
+	VCMPPS        $0x07, Z5, Z5, K1
+	VMAXPS        Z2, Z5, Z5
+	VMINPS        Z1, Z5, Z5
+	VCVTPS2DQ.Z   Z5, K1, Z5
+	VPMOVDB       Z5, 16(AX)
+	VPADDD        Z5, Z4, Z4
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VMOVD         X5, (DX)
+	ADDQ          $0x20, AX
+	ADDQ          $0x04, CX
+	ADDQ          $0x04, DX
+	ADDQ          $0x00000080, BX
+	DECQ          SI
+	JNZ           q8z_quant_loop
+
+q8z_quant_done:
 	VZEROUPPER
 	RET

@@ -467,3 +467,19 @@ func avx512Tile7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 //
 //go:noescape
 func avx512Tile8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512QuantizeQ8 is quantizeQ8 (AVX-512 F, BW, VL): for each of the
+// len(d) blocks of 32 values at x (q and x at least 32*len(d) long, s at
+// least len(d); not checked) it computes exactly
+//
+//	amax := absMax32(xb)  // NaNs passed over
+//	d[b], id := q8Scale(amax)
+//	q_i = roundQ8(float32(x_i * id)); s[b] = Σ q_i
+//
+// The maximum is exact in any order; amax/127 and 127/amax are single
+// IEEE divisions, fp16 rounding is VCVTPS2PH's round-to-nearest-even, and
+// roundQ8 clamps to ±127 before VCVTPS2DQ rounds to nearest even (the
+// default MXCSR), with NaN products zeroed by a mask.
+//
+//go:noescape
+func avx512QuantizeQ8(q []int8, d []float32, s []int32, x []float32)

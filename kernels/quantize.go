@@ -34,7 +34,10 @@ type Q8 struct {
 //
 // Several vectors of equal length laid end to end quantize to the Q8 forms
 // of each laid end to end: blocks are independent.
-func (a *Q8) Quantize(x []float32) error {
+func (a *Q8) Quantize(x []float32) error { return a.quantize(x, quantizeQ8) }
+
+// quantize is Quantize with f, a path's QuantizeQ8, doing the work.
+func (a *Q8) quantize(x []float32, f func(q []int8, d []float32, s []int32, x []float32)) error {
 	if len(x)%Q8Block != 0 {
 		return fmt.Errorf("%w: Q8 quantization of %d values, not a multiple of %d", ErrShape, len(x), Q8Block)
 	}
@@ -42,7 +45,7 @@ func (a *Q8) Quantize(x []float32) error {
 	a.Q = grow(a.Q, len(x))
 	a.D = grow(a.D, nb)
 	a.S = grow(a.S, nb)
-	quantizeQ8(a.Q, a.D, a.S, x)
+	f(a.Q, a.D, a.S, x)
 	return nil
 }
 

@@ -19,6 +19,9 @@ type VecKernels struct {
 	DotF16 func(a []uint16, b []float32) float32
 	// Sum is the float rule's sum (sumVec, = Dot with a vector of ones).
 	Sum func(x []float32) float32
+	// QuantizeQ8 writes the Q8 form of x (len(x) = 32*len(d), q and s as
+	// long as x and d) into q, d and s (quantizeQ8).
+	QuantizeQ8 func(q []int8, d []float32, s []int32, x []float32)
 	// Max returns the largest element of x (-Inf if x is empty); with no
 	// NaN in x it is the value of a sequential v > m scan, except that a
 	// zero result may have either sign.
@@ -88,6 +91,8 @@ var genericVec = VecKernels{
 	Dot:    dotVec,
 	DotF16: dotVecF16,
 	Sum:    sumVec,
+
+	QuantizeQ8: quantizeQ8,
 	Max: func(x []float32) float32 {
 		m := float32(math.Inf(-1))
 		for _, v := range x {
@@ -172,6 +177,9 @@ func registerVec(p Path, k VecKernels) {
 	}
 	if k.Sum == nil {
 		k.Sum = g.Sum
+	}
+	if k.QuantizeQ8 == nil {
+		k.QuantizeQ8 = g.QuantizeQ8
 	}
 	if k.Max == nil {
 		k.Max = g.Max

@@ -41,9 +41,16 @@ func init() {
 	}
 	registerVec(AVX2, k)
 	if cpuHas(AVX512) {
-		// The AVX-512 path has no vector kernels of its own yet.
+		// The AVX-512 path's own vector kernels; the rest are AVX2's.
+		k.QuantizeQ8 = quantizeQ8AVX512
 		registerVec(AVX512, k)
 	}
+}
+
+// quantizeQ8AVX512 is quantizeQ8 (_asm/q8z).
+func quantizeQ8AVX512(q []int8, d []float32, s []int32, x []float32) {
+	nb := len(d)
+	avx512QuantizeQ8(q[:nb*Q8Block], d, s[:nb], x[:nb*Q8Block])
 }
 
 // f32Bytes views x's memory as bytes (little-endian float32s).

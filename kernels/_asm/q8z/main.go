@@ -50,10 +50,14 @@ func main() {
 	for nt := 1; nt <= maxTokens; nt++ {
 		tile(nt, q8_0)
 	}
+	quantizeQ8()
 	Generate()
 }
 
 var (
+	cAbs     Mem // float32 sign-clearing mask
+	c127     Mem // float32 127
+	cM127    Mem // float32 -127
 	cNib     Mem // 64 × 0x0f
 	cX80     Mem // 64 × 0x80
 	cHiShift Mem // uint64 shift counts {0, 0, 4, 4}
@@ -91,6 +95,10 @@ func b64(b []byte) Mem {
 }
 
 func declareConstants() {
+	f32 := func(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24), 0, 0, 0, 0} }
+	cAbs = avx2.BytesConst("q8z_abs", f32(0x7fffffff))
+	c127 = avx2.BytesConst("q8z_127", f32(0x42fe0000))
+	cM127 = avx2.BytesConst("q8z_m127", f32(0xc2fe0000))
 	cNib = avx2.BytesConst("q8z_nib", avx2.Rep(0x0f, 64))
 	cX80 = avx2.BytesConst("q8z_x80", avx2.Rep(0x80, 64))
 	sh := make([]byte, 32)
@@ -477,6 +485,109 @@ func tile(nt int, k *kind) {
 	JNZ(LabelRef(rows))
 
 	Label(end)
+	VZEROUPPER()
+	RET()
+}
+
+// quantizeQ8 generates avx512QuantizeQ8, the package doc's Q8 activation
+// quantization of len(d) blocks of 32 values.
+func quantizeQ8() {
+	TEXT("avx512QuantizeQ8", NOSPLIT, "func(q []int8, d []float32, s []int32, x []float32)")
+	Pragma("noescape")
+	Doc(
+		"avx512QuantizeQ8 is quantizeQ8 (AVX-512 F, BW, VL): for each of the",
+		"len(d) blocks of 32 values at x (q and x at least 32*len(d) long, s at",
+		"least len(d); not checked) it computes exactly",
+		"",
+		"\tamax := absMax32(xb)  // NaNs passed over",
+		"\td[b], id := q8Scale(amax)",
+		"\tq_i = roundQ8(float32(x_i * id)); s[b] = Σ q_i",
+		"",
+		"The maximum is exact in any order; amax/127 and 127/amax are single",
+		"IEEE divisions, fp16 rounding is VCVTPS2PH's round-to-nearest-even, and",
+		"roundQ8 clamps to ±127 before VCVTPS2DQ rounds to nearest even (the",
+		"default MXCSR), with NaN products zeroed by a mask.",
+	)
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	sp := Load(Param("s").Base(), GP64())
+	xp := Load(Param("x").Base(), GP64())
+	nb := Load(Param("d").Len(), GP64())
+	abs, p127, m127 := ZMM(), ZMM(), ZMM()
+	VBROADCASTSS(cAbs, abs)
+	VBROADCASTSS(c127, p127)
+	VBROADCASTSS(cM127, m127)
+	zero := XMM()
+	VXORPS(zero, zero, zero)
+	TESTQ(nb, nb)
+	JZ(LabelRef("q8z_quant_done"))
+	avx2.LoopLabel("q8z_quant_loop")
+	x0, x1 := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: xp}, x0)
+	VMOVUPS(Mem{Base: xp, Disp: 64}, x1)
+	// amax: a NaN operand of VMAXPS returns its last (here the
+	// accumulator), so NaNs are passed over.
+	a0, a1 := ZMM(), ZMM()
+	VANDPS(abs, x0, a0)
+	VANDPS(abs, x1, a1)
+	m := ZMM()
+	VXORPS(m, m, m)
+	VMAXPS(m, a0, m)
+	VMAXPS(m, a1, m)
+	h := YMM()
+	VEXTRACTF64X4(U8(1), m, h)
+	VMAXPS(h, m.AsY(), h)
+	hx := XMM()
+	VEXTRACTF128(U8(1), h, hx)
+	VMAXPS(hx, h.AsX(), hx)
+	t := XMM()
+	VMOVHLPS(hx, hx, t)
+	VMAXPS(t, hx, hx)
+	VMOVSHDUP(hx, t)
+	VMAXSS(t, hx, hx) // amax in lane 0
+	// d = fp16(amax / 127) as float32.
+	dv := XMM()
+	VDIVSS(p127.AsX(), hx, dv)
+	VCVTPS2PH(U8(0), dv, dv)
+	VCVTPH2PS(dv, dv)
+	VMOVSS(dv, Mem{Base: dp})
+	// id = 127 / amax, or 0 when amax == 0.
+	id := XMM()
+	VDIVSS(hx, p127.AsX(), id)
+	nz := XMM()
+	VCMPSS(U8(4), zero, hx, nz) // amax != 0
+	VANDPS(nz, id, id)
+	idb := ZMM()
+	VBROADCASTSS(id, idb)
+	sum := ZMM()
+	for i, x := range []reg.VecVirtual{x0, x1} {
+		f := ZMM()
+		VMULPS(idb, x, f)
+		ord := K()
+		VCMPPS(U8(7), f, f, ord) // not NaN
+		VMAXPS(m127, f, f)
+		VMINPS(p127, f, f)
+		r := ZMM()
+		VCVTPS2DQ_Z(f, ord, r)
+		VPMOVDB(r, Mem{Base: qp, Disp: 16 * i})
+		if i == 0 {
+			sum = r
+		} else {
+			VPADDD(r, sum, sum)
+		}
+	}
+	sy := YMM()
+	VEXTRACTI64X4(U8(1), sum, sy)
+	VPADDD(sy, sum.AsY(), sy)
+	r := avx2.HSumI32(sy)
+	VMOVD(r, Mem{Base: sp})
+	ADDQ(U8(32), qp)
+	ADDQ(U8(4), dp)
+	ADDQ(U8(4), sp)
+	ADDQ(U32(128), xp)
+	DECQ(nb)
+	JNZ(LabelRef("q8z_quant_loop"))
+	Label("q8z_quant_done")
 	VZEROUPPER()
 	RET()
 }
