@@ -21,18 +21,16 @@ func avx512Q8Kernels(_ *RowKernels, t *TileKernels) {
 	t.Q8_0 = TileQ8{Run: tileQ8_0AVX512, Pack: packQ8Z(128), Single: true}
 }
 
-// q8zTokens is the most tokens one kernel call computes: the packed form
-// interleaves the tokens of each chunk of q8zTokens.
-const q8zTokens = 8
+// q8zChunk is the most tokens one chunk of the packed form holds: the
+// pair kernels take up to q8zChunk/2 pairs per call.
+const q8zChunk = 16
 
 // packQ8Z returns the TileQ8.Pack of the AVX-512 kernels whose unsigned
-// weight quants are off above the signed ones. Within each chunk of up to
-// q8zTokens tokens (tokens c..c+k-1, starting at c*n quants and c*nb
-// blocks), for each whole group g of eight blocks and token t it writes
-// the token's 256 quants of the group in packQ8's layout, the group's
-// eight scales and, for each block, -off times its quant sum; then for
-// each of the last nb%8 blocks and each token, the 32 quants as they are,
-// the scale and -off times the sum (see _asm/q8z).
+// weight quants are off above the signed ones. The tokens go in chunks of
+// up to q8zChunk (tokens c.., starting at c*n quants and c*nb blocks), each
+// holding its pairs, laid out for the pair kernels, then its odd token,
+// laid out for the one-token kernel (see _asm/q8z for both layouts).
+// Every block carries its scale and -off times its quant sum.
 func packQ8Z(off int32) func(pq []int8, pd []float32, ps []int32, q []int8, d []float32, s []int32, nt int) {
 	return func(pq []int8, pd []float32, ps []int32, q []int8, d []float32, s []int32, nt int) {
 		if nt == 0 {
@@ -40,39 +38,64 @@ func packQ8Z(off int32) func(pq []int8, pd []float32, ps []int32, q []int8, d []
 		}
 		n, nb := len(q)/nt, len(d)/nt
 		ng := nb / 8
-		for c := 0; c < nt; c += q8zTokens {
-			k := min(q8zTokens, nt-c)
-			oq, od, os := pq[c*n:(c+k)*n], pd[c*nb:(c+k)*nb], ps[c*nb:(c+k)*nb]
-			for t := range k {
+		var g8 [256]int8
+		for c := 0; c < nt; c += q8zChunk {
+			k := min(q8zChunk, nt-c)
+			np := k / 2
+			oq, od, os := pq[c*n:(c+2*np)*n], pd[c*nb:(c+2*np)*nb], ps[c*nb:(c+2*np)*nb]
+			for t := range 2 * np {
+				i, u := t/2, t%2
 				tq, td, ts := q[(c+t)*n:(c+t+1)*n], d[(c+t)*nb:(c+t+1)*nb], s[(c+t)*nb:(c+t+1)*nb]
 				for g := range ng {
-					i := g*k + t
-					packQ8(oq[256*i:256*(i+1)], tq[256*g:256*(g+1)], 1)
-					copy(od[8*i:8*(i+1)], td[8*g:8*(g+1)])
+					packQ8(g8[:], tq[256*g:256*(g+1)], 1)
+					at := 512 * (g*np + i)
+					for j := range 8 {
+						copy(oq[at+64*j+32*u:at+64*j+32*u+32], g8[32*j:32*(j+1)])
+					}
+					at = 16*(g*np+i) + 8*u
+					copy(od[at:at+8], td[8*g:8*(g+1)])
 					for b := range 8 {
-						os[8*i+b] = -off * ts[8*g+b]
+						os[at+b] = -off * ts[8*g+b]
 					}
 				}
 				for b := 8 * ng; b < nb; b++ {
-					i := (b-8*ng)*k + t
-					copy(oq[256*ng*k+32*i:256*ng*k+32*(i+1)], tq[32*b:32*(b+1)])
-					od[8*ng*k+i] = td[b]
-					os[8*ng*k+i] = -off * ts[b]
+					i := 2*np*(b-8*ng) + t
+					copy(oq[512*ng*np+32*i:512*ng*np+32*(i+1)], tq[32*b:32*(b+1)])
+					od[16*ng*np+i] = td[b]
+					os[16*ng*np+i] = -off * ts[b]
 				}
+			}
+			if k%2 == 0 {
+				continue
+			}
+			t := c + 2*np
+			tq, td, ts := q[t*n:(t+1)*n], d[t*nb:(t+1)*nb], s[t*nb:(t+1)*nb]
+			oq, od, os = pq[t*n:(t+1)*n], pd[t*nb:(t+1)*nb], ps[t*nb:(t+1)*nb]
+			for g := range ng {
+				packQ8(oq[256*g:256*(g+1)], tq[256*g:256*(g+1)], 1)
+				copy(od[8*g:8*(g+1)], td[8*g:8*(g+1)])
+				for b := range 8 {
+					os[8*g+b] = -off * ts[8*g+b]
+				}
+			}
+			copy(oq[256*ng:], tq[256*ng:])
+			for b := 8 * ng; b < nb; b++ {
+				od[b] = td[b]
+				os[b] = -off * ts[b]
 			}
 		}
 	}
 }
 
-// avx512TileQ4_0 and avx512TileQ8_0 hold the kernels of 1..8 tokens.
+// The kernels of one token and of 1..q8zChunk/2 pairs of tokens.
 var (
-	avx512TileQ4_0 = [...]tileZFunc{
-		avx512Tile1Q4_0, avx512Tile2Q4_0, avx512Tile3Q4_0, avx512Tile4Q4_0,
-		avx512Tile5Q4_0, avx512Tile6Q4_0, avx512Tile7Q4_0, avx512Tile8Q4_0,
+	avx512PairsQ4_0 = [...]tileZFunc{
+		avx512Pairs1Q4_0, avx512Pairs2Q4_0, avx512Pairs3Q4_0, avx512Pairs4Q4_0,
+		avx512Pairs5Q4_0, avx512Pairs6Q4_0, avx512Pairs7Q4_0, avx512Pairs8Q4_0,
 	}
-	avx512TileQ8_0 = [...]tileZFunc{
-		avx512Tile1Q8_0, avx512Tile2Q8_0, avx512Tile3Q8_0, avx512Tile4Q8_0,
-		avx512Tile5Q8_0, avx512Tile6Q8_0, avx512Tile7Q8_0, avx512Tile8Q8_0,
+	avx512PairsQ8_0 = [...]tileZFunc{
+		avx512Pairs1Q8_0, avx512Pairs2Q8_0, avx512Pairs3Q8_0, avx512Pairs4Q8_0,
+		avx512Pairs5Q8_0, avx512Pairs6Q8_0, avx512Pairs7Q8_0, avx512Pairs8Q8_0,
 	}
 )
 
@@ -80,18 +103,18 @@ type tileZFunc = func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d 
 
 // tileQ4_0AVX512 reads the activation in packQ8Z(8)'s form.
 func tileQ4_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
-	tileZ(&avx512TileQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
+	tileZ(avx512Tile1Q4_0, &avx512PairsQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
 }
 
 // tileQ8_0AVX512 reads the activation in packQ8Z(128)'s form.
 func tileQ8_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
-	tileZ(&avx512TileQ8_0, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
+	tileZ(avx512Tile1Q8_0, &avx512PairsQ8_0, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
 }
 
-// tileZ runs the kernels f (of blocks of size bytes) over the tile,
-// q8zTokens tokens at a time, slicing every operand to what the kernel
-// reads so that a short one panics instead.
-func tileZ(f *[q8zTokens]tileZFunc, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+// tileZ runs the kernels one and pairs (of blocks of size bytes) over
+// the tile, a chunk of q8zChunk tokens at a time, slicing every operand to
+// what the kernel reads so that a short one panics instead.
+func tileZ(one tileZFunc, pairs *[8]tileZFunc, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}
@@ -100,9 +123,15 @@ func tileZ(f *[q8zTokens]tileZFunc, name string, size int, dst []float32, ldd in
 		panic(fmt.Sprintf("kernels: %s tile of %d tokens with len(q) = %d, len(d) = %d, len(s) = %d", name, nt, len(q), len(d), len(s)))
 	}
 	w = w[:rowsSpan(rb, nr, nb*size)]
-	for t := 0; t < nt; t += q8zTokens {
-		k := min(q8zTokens, nt-t)
-		_ = dst[(t+k-1)*ldd+nr-1]
-		f[k-1](dst[t*ldd:], ldd, w, rb, nr, q[t*n:(t+k)*n], d[t*nb:(t+k)*nb], s[t*nb:(t+k)*nb], nb)
+	_ = dst[(nt-1)*ldd+nr-1]
+	for c := 0; c < nt; c += q8zChunk {
+		k := min(q8zChunk, nt-c)
+		if np := k / 2; np > 0 {
+			pairs[np-1](dst[c*ldd:], ldd, w, rb, nr, q[c*n:(c+2*np)*n], d[c*nb:(c+2*np)*nb], s[c*nb:(c+2*np)*nb], nb)
+		}
+		if k%2 == 1 {
+			t := c + k - 1
+			one(dst[t*ldd:], ldd, w, rb, nr, q[t*n:(t+1)*n], d[t*nb:(t+1)*nb], s[t*nb:(t+1)*nb], nb)
+		}
 	}
 }

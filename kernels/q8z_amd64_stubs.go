@@ -33,7 +33,7 @@ package kernels
 //go:noescape
 func avx512Tile1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile2Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// avx512Pairs1Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 2 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
@@ -60,38 +60,9 @@ func avx512Tile1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile2Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile3Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
-// blocks (row r at w[r*rb:]) against 3 tokens (AVX-512 F, BW, VL, VNNI), q, d
-// and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
-// st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
-// long, q at least 3*32*nb, d and s at least 3*nb, dst at least
-// 2*ldd+nr (none of it checked) and every quant in [-127, 127]:
-//
-//	for r := range nr {
-//		for t := range 3 {
-//			var acc [8]float32
-//			for b := range nb {
-//				wb := w[r*rb+18*b:]
-//				var isum int32
-//				for i := range 32 {
-//					isum += (int32(wb[2+i%16]>>(4*(i/16))&15) - 8) * int32(qt[t][32*b+i])
-//				}
-//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
-//			}
-//			dst[t*ldd+r] = tree8(&acc)
-//		}
-//	}
-//
-// The integer sums are taken as the unsigned weight quants (the quant
-// plus 8) times the activation quants, less 8 times the activation
-// block's quant sum, which s carries negated.
-//
-//go:noescape
-func avx512Tile3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
-
-// avx512Tile4Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// avx512Pairs2Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 4 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
@@ -118,38 +89,9 @@ func avx512Tile3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs2Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile5Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
-// blocks (row r at w[r*rb:]) against 5 tokens (AVX-512 F, BW, VL, VNNI), q, d
-// and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
-// st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
-// long, q at least 5*32*nb, d and s at least 5*nb, dst at least
-// 4*ldd+nr (none of it checked) and every quant in [-127, 127]:
-//
-//	for r := range nr {
-//		for t := range 5 {
-//			var acc [8]float32
-//			for b := range nb {
-//				wb := w[r*rb+18*b:]
-//				var isum int32
-//				for i := range 32 {
-//					isum += (int32(wb[2+i%16]>>(4*(i/16))&15) - 8) * int32(qt[t][32*b+i])
-//				}
-//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
-//			}
-//			dst[t*ldd+r] = tree8(&acc)
-//		}
-//	}
-//
-// The integer sums are taken as the unsigned weight quants (the quant
-// plus 8) times the activation quants, less 8 times the activation
-// block's quant sum, which s carries negated.
-//
-//go:noescape
-func avx512Tile5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
-
-// avx512Tile6Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// avx512Pairs3Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 6 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
@@ -176,38 +118,9 @@ func avx512Tile5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile6Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile7Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
-// blocks (row r at w[r*rb:]) against 7 tokens (AVX-512 F, BW, VL, VNNI), q, d
-// and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
-// st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
-// long, q at least 7*32*nb, d and s at least 7*nb, dst at least
-// 6*ldd+nr (none of it checked) and every quant in [-127, 127]:
-//
-//	for r := range nr {
-//		for t := range 7 {
-//			var acc [8]float32
-//			for b := range nb {
-//				wb := w[r*rb+18*b:]
-//				var isum int32
-//				for i := range 32 {
-//					isum += (int32(wb[2+i%16]>>(4*(i/16))&15) - 8) * int32(qt[t][32*b+i])
-//				}
-//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
-//			}
-//			dst[t*ldd+r] = tree8(&acc)
-//		}
-//	}
-//
-// The integer sums are taken as the unsigned weight quants (the quant
-// plus 8) times the activation quants, less 8 times the activation
-// block's quant sum, which s carries negated.
-//
-//go:noescape
-func avx512Tile7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
-
-// avx512Tile8Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// avx512Pairs4Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 8 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
@@ -234,7 +147,123 @@ func avx512Tile7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile8Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs5Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 10 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
+// long, q at least 10*32*nb, d and s at least 10*nb, dst at least
+// 9*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 10 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+18*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(wb[2+i%16]>>(4*(i/16))&15) - 8) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 8) times the activation quants, less 8 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs6Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 12 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
+// long, q at least 12*32*nb, d and s at least 12*nb, dst at least
+// 11*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 12 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+18*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(wb[2+i%16]>>(4*(i/16))&15) - 8) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 8) times the activation quants, less 8 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs6Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs7Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 14 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
+// long, q at least 14*32*nb, d and s at least 14*nb, dst at least
+// 13*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 14 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+18*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(wb[2+i%16]>>(4*(i/16))&15) - 8) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 8) times the activation quants, less 8 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs8Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 16 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(8) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+18*nb
+// long, q at least 16*32*nb, d and s at least 16*nb, dst at least
+// 15*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 16 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+18*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(wb[2+i%16]>>(4*(i/16))&15) - 8) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 8) times the activation quants, less 8 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs8Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
 // avx512Tile1Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 1 token (AVX-512 F, BW, VL, VNNI), q, d
@@ -265,7 +294,7 @@ func avx512Tile8Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 //go:noescape
 func avx512Tile1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile2Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// avx512Pairs1Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 2 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
@@ -292,38 +321,9 @@ func avx512Tile1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile3Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
-// blocks (row r at w[r*rb:]) against 3 tokens (AVX-512 F, BW, VL, VNNI), q, d
-// and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
-// st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
-// long, q at least 3*32*nb, d and s at least 3*nb, dst at least
-// 2*ldd+nr (none of it checked) and every quant in [-127, 127]:
-//
-//	for r := range nr {
-//		for t := range 3 {
-//			var acc [8]float32
-//			for b := range nb {
-//				wb := w[r*rb+34*b:]
-//				var isum int32
-//				for i := range 32 {
-//					isum += (int32(int8(wb[2+i]))) * int32(qt[t][32*b+i])
-//				}
-//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
-//			}
-//			dst[t*ldd+r] = tree8(&acc)
-//		}
-//	}
-//
-// The integer sums are taken as the unsigned weight quants (the quant
-// plus 128) times the activation quants, less 128 times the activation
-// block's quant sum, which s carries negated.
-//
-//go:noescape
-func avx512Tile3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
-
-// avx512Tile4Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// avx512Pairs2Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 4 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
@@ -350,38 +350,9 @@ func avx512Tile3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile5Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
-// blocks (row r at w[r*rb:]) against 5 tokens (AVX-512 F, BW, VL, VNNI), q, d
-// and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
-// st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
-// long, q at least 5*32*nb, d and s at least 5*nb, dst at least
-// 4*ldd+nr (none of it checked) and every quant in [-127, 127]:
-//
-//	for r := range nr {
-//		for t := range 5 {
-//			var acc [8]float32
-//			for b := range nb {
-//				wb := w[r*rb+34*b:]
-//				var isum int32
-//				for i := range 32 {
-//					isum += (int32(int8(wb[2+i]))) * int32(qt[t][32*b+i])
-//				}
-//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
-//			}
-//			dst[t*ldd+r] = tree8(&acc)
-//		}
-//	}
-//
-// The integer sums are taken as the unsigned weight quants (the quant
-// plus 128) times the activation quants, less 128 times the activation
-// block's quant sum, which s carries negated.
-//
-//go:noescape
-func avx512Tile5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
-
-// avx512Tile6Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// avx512Pairs3Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 6 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
@@ -408,38 +379,9 @@ func avx512Tile5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile6Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
-// avx512Tile7Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
-// blocks (row r at w[r*rb:]) against 7 tokens (AVX-512 F, BW, VL, VNNI), q, d
-// and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
-// st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
-// long, q at least 7*32*nb, d and s at least 7*nb, dst at least
-// 6*ldd+nr (none of it checked) and every quant in [-127, 127]:
-//
-//	for r := range nr {
-//		for t := range 7 {
-//			var acc [8]float32
-//			for b := range nb {
-//				wb := w[r*rb+34*b:]
-//				var isum int32
-//				for i := range 32 {
-//					isum += (int32(int8(wb[2+i]))) * int32(qt[t][32*b+i])
-//				}
-//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
-//			}
-//			dst[t*ldd+r] = tree8(&acc)
-//		}
-//	}
-//
-// The integer sums are taken as the unsigned weight quants (the quant
-// plus 128) times the activation quants, less 128 times the activation
-// block's quant sum, which s carries negated.
-//
-//go:noescape
-func avx512Tile7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
-
-// avx512Tile8Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// avx512Pairs4Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 8 tokens (AVX-512 F, BW, VL, VNNI), q, d
 // and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
 // st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
@@ -466,7 +408,123 @@ func avx512Tile7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // block's quant sum, which s carries negated.
 //
 //go:noescape
-func avx512Tile8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs5Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 10 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
+// long, q at least 10*32*nb, d and s at least 10*nb, dst at least
+// 9*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 10 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+34*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(int8(wb[2+i]))) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 128) times the activation quants, less 128 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs6Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 12 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
+// long, q at least 12*32*nb, d and s at least 12*nb, dst at least
+// 11*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 12 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+34*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(int8(wb[2+i]))) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 128) times the activation quants, less 128 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs6Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs7Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 14 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
+// long, q at least 14*32*nb, d and s at least 14*nb, dst at least
+// 13*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 14 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+34*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(int8(wb[2+i]))) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 128) times the activation quants, less 128 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+
+// avx512Pairs8Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 16 tokens (AVX-512 F, BW, VL, VNNI), q, d
+// and s in the form packQ8Z(128) writes from the Q8 activations qt, dt and
+// st of the tokens. It computes exactly, with w at least (nr-1)*rb+34*nb
+// long, q at least 16*32*nb, d and s at least 16*nb, dst at least
+// 15*ldd+nr (none of it checked) and every quant in [-127, 127]:
+//
+//	for r := range nr {
+//		for t := range 16 {
+//			var acc [8]float32
+//			for b := range nb {
+//				wb := w[r*rb+34*b:]
+//				var isum int32
+//				for i := range 32 {
+//					isum += (int32(int8(wb[2+i]))) * int32(qt[t][32*b+i])
+//				}
+//				acc[b%8] = fma32(float32(fp16(wb[0:])*dt[t][b]), float32(isum), acc[b%8])
+//			}
+//			dst[t*ldd+r] = tree8(&acc)
+//		}
+//	}
+//
+// The integer sums are taken as the unsigned weight quants (the quant
+// plus 128) times the activation quants, less 128 times the activation
+// block's quant sum, which s carries negated.
+//
+//go:noescape
+func avx512Pairs8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
 // avx512QuantizeQ8 is quantizeQ8 (AVX-512 F, BW, VL): for each of the
 // len(d) blocks of 32 values at x (q and x at least 32*len(d) long, s at

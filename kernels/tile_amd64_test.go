@@ -55,7 +55,8 @@ func TestRequireTiles(t *testing.T) {
 var tileGuard = math.Float32frombits(0x7fc0dead)
 
 // TestAsmTilesMatchGeneric: every block count 0..70 (all tails mod 8),
-// token counts 1..9 (all remainders mod 4), random and real quantized and
+// token counts 1..17 (all remainders mod 4, every pair count of AVX-512's
+// chunks of 16 and one past), random and real quantized and
 // extreme weights, quantized and extreme activations, unaligned slices,
 // nr rows of a larger row stride, and dst with a leading dimension wider
 // than nr whose other entries must stay untouched.
@@ -68,7 +69,7 @@ func TestAsmTilesMatchGeneric(t *testing.T) {
 				r := rand.New(rand.NewPCG(uint64(typ), 11))
 				ts := typ.TypeSize()
 				for nb := 0; nb <= 70; nb++ {
-					for nt := 1; nt <= 9; nt++ {
+					for nt := 1; nt <= 17; nt++ {
 						wk, ak := r.IntN(3), r.IntN(2)
 						nr := 1 + r.IntN(3)
 						pad := r.IntN(2) * ts // a row stride wider than the row

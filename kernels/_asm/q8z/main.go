@@ -33,9 +33,9 @@ import (
 	"github.com/stratanet/strata/kernels/_asm/avx2"
 )
 
-// maxTokens is the most tokens a kernel computes per call; the packed
-// activation interleaves the tokens of each chunk of maxTokens.
-const maxTokens = 8
+// maxPairs is the most pairs of tokens a pair kernel computes per call:
+// the packed activation is laid out in chunks of 2*maxPairs tokens.
+const maxPairs = 8
 
 // prefetchDist is the software prefetch distance in bytes of weights
 // ahead of the loop (into the next rows at a row's end).
@@ -44,11 +44,11 @@ const prefetchDist = 4096
 func main() {
 	ConstraintExpr("amd64,!purego")
 	declareConstants()
-	for nt := 1; nt <= maxTokens; nt++ {
-		tile(nt, q4_0)
-	}
-	for nt := 1; nt <= maxTokens; nt++ {
-		tile(nt, q8_0)
+	for _, k := range []*kind{q4_0, q8_0} {
+		tile(1, k)
+		for np := 1; np <= maxPairs; np++ {
+			pairs(np, k)
+		}
 	}
 	quantizeQ8()
 	Generate()
@@ -67,6 +67,12 @@ var (
 	// Q8_0 permutations: the payloads of a pair of blocks, then two levels
 	// of dword transposition.
 	cQ8P, cQ8LA, cQ8LB, cQ8Z0, cQ8Z1 Mem
+	// The pair kernels' forms: Q4_0's scales twice (words 8..15 as
+	// 0..7), and the dword transpositions that put the same vector of
+	// quants in both halves: cQ4D[m] dword m of the blocks of (A, B),
+	// cQ8D[j] dword j of level 1's (lo, hi).
+	cQ4S2       Mem
+	cQ4D, cQ8D [4]Mem
 )
 
 // bytesOf returns the VPERMT2B control that gathers, for each output word
@@ -140,6 +146,18 @@ func declareConstants() {
 		return dwords(ix)
 	}
 	cQ4Z0, cQ4Z1 = z(0), z(2)
+	cQ4S2 = bytesOf(append(s, s...))
+	for m := range 4 {
+		var ix []int
+		for o := range 16 {
+			if k := o % 8; k < 4 {
+				ix = append(ix, 4*k+m)
+			} else {
+				ix = append(ix, 16+4*(k-4)+m)
+			}
+		}
+		cQ4D[m] = dwords(ix)
+	}
 
 	// Q8_0: a group is 8 blocks of 34 bytes (2 of scale, 32 of quants).
 	// Pair p (blocks 2p, 2p+1) is loaded as the 64 bytes from 68p and a
@@ -177,6 +195,17 @@ func declareConstants() {
 		return dwords(ix)
 	}
 	cQ8Z0, cQ8Z1 = z2(0), z2(2)
+	for j := range 4 {
+		var ix []int
+		for o := range 16 {
+			if k := o % 8; k < 4 {
+				ix = append(ix, 4*j+k)
+			} else {
+				ix = append(ix, 16+4*j+k-4)
+			}
+		}
+		cQ8D[j] = dwords(ix)
+	}
 }
 
 // kind describes one weight type.
@@ -190,6 +219,14 @@ type kind struct {
 	// group returns the four transposed vectors of the group of eight
 	// blocks at w and their scales as eight float32s.
 	group func(c []reg.VecVirtual, w reg.Register) ([4]reg.VecVirtual, reg.VecVirtual)
+	// groupPair returns, for the group of eight blocks at w, the eight
+	// vectors W_j of the pair kernels (dword k of each half: the unsigned
+	// quants 4j..4j+3 of block k) and the scales as sixteen float32s
+	// (both halves the same). Index vectors come from memory, so that
+	// they hold no registers across the loop.
+	groupPair func(w reg.Register) ([8]reg.VecVirtual, reg.VecVirtual)
+	// blockPair is block without setup's registers.
+	blockPair func(w reg.Register) reg.VecVirtual
 	// block returns the 32 unsigned quants of the block at w in Q8's
 	// order (a YMM).
 	block func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual
@@ -237,11 +274,45 @@ var q4_0 = &kind{
 		VCVTPH2PS(sc.AsX(), f)
 		return v, f
 	},
+	groupPair: func(w reg.Register) ([8]reg.VecVirtual, reg.VecVirtual) {
+		l0, l1, l2 := ZMM(), ZMM(), ZMM()
+		VMOVDQU64(Mem{Base: w}, l0)
+		VMOVDQU64(Mem{Base: w, Disp: 64}, l1)
+		VMOVDQU64(Mem{Base: w, Disp: 80}, l2)
+		sc, a, b := loadZ(cQ4S2), loadZ(cQ4A), loadZ(cQ4B)
+		VPERMI2B(l1, l0, sc) // the scales, twice
+		VPERMI2B(l1, l0, a)  // A: blocks 0..3
+		VPERMI2B(l2, l1, b)  // B: blocks 4..7
+		nib := ZMM()
+		VPBROADCASTD(cNib, nib)
+		var v [8]reg.VecVirtual
+		for m := range 4 {
+			d := loadZ(cQ4D[m])
+			VPERMI2D(b, a, d)
+			hi := ZMM()
+			VPSRLW(U8(4), d, hi)
+			VPANDD(nib, hi, hi)
+			VPANDD(nib, d, d)
+			v[m], v[4+m] = d, hi
+		}
+		f := ZMM()
+		VCVTPH2PS(sc.AsY(), f)
+		return v, f
+	},
 	block: func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual {
 		x := YMM()
 		VBROADCASTI128(Mem{Base: w, Disp: 2}, x)
 		VPSRLVQ(cHiShift, x, x)
 		VPAND(c[0].AsY(), x, x)
+		return x
+	},
+	blockPair: func(w reg.Register) reg.VecVirtual {
+		nib := YMM()
+		VPBROADCASTD(cNib, nib)
+		x := YMM()
+		VBROADCASTI128(Mem{Base: w, Disp: 2}, x)
+		VPSRLVQ(cHiShift, x, x)
+		VPAND(nib, x, x)
 		return x
 	},
 }
@@ -282,10 +353,51 @@ var q8_0 = &kind{
 		}
 		return v, scalesQ8_0(w)
 	},
+	groupPair: func(w reg.Register) ([8]reg.VecVirtual, reg.VecVirtual) {
+		x80 := ZMM()
+		VPBROADCASTD(cX80, x80)
+		var p [4]reg.VecVirtual
+		for i := range p {
+			l := ZMM()
+			VMOVDQU64(Mem{Base: w, Disp: 68 * i}, l)
+			t := ZMM()
+			VPBROADCASTD(Mem{Base: w, Disp: 68*i + 64}, t)
+			p[i] = loadZ(cQ8P)
+			VPERMI2B(t, l, p[i])
+			VPXORD(x80, p[i], p[i])
+		}
+		level := func(a, b reg.VecVirtual, ix Mem) reg.VecVirtual {
+			x := loadZ(ix)
+			VPERMI2D(b, a, x)
+			return x
+		}
+		loA, loB := level(p[0], p[1], cQ8LA), level(p[0], p[1], cQ8LB)
+		hiA, hiB := level(p[2], p[3], cQ8LA), level(p[2], p[3], cQ8LB)
+		var v [8]reg.VecVirtual
+		for j := range 8 {
+			if j < 4 {
+				v[j] = level(loA, hiA, cQ8D[j])
+			} else {
+				v[j] = level(loB, hiB, cQ8D[j-4])
+			}
+		}
+		y := scalesQ8_0(w)
+		f := ZMM()
+		VINSERTF64X4(U8(1), y, y.AsZ(), f)
+		return v, f
+	},
 	block: func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual {
 		x := YMM()
 		VMOVDQU(Mem{Base: w, Disp: 2}, x)
 		VPXORD(c[0].AsY(), x, x)
+		return x
+	},
+	blockPair: func(w reg.Register) reg.VecVirtual {
+		x80 := YMM()
+		VPBROADCASTD(cX80, x80)
+		x := YMM()
+		VMOVDQU(Mem{Base: w, Disp: 2}, x)
+		VPXORD(x80, x, x)
 		return x
 	},
 }
@@ -588,6 +700,153 @@ func quantizeQ8() {
 	DECQ(nb)
 	JNZ(LabelRef("q8z_quant_loop"))
 	Label("q8z_quant_done")
+	VZEROUPPER()
+	RET()
+}
+
+// pairs generates the kernel of np pairs of tokens for k. Both tokens of
+// a pair share each multiply: a ZMM holds the pair's quants for the same
+// eight blocks (the first token in the low half, the second in the high
+// half) against weights repeated in both halves, so every lane of the
+// integer sum, of its conversion and of the fused multiply-add belongs to
+// one output, the low half the first token's accumulator and the high
+// half the second's. The packed activation of the 2*np tokens (see
+// packQ8Z) holds, for each whole group g of eight blocks and pair i, 512
+// quants at q[512*(g*np+i):] (for j < 8, the first token's 32 quants of
+// packQ8's vector j, then the second's), sixteen scales at
+// d[16*(g*np+i):] and sixteen negated, scaled sums at s[16*(g*np+i):]
+// (the first token's eight, then the second's); then for each of the last
+// nb%8 blocks b and token t, 32 quants at q[512*ng*np+32*(2*np*b+t):], one
+// scale at d[16*ng*np+2*np*b+t] and one sum at s[16*ng*np+2*np*b+t].
+func pairs(np int, k *kind) {
+	nt := 2 * np
+	fn := fmt.Sprintf("avx512Pairs%d%s", np, k.name)
+	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int)")
+	Pragma("noescape")
+	Doc(doc(fn, nt, k)...)
+
+	accMem := AllocLocal(nt * 32)
+	roww, rowdst, rown := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	rows, end := fn+"_rows", fn+"_end"
+	{
+		r := Load(Param("w").Base(), GP64())
+		MOVQ(r, roww)
+		r = Load(Param("dst").Base(), GP64())
+		MOVQ(r, rowdst)
+		r = Load(Param("nr"), GP64())
+		MOVQ(r, rown)
+		TESTQ(r, r)
+		JZ(LabelRef(end))
+	}
+	k1 := K()
+	{
+		r := GP32()
+		MOVL(U32(1), r)
+		KMOVW(r, k1)
+	}
+	Label(rows)
+
+	nb := Load(Param("nb"), GP64())
+	wp := GP64()
+	MOVQ(roww, wp)
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	sp := Load(Param("s").Base(), GP64())
+
+	acc := make([]reg.VecVirtual, np)
+	for i := range acc {
+		acc[i] = ZMM()
+		VXORPS(acc[i], acc[i], acc[i])
+	}
+
+	loop, tail, tailLoop, done := fn+"_loop8", fn+"_tail", fn+"_tailloop", fn+"_done"
+	n8 := GP64()
+	MOVQ(nb, n8)
+	SHRQ(U8(3), n8)
+	JZ(LabelRef(tail))
+
+	avx2.LoopLabel(loop)
+	for o := 0; o < 8*k.size; o += 64 {
+		PREFETCHT1(Mem{Base: wp, Disp: prefetchDist + o})
+	}
+	v, dw := k.groupPair(wp)
+	for i := range np {
+		is := ZMM()
+		VMOVDQU32(Mem{Base: sp, Disp: 64 * i}, is)
+		for j := range 8 {
+			VPDPBUSD(Mem{Base: qp, Disp: 512*i + 64*j}, v[j], is)
+		}
+		VCVTDQ2PS(is, is)
+		sc := ZMM()
+		VMULPS(Mem{Base: dp, Disp: 64 * i}, dw, sc)
+		VFMADD231PS(is, sc, acc[i])
+	}
+	ADDQ(U32(8*k.size), wp)
+	ADDQ(U32(512*np), qp)
+	ADDQ(U32(64*np), dp)
+	ADDQ(U32(64*np), sp)
+	DECQ(n8)
+	JNZ(LabelRef(loop))
+
+	Label(tail)
+	ANDQ(U32(7), nb)
+	JZ(LabelRef(done))
+	for i := range np {
+		VMOVUPS(acc[i], accMem.Offset(64*i)) // token 2i at 64i, 2i+1 at 64i+32
+	}
+	ap := GP64()
+	LEAQ(accMem, ap)
+
+	Label(tailLoop)
+	x := k.blockPair(wp)
+	h := avx2.LoadF16(Mem{Base: wp})
+	for t := range nt {
+		is := YMM()
+		VMOVDQU32_Z(Mem{Base: sp, Disp: 4 * t}, k1, is) // lane 0; the rest zeroed
+		VPDPBUSD(Mem{Base: qp, Disp: 32 * t}, x, is)
+		r := avx2.HSumI32(is)
+		VCVTDQ2PS(r, r)
+		sc := XMM()
+		VMULSS(Mem{Base: dp, Disp: 4 * t}, h, sc)
+		a := XMM()
+		VMOVSS(Mem{Base: ap, Disp: 32 * t}, a)
+		VFMADD231SS(r, sc, a)
+		VMOVSS(a, Mem{Base: ap, Disp: 32 * t})
+	}
+	ADDQ(U32(k.size), wp)
+	ADDQ(U32(32*nt), qp)
+	ADDQ(U32(4*nt), dp)
+	ADDQ(U32(4*nt), sp)
+	ADDQ(U8(4), ap)
+	DECQ(nb)
+	JNZ(LabelRef(tailLoop))
+	for i := range np {
+		VMOVUPS(accMem.Offset(64*i), acc[i])
+	}
+
+	Label(done)
+	dst := GP64()
+	MOVQ(rowdst, dst)
+	ldd := Load(Param("ldd"), GP64())
+	SHLQ(U8(2), ldd)
+	for i := range np {
+		hi := YMM()
+		VEXTRACTF64X4(U8(1), acc[i], hi)
+		for u, y := range []reg.VecVirtual{acc[i].AsY().(reg.VecVirtual), hi} {
+			r := avx2.HSumF32(y)
+			VMOVSS(r, Mem{Base: dst})
+			if 2*i+u < nt-1 {
+				ADDQ(ldd, dst)
+			}
+		}
+	}
+	ADDQ(U8(4), rowdst)
+	rb := Load(Param("rb"), GP64())
+	ADDQ(rb, roww)
+	DECQ(rown)
+	JNZ(LabelRef(rows))
+
+	Label(end)
 	VZEROUPPER()
 	RET()
 }
