@@ -183,7 +183,7 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 			t.q, t.d, t.s = e.tileActivation(t.tq, t.q, t.d, t.s, nTok)
 		}
 	case ruleQ8K, ruleQ6K:
-		if err := e.q8k.Quantize(x); err != nil {
+		if err := e.q8k.quantize(x, e.path.Vec().QuantizeQ8K); err != nil {
 			return err
 		}
 		t.q, t.d, t.bsums = e.q8k.Q, e.q8k.D, e.q8k.BSums

@@ -6696,3 +6696,341 @@ q8z_quant_loop:
 q8z_quant_done:
 	VZEROUPPER
 	RET
+
+// func avx512QuantizeQ8K(q []int8, d []float32, bsums []int16, x []float32)
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, BMI
+TEXT ·avx512QuantizeQ8K(SB), NOSPLIT, $0-96
+	MOVQ         q_base+0(FP), AX
+	MOVQ         d_base+24(FP), CX
+	MOVQ         bsums_base+48(FP), DX
+	MOVQ         x_base+72(FP), BX
+	MOVQ         d_len+32(FP), SI
+	VBROADCASTSS q8z_abs<>+0(SB), Z0
+	VBROADCASTSS q8z_127<>+0(SB), Z1
+	VBROADCASTSS q8z_m127<>+0(SB), Z2
+	TESTQ        SI, SI
+	JZ           q8z_quantk_done
+	PCALIGN      $0x20
+
+q8z_quantk_loop:
+	VXORPS        Z3, Z3, Z3
+	VANDPS        (BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        64(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        128(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        192(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        256(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        320(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        384(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        448(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        512(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        576(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        640(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        704(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        768(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        832(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        896(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VANDPS        960(BX), Z0, Z4
+	VMAXPS        Z3, Z4, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VMAXPS        Y4, Y3, Y4
+	VEXTRACTF128  $0x01, Y4, X3
+	VMAXPS        X3, X4, X3
+	VMOVHLPS      X3, X3, X4
+	VMAXPS        X4, X3, X3
+	VMOVSHDUP     X3, X4
+	VMAXSS        X4, X3, X3
+	VXORPS        X4, X4, X4
+	VXORPS        X5, X5, X5
+	VXORPS        X6, X6, X6
+	VUCOMISS      X6, X3
+	JE            q8z_quantk_scaled
+	VBROADCASTSS  X3, Z3
+	XORQ          DI, DI
+
+q8z_quantk_find:
+	VANDPS (BX)(DI*4), Z0, Z4
+	VCMPPS $0x00, Z3, Z4, K1
+	KMOVW  K1, R8
+	TESTL  R8, R8
+	JNZ    q8z_quantk_found
+	ADDQ   $0x10, DI
+	JMP    q8z_quantk_find
+
+q8z_quantk_found:
+	TZCNTL R8, R8
+	ADDQ   R8, DI
+	VMOVSS (BX)(DI*4), X3
+	VMOVSS q8z_m127<>+0(SB), X4
+	VDIVSS X3, X4, X4
+	MOVL   $0x3f800000, DI
+	VMOVD  DI, X5
+	VDIVSS X4, X5, X5
+
+q8z_quantk_scaled:
+	VMOVSS        X5, (CX)
+	VBROADCASTSS  X4, Z3
+	VMULPS        (BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, (AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, (DX)
+	VMULPS        64(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 16(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 2(DX)
+	VMULPS        128(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 32(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 4(DX)
+	VMULPS        192(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 48(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 6(DX)
+	VMULPS        256(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 64(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 8(DX)
+	VMULPS        320(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 80(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 10(DX)
+	VMULPS        384(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 96(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 12(DX)
+	VMULPS        448(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 112(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 14(DX)
+	VMULPS        512(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 128(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 16(DX)
+	VMULPS        576(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 144(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 18(DX)
+	VMULPS        640(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 160(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 20(DX)
+	VMULPS        704(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 176(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 22(DX)
+	VMULPS        768(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 192(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 24(DX)
+	VMULPS        832(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 208(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 26(DX)
+	VMULPS        896(BX), Z3, Z4
+	VCMPPS        $0x07, Z4, Z4, K1
+	VMAXPS        Z2, Z4, Z4
+	VMINPS        Z1, Z4, Z4
+	VCVTPS2DQ.Z   Z4, K1, Z4
+	VPMOVDB       Z4, 224(AX)
+	VEXTRACTI64X4 $0x01, Z4, Y5
+	VPADDD        Y5, Y4, Y5
+	VEXTRACTI128  $0x01, Y5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0x4e, X5, X4
+	VPADDD        X4, X5, X5
+	VPSHUFD       $0xb1, X5, X4
+	VPADDD        X4, X5, X5
+	VPEXTRW       $0x00, X5, 28(DX)
+	VMULPS        960(BX), Z3, Z3
+	VCMPPS        $0x07, Z3, Z3, K1
+	VMAXPS        Z2, Z3, Z3
+	VMINPS        Z1, Z3, Z3
+	VCVTPS2DQ.Z   Z3, K1, Z3
+	VPMOVDB       Z3, 240(AX)
+	VEXTRACTI64X4 $0x01, Z3, Y4
+	VPADDD        Y4, Y3, Y4
+	VEXTRACTI128  $0x01, Y4, X3
+	VPADDD        X3, X4, X4
+	VPSHUFD       $0x4e, X4, X3
+	VPADDD        X3, X4, X4
+	VPSHUFD       $0xb1, X4, X3
+	VPADDD        X3, X4, X4
+	VPEXTRW       $0x00, X4, 30(DX)
+	ADDQ          $0x00000100, AX
+	ADDQ          $0x04, CX
+	ADDQ          $0x20, DX
+	ADDQ          $0x00000400, BX
+	DECQ          SI
+	JNZ           q8z_quantk_loop
+
+q8z_quantk_done:
+	VZEROUPPER
+	RET

@@ -541,3 +541,18 @@ func avx512Pairs8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 //
 //go:noescape
 func avx512QuantizeQ8(q []int8, d []float32, s []int32, x []float32)
+
+// avx512QuantizeQ8K is quantizeQ8K (AVX-512 F, BW, VL): for each of the
+// len(d) blocks of 256 values at x (q and x at least 256*len(d) long,
+// bsums at least 16*len(d); not checked) it computes exactly
+//
+// \tmx := signedMax32(xb) // the first of largest magnitude; NaNs passed over
+// \tiscale := -127 / mx    // 0, and d = 0, when mx == 0
+// \tq_i = roundQ8(float32(iscale * x_i)); d[b] = 1 / iscale
+// \tbsums[16*b+g] = Σ q_i over group g
+//
+// The largest magnitude is an exact maximum; the first element that has
+// it is found by comparing each vector of sixteen with it in order.
+//
+//go:noescape
+func avx512QuantizeQ8K(q []int8, d []float32, bsums []int16, x []float32)

@@ -64,7 +64,10 @@ type Q8K struct {
 
 // Quantize sets a to the Q8K form of x following the package doc. len(x)
 // must be a multiple of Q8KBlock. a does not share memory with x.
-func (a *Q8K) Quantize(x []float32) error {
+func (a *Q8K) Quantize(x []float32) error { return a.quantize(x, quantizeQ8K) }
+
+// quantize is Quantize with f, a path's QuantizeQ8K, doing the work.
+func (a *Q8K) quantize(x []float32, f func(q []int8, d []float32, bsums []int16, x []float32)) error {
 	if len(x)%Q8KBlock != 0 {
 		return fmt.Errorf("%w: Q8K quantization of %d values, not a multiple of %d", ErrShape, len(x), Q8KBlock)
 	}
@@ -72,7 +75,7 @@ func (a *Q8K) Quantize(x []float32) error {
 	a.Q = grow(a.Q, len(x))
 	a.D = grow(a.D, nb)
 	a.BSums = grow(a.BSums, len(x)/16)
-	quantizeQ8K(a.Q, a.D, a.BSums, x)
+	f(a.Q, a.D, a.BSums, x)
 	return nil
 }
 

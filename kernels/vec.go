@@ -22,6 +22,9 @@ type VecKernels struct {
 	// QuantizeQ8 writes the Q8 form of x (len(x) = 32*len(d), q and s as
 	// long as x and d) into q, d and s (quantizeQ8).
 	QuantizeQ8 func(q []int8, d []float32, s []int32, x []float32)
+	// QuantizeQ8K writes the Q8K form of x (len(x) = 256*len(d), q as
+	// long as x, bsums 16*len(d)) into q, d and bsums (quantizeQ8K).
+	QuantizeQ8K func(q []int8, d []float32, bsums []int16, x []float32)
 	// Max returns the largest element of x (-Inf if x is empty); with no
 	// NaN in x it is the value of a sequential v > m scan, except that a
 	// zero result may have either sign.
@@ -92,7 +95,8 @@ var genericVec = VecKernels{
 	DotF16: dotVecF16,
 	Sum:    sumVec,
 
-	QuantizeQ8: quantizeQ8,
+	QuantizeQ8:  quantizeQ8,
+	QuantizeQ8K: quantizeQ8K,
 	Max: func(x []float32) float32 {
 		m := float32(math.Inf(-1))
 		for _, v := range x {
@@ -180,6 +184,9 @@ func registerVec(p Path, k VecKernels) {
 	}
 	if k.QuantizeQ8 == nil {
 		k.QuantizeQ8 = g.QuantizeQ8
+	}
+	if k.QuantizeQ8K == nil {
+		k.QuantizeQ8K = g.QuantizeQ8K
 	}
 	if k.Max == nil {
 		k.Max = g.Max

@@ -43,8 +43,15 @@ func init() {
 	if cpuHas(AVX512) {
 		// The AVX-512 path's own vector kernels; the rest are AVX2's.
 		k.QuantizeQ8 = quantizeQ8AVX512
+		k.QuantizeQ8K = quantizeQ8KAVX512
 		registerVec(AVX512, k)
 	}
+}
+
+// quantizeQ8KAVX512 is quantizeQ8K (_asm/q8z).
+func quantizeQ8KAVX512(q []int8, d []float32, bsums []int16, x []float32) {
+	nb := len(d)
+	avx512QuantizeQ8K(q[:nb*Q8KBlock], d, bsums[:nb*Q8KBlock/16], x[:nb*Q8KBlock])
 }
 
 // quantizeQ8AVX512 is quantizeQ8 (_asm/q8z).

@@ -51,6 +51,7 @@ func main() {
 		}
 	}
 	quantizeQ8()
+	quantizeQ8K()
 	Generate()
 }
 
@@ -847,6 +848,123 @@ func pairs(np int, k *kind) {
 	JNZ(LabelRef(rows))
 
 	Label(end)
+	VZEROUPPER()
+	RET()
+}
+
+// quantizeQ8K generates avx512QuantizeQ8K, the package doc's Q8K
+// activation quantization of len(d) blocks of 256 values.
+func quantizeQ8K() {
+	TEXT("avx512QuantizeQ8K", NOSPLIT, "func(q []int8, d []float32, bsums []int16, x []float32)")
+	Pragma("noescape")
+	Doc(
+		"avx512QuantizeQ8K is quantizeQ8K (AVX-512 F, BW, VL): for each of the",
+		"len(d) blocks of 256 values at x (q and x at least 256*len(d) long,",
+		"bsums at least 16*len(d); not checked) it computes exactly",
+		"",
+		"\\tmx := signedMax32(xb) // the first of largest magnitude; NaNs passed over",
+		"\\tiscale := -127 / mx    // 0, and d = 0, when mx == 0",
+		"\\tq_i = roundQ8(float32(iscale * x_i)); d[b] = 1 / iscale",
+		"\\tbsums[16*b+g] = Σ q_i over group g",
+		"",
+		"The largest magnitude is an exact maximum; the first element that has",
+		"it is found by comparing each vector of sixteen with it in order.",
+	)
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	gp := Load(Param("bsums").Base(), GP64())
+	xp := Load(Param("x").Base(), GP64())
+	nb := Load(Param("d").Len(), GP64())
+	abs, p127, m127 := ZMM(), ZMM(), ZMM()
+	VBROADCASTSS(cAbs, abs)
+	VBROADCASTSS(c127, p127)
+	VBROADCASTSS(cM127, m127)
+	TESTQ(nb, nb)
+	JZ(LabelRef("q8z_quantk_done"))
+	avx2.LoopLabel("q8z_quantk_loop")
+	// amax over the 16 vectors of the block.
+	m := ZMM()
+	VXORPS(m, m, m)
+	for v := range 16 {
+		a := ZMM()
+		VANDPS(Mem{Base: xp, Disp: 64 * v}, abs, a)
+		VMAXPS(m, a, m) // a NaN a returns m: passed over
+	}
+	h := YMM()
+	VEXTRACTF64X4(U8(1), m, h)
+	VMAXPS(h, m.AsY(), h)
+	hx := XMM()
+	VEXTRACTF128(U8(1), h, hx)
+	VMAXPS(hx, h.AsX(), hx)
+	t := XMM()
+	VMOVHLPS(hx, hx, t)
+	VMAXPS(t, hx, hx)
+	VMOVSHDUP(hx, t)
+	VMAXSS(t, hx, hx)
+	// iscale and d, both 0 for a block of zeros (amax == 0).
+	is, dv := XMM(), XMM()
+	VXORPS(is, is, is)
+	VXORPS(dv, dv, dv)
+	zero := XMM()
+	VXORPS(zero, zero, zero)
+	VUCOMISS(zero, hx)
+	JE(LabelRef("q8z_quantk_scaled"))
+	// mx: the first element whose magnitude is amax.
+	amax := ZMM()
+	VBROADCASTSS(hx, amax)
+	idx := GP64()
+	XORQ(idx, idx)
+	Label("q8z_quantk_find")
+	{
+		a := ZMM()
+		VANDPS(Mem{Base: xp, Disp: 0, Index: idx, Scale: 4}, abs, a)
+		eq := K()
+		VCMPPS(U8(0), amax, a, eq)
+		r := GP32()
+		KMOVW(eq, r)
+		TESTL(r, r)
+		JNZ(LabelRef("q8z_quantk_found"))
+		ADDQ(U8(16), idx)
+		JMP(LabelRef("q8z_quantk_find"))
+		Label("q8z_quantk_found")
+		TZCNTL(r, r)
+		ADDQ(r.As64(), idx)
+	}
+	mx := XMM()
+	VMOVSS(Mem{Base: xp, Index: idx, Scale: 4}, mx)
+	VMOVSS(cM127, is)
+	VDIVSS(mx, is, is) // -127 / mx
+	one := GP32()
+	MOVL(U32(0x3f800000), one)
+	VMOVD(one, dv)
+	VDIVSS(is, dv, dv) // 1 / iscale
+	Label("q8z_quantk_scaled")
+	VMOVSS(dv, Mem{Base: dp})
+	isb := ZMM()
+	VBROADCASTSS(is, isb)
+	for g := range 16 {
+		f := ZMM()
+		VMULPS(Mem{Base: xp, Disp: 64 * g}, isb, f)
+		ord := K()
+		VCMPPS(U8(7), f, f, ord) // not NaN
+		VMAXPS(m127, f, f)
+		VMINPS(p127, f, f)
+		r := ZMM()
+		VCVTPS2DQ_Z(f, ord, r)
+		VPMOVDB(r, Mem{Base: qp, Disp: 16 * g})
+		y := YMM()
+		VEXTRACTI64X4(U8(1), r, y)
+		VPADDD(y, r.AsY(), y)
+		sx := avx2.HSumI32(y)
+		VPEXTRW(U8(0), sx, Mem{Base: gp, Disp: 2 * g})
+	}
+	ADDQ(U32(256), qp)
+	ADDQ(U8(4), dp)
+	ADDQ(U8(32), gp)
+	ADDQ(U32(1024), xp)
+	DECQ(nb)
+	JNZ(LabelRef("q8z_quantk_loop"))
+	Label("q8z_quantk_done")
 	VZEROUPPER()
 	RET()
 }
