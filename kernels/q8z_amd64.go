@@ -90,12 +90,10 @@ func packQ8Z(off int32) func(pq []int8, pd []float32, ps []int32, q []int8, d []
 // The kernels of one token and of 1..q8zChunk/2 pairs of tokens.
 var (
 	avx512PairsQ4_0 = [...]tileZFunc{
-		avx512Pairs1Q4_0, avx512Pairs2Q4_0, avx512Pairs3Q4_0, avx512Pairs4Q4_0,
-		avx512Pairs5Q4_0, avx512Pairs6Q4_0, avx512Pairs7Q4_0, avx512Pairs8Q4_0,
+		avx512Pairs1Q4_0, avx512Pairs2Q4_0, avx512Pairs3Q4_0, avx512Pairs4Q4_0, avx512Pairs5Q4_0, avx512Pairs6Q4_0, avx512Pairs7Q4_0, avx512Pairs8Q4_0,
 	}
 	avx512PairsQ8_0 = [...]tileZFunc{
-		avx512Pairs1Q8_0, avx512Pairs2Q8_0, avx512Pairs3Q8_0, avx512Pairs4Q8_0,
-		avx512Pairs5Q8_0, avx512Pairs6Q8_0, avx512Pairs7Q8_0, avx512Pairs8Q8_0,
+		avx512Pairs1Q8_0, avx512Pairs2Q8_0, avx512Pairs3Q8_0, avx512Pairs4Q8_0, avx512Pairs5Q8_0, avx512Pairs6Q8_0, avx512Pairs7Q8_0, avx512Pairs8Q8_0,
 	}
 )
 
@@ -114,7 +112,7 @@ func tileQ8_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []
 // tileZ runs the kernels one and pairs (of blocks of size bytes) over
 // the tile, a chunk of q8zChunk tokens at a time, slicing every operand to
 // what the kernel reads so that a short one panics instead.
-func tileZ(one tileZFunc, pairs *[8]tileZFunc, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+func tileZ(one tileZFunc, pairs *[q8zChunk / 2]tileZFunc, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}

@@ -772,11 +772,15 @@ func pairs(np int, k *kind) {
 	}
 	v, dw := k.groupPair(wp)
 	for i := range np {
-		is := ZMM()
+		// Two chains of four, so that fewer multiplies wait on each other.
+		is, is2 := ZMM(), ZMM()
 		VMOVDQU32(Mem{Base: sp, Disp: 64 * i}, is)
-		for j := range 8 {
+		VPXORD(is2, is2, is2)
+		for j := range 4 {
 			VPDPBUSD(Mem{Base: qp, Disp: 512*i + 64*j}, v[j], is)
+			VPDPBUSD(Mem{Base: qp, Disp: 512*i + 64*(j+4)}, v[j+4], is2)
 		}
+		VPADDD(is2, is, is)
 		VCVTDQ2PS(is, is)
 		sc := ZMM()
 		VMULPS(Mem{Base: dp, Disp: 64 * i}, dw, sc)
