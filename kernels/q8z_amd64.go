@@ -38,7 +38,6 @@ func packQ8Z(off int32) func(pq []int8, pd []float32, ps []int32, q []int8, d []
 		}
 		n, nb := len(q)/nt, len(d)/nt
 		ng := nb / 8
-		var g8 [256]int8
 		for c := 0; c < nt; c += q8zChunk {
 			k := min(q8zChunk, nt-c)
 			np := k / 2
@@ -47,12 +46,14 @@ func packQ8Z(off int32) func(pq []int8, pd []float32, ps []int32, q []int8, d []
 				i, u := t/2, t%2
 				tq, td, ts := q[(c+t)*n:(c+t+1)*n], d[(c+t)*nb:(c+t+1)*nb], s[(c+t)*nb:(c+t+1)*nb]
 				for g := range ng {
-					packQ8(g8[:], tq[256*g:256*(g+1)], 1)
-					at := 512 * (g*np + i)
+					// packQ8's vector j of the group, at 64j+32u of the pair's.
+					src, out := tq[256*g:256*(g+1)], oq[512*(g*np+i)+32*u:]
 					for j := range 8 {
-						copy(oq[at+64*j+32*u:at+64*j+32*u+32], g8[32*j:32*(j+1)])
+						for k := range 8 {
+							*(*[4]int8)(out[64*j+4*k:]) = *(*[4]int8)(src[32*k+4*j:])
+						}
 					}
-					at = 16*(g*np+i) + 8*u
+					at := 16*(g*np+i) + 8*u
 					copy(od[at:at+8], td[8*g:8*(g+1)])
 					for b := range 8 {
 						os[at+b] = -off * ts[8*g+b]

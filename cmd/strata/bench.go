@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -106,7 +108,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 }
 
 func runBenchRun(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench run", "bench run --model M [--threads N] [--prompt 128] [--gen 64] [--reps 3]",
+	fs := newFlags(e, "bench run", "bench run --model M [--threads N] [--prompt 128] [--gen 64] [--reps 3] [--cpuprofile F]",
 		"Measure prefill (one batch of --prompt tokens) and decode (--gen steps) speed of the whole model on\n"+
 			"this machine: the median of --reps runs after a warm-up, as JSON.")
 	model := fs.String("model", "", "GGUF model (required)")
@@ -114,6 +116,7 @@ func runBenchRun(ctx context.Context, e *env, args []string) error {
 	gen := fs.Int("gen", 64, "decode steps")
 	reps := fs.Int("reps", 3, "measured repetitions after one warm-up")
 	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the runs (go tool pprof) to this file")
 	engine := engineFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
@@ -131,6 +134,20 @@ func runBenchRun(ctx context.Context, e *env, args []string) error {
 	}
 	threads := pool.Threads()
 	pool.Close()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	res, err := bench.RunLocal(ctx, bench.RunConfig{Model: *model, Threads: threads, Path: path, KVType: kvType,
 		PromptTokens: *prompt, GenTokens: *gen, Reps: *reps})
 	if err != nil {
