@@ -211,11 +211,17 @@ func isProduct(n, a, b int) bool {
 
 // tileRows is how many rows a worker takes at a time: for many tokens, it
 // runs every token over a tile before the next one, so the tile (about
-// 16 KiB of weights, or 64 KiB of dequantized floats) stays in cache.
+// 16 KiB of quantized weights, or 64 KiB of float or dequantized ones)
+// stays in cache. Float rows are long: a smaller budget would leave one
+// row of a 5632-column F16 matrix per tile, and every token's activation
+// (as long again, twice over) read once per row.
 func tileRows(r rule, w Matrix) int {
 	per, budget := w.RowBytes(), 16<<10
-	if r == ruleDequant {
+	switch r {
+	case ruleDequant:
 		per, budget = 4*w.Cols, 64<<10
+	case ruleFloat:
+		budget = 64 << 10
 	}
 	return max(1, min(32, budget/max(per, 1)))
 }
