@@ -37,8 +37,11 @@ import (
 // the packed activation is laid out in chunks of 2*maxPairs tokens.
 const maxPairs = 8
 
-// prefetchDist is the software prefetch distance in bytes of weights
-// ahead of the loop (into the next rows at a row's end).
+// prefetchDist is the software prefetch distance (into L2) in bytes of
+// weights ahead of the pair kernels' loop (into the next rows at a row's
+// end). The one-token kernel, which streams weights from memory, asks for
+// them twice: into L2 6 KiB ahead and into L1 1 KiB ahead (15% more
+// bandwidth than L2 alone, and than L1 alone, on Sapphire Rapids).
 const prefetchDist = 4096
 
 func main() {
@@ -519,7 +522,8 @@ func tile(nt int, k *kind) {
 
 	avx2.LoopLabel(loop)
 	for o := 0; o < 8*k.size; o += 64 {
-		PREFETCHT1(Mem{Base: wp, Disp: prefetchDist + o})
+		PREFETCHT0(Mem{Base: wp, Disp: 1024 + o})
+		PREFETCHT1(Mem{Base: wp, Disp: 6144 + o})
 	}
 	v, dw := k.group(c, wp)
 	for t := range nt {
