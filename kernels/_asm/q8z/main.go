@@ -775,20 +775,24 @@ func pairs(np int, k *kind) {
 		PREFETCHT1(Mem{Base: wp, Disp: prefetchDist + o})
 	}
 	v, dw := k.groupPair(wp)
+	// The pairs' chains of multiplies interleaved, j by j, so that each
+	// multiply's input was computed several instructions before and few
+	// instructions wait in the scheduler.
+	is := make([]reg.VecVirtual, np)
 	for i := range np {
-		// Two chains of four, so that fewer multiplies wait on each other.
-		is, is2 := ZMM(), ZMM()
-		VMOVDQU32(Mem{Base: sp, Disp: 64 * i}, is)
-		VPXORD(is2, is2, is2)
-		for j := range 4 {
-			VPDPBUSD(Mem{Base: qp, Disp: 512*i + 64*j}, v[j], is)
-			VPDPBUSD(Mem{Base: qp, Disp: 512*i + 64*(j+4)}, v[j+4], is2)
+		is[i] = ZMM()
+		VMOVDQU32(Mem{Base: sp, Disp: 64 * i}, is[i])
+	}
+	for j := range 8 {
+		for i := range np {
+			VPDPBUSD(Mem{Base: qp, Disp: 512*i + 64*j}, v[j], is[i])
 		}
-		VPADDD(is2, is, is)
-		VCVTDQ2PS(is, is)
+	}
+	for i := range np {
+		VCVTDQ2PS(is[i], is[i])
 		sc := ZMM()
 		VMULPS(Mem{Base: dp, Disp: 64 * i}, dw, sc)
-		VFMADD231PS(is, sc, acc[i])
+		VFMADD231PS(is[i], sc, acc[i])
 	}
 	ADDQ(U32(8*k.size), wp)
 	ADDQ(U32(512*np), qp)
