@@ -244,8 +244,8 @@ TEXT ·avx512Tile1Q4_0(SB), NOSPLIT, $56-152
 	VMOVDQU64 q8z_1<>+0(SB), Z1
 	VMOVDQU64 q8z_2<>+0(SB), Z2
 	VMOVDQU64 q8z_3<>+0(SB), Z3
-	VMOVDQU64 q8z_4<>+0(SB), Z4
-	VMOVDQU64 q8z_5<>+0(SB), Z5
+	VMOVDQU64 q8z_4<>+0(SB), Z3
+	VMOVDQU64 q8z_5<>+0(SB), Z3
 	MOVL      $0x000000ff, AX
 	KMOVW     AX, K1
 	MOVL      $0x00000001, AX
@@ -257,7 +257,7 @@ avx512Tile1Q4_0_rows:
 	MOVQ    q_base+72(FP), DX
 	MOVQ    d_base+96(FP), BX
 	MOVQ    s_base+120(FP), SI
-	VXORPS  Y6, Y6, Y6
+	VXORPS  Y4, Y4, Y4
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Tile1Q4_0_tail
@@ -270,33 +270,33 @@ avx512Tile1Q4_0_loop8:
 	PREFETCHT1    6208(CX)
 	PREFETCHT0    1152(CX)
 	PREFETCHT1    6272(CX)
-	VMOVDQU64     (CX), Z7
-	VMOVDQU64     64(CX), Z8
-	VMOVDQU64     80(CX), Z9
-	VMOVDQA64     Z7, Z10
-	VPERMT2B      Z8, Z3, Z10
-	VPERMT2B      Z8, Z1, Z7
-	VPERMT2B      Z9, Z2, Z8
-	VMOVDQA64     Z7, Z9
-	VPERMT2D      Z8, Z4, Z9
-	VPERMT2D      Z8, Z5, Z7
-	VPSRLW        $0x04, Z9, Z8
-	VPANDD        Z0, Z8, Z8
-	VPANDD        Z0, Z9, Z9
-	VPSRLW        $0x04, Z7, Z11
-	VPANDD        Z0, Z11, Z11
+	VMOVDQU64     (CX), Z5
+	VMOVDQU64     64(CX), Z6
+	VMOVDQU64     80(CX), Z7
+	VMOVDQU64     q8z_3<>+0(SB), Z8
+	VPERMI2B      Z6, Z5, Z8
+	VPERMT2B      Z6, Z1, Z5
+	VPERMT2B      Z7, Z2, Z6
+	VMOVDQU64     q8z_4<>+0(SB), Z7
+	VPERMI2D      Z6, Z5, Z7
+	VPERMT2D      Z6, Z3, Z5
+	VPSRLW        $0x04, Z7, Z6
+	VPANDD        Z0, Z6, Z6
 	VPANDD        Z0, Z7, Z7
-	VCVTPH2PS     X10, Y10
-	VMOVDQU32.Z   (SI), K1, Z12
-	VPDPBUSD      (DX), Z9, Z12
-	VPDPBUSD      64(DX), Z7, Z12
-	VPDPBUSD      128(DX), Z8, Z12
-	VPDPBUSD      192(DX), Z11, Z12
-	VEXTRACTI64X4 $0x01, Z12, Y7
-	VPADDD        Y7, Y12, Y7
-	VCVTDQ2PS     Y7, Y7
-	VMULPS        (BX), Y10, Y8
-	VFMADD231PS   Y7, Y8, Y6
+	VPSRLW        $0x04, Z5, Z9
+	VPANDD        Z0, Z9, Z9
+	VPANDD        Z0, Z5, Z5
+	VCVTPH2PS     X8, Y8
+	VMOVDQU32.Z   (SI), K1, Z10
+	VPDPBUSD      (DX), Z7, Z10
+	VPDPBUSD      64(DX), Z5, Z10
+	VPDPBUSD      128(DX), Z6, Z10
+	VPDPBUSD      192(DX), Z9, Z10
+	VEXTRACTI64X4 $0x01, Z10, Y5
+	VPADDD        Y5, Y10, Y5
+	VCVTDQ2PS     Y5, Y5
+	VMULPS        (BX), Y8, Y6
+	VFMADD231PS   Y5, Y6, Y4
 	ADDQ          $0x00000090, CX
 	ADDQ          $0x00000100, DX
 	ADDQ          $0x00000020, BX
@@ -307,29 +307,29 @@ avx512Tile1Q4_0_loop8:
 avx512Tile1Q4_0_tail:
 	ANDQ    $0x00000007, AX
 	JZ      avx512Tile1Q4_0_done
-	VMOVUPS Y6, (SP)
+	VMOVUPS Y4, (SP)
 	LEAQ    (SP), DI
 
 avx512Tile1Q4_0_tailloop:
-	VBROADCASTI128 2(CX), Y6
-	VPSRLVQ        q8z_hishift<>+0(SB), Y6, Y6
-	VPAND          Y0, Y6, Y6
+	VBROADCASTI128 2(CX), Y4
+	VPSRLVQ        q8z_hishift<>+0(SB), Y4, Y4
+	VPAND          Y0, Y4, Y4
 	MOVWLZX        (CX), R8
-	VMOVD          R8, X7
-	VCVTPH2PS      X7, X7
-	VMOVDQU32.Z    (SI), K2, Y8
-	VPDPBUSD       (DX), Y6, Y8
-	VEXTRACTI128   $0x01, Y8, X6
-	VPADDD         X6, X8, X8
-	VPSHUFD        $0x4e, X8, X6
-	VPADDD         X6, X8, X8
-	VPSHUFD        $0xb1, X8, X6
-	VPADDD         X6, X8, X8
-	VCVTDQ2PS      X8, X8
-	VMULSS         (BX), X7, X6
-	VMOVSS         (DI), X7
-	VFMADD231SS    X8, X6, X7
-	VMOVSS         X7, (DI)
+	VMOVD          R8, X5
+	VCVTPH2PS      X5, X5
+	VMOVDQU32.Z    (SI), K2, Y6
+	VPDPBUSD       (DX), Y4, Y6
+	VEXTRACTI128   $0x01, Y6, X4
+	VPADDD         X4, X6, X6
+	VPSHUFD        $0x4e, X6, X4
+	VPADDD         X4, X6, X6
+	VPSHUFD        $0xb1, X6, X4
+	VPADDD         X4, X6, X6
+	VCVTDQ2PS      X6, X6
+	VMULSS         (BX), X5, X4
+	VMOVSS         (DI), X5
+	VFMADD231SS    X6, X4, X5
+	VMOVSS         X5, (DI)
 	ADDQ           $0x00000012, CX
 	ADDQ           $0x00000020, DX
 	ADDQ           $0x00000004, BX
@@ -337,19 +337,19 @@ avx512Tile1Q4_0_tailloop:
 	ADDQ           $0x04, DI
 	DECQ           AX
 	JNZ            avx512Tile1Q4_0_tailloop
-	VMOVUPS        (SP), Y6
+	VMOVUPS        (SP), Y4
 
 avx512Tile1Q4_0_done:
 	MOVQ         40(SP), AX
 	MOVQ         ldd+24(FP), CX
 	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y6, X7
-	VADDPS       X7, X6, X6
-	VMOVHLPS     X6, X6, X7
-	VADDPS       X7, X6, X6
-	VMOVSHDUP    X6, X7
-	VADDSS       X7, X6, X6
-	VMOVSS       X6, (AX)
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VMOVHLPS     X4, X4, X5
+	VADDPS       X5, X4, X4
+	VMOVSHDUP    X4, X5
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)
 	ADDQ         $0x04, 40(SP)
 	MOVQ         rb+56(FP), AX
 	ADDQ         AX, 32(SP)
@@ -3270,9 +3270,9 @@ TEXT ·avx512Tile1Q8_0(SB), NOSPLIT, $56-152
 	VMOVDQU64 q8z_x80<>+0(SB), Z0
 	VMOVDQU64 q8z_11<>+0(SB), Z1
 	VMOVDQU64 q8z_12<>+0(SB), Z2
-	VMOVDQU64 q8z_13<>+0(SB), Z3
-	VMOVDQU64 q8z_14<>+0(SB), Z4
-	VMOVDQU64 q8z_15<>+0(SB), Z5
+	VMOVDQU64 q8z_13<>+0(SB), Z2
+	VMOVDQU64 q8z_14<>+0(SB), Z3
+	VMOVDQU64 q8z_15<>+0(SB), Z3
 	MOVL      $0x000000ff, AX
 	KMOVW     AX, K1
 	MOVL      $0x00000001, AX
@@ -3284,7 +3284,7 @@ avx512Tile1Q8_0_rows:
 	MOVQ    q_base+72(FP), DX
 	MOVQ    d_base+96(FP), BX
 	MOVQ    s_base+120(FP), SI
-	VXORPS  Y6, Y6, Y6
+	VXORPS  Y4, Y4, Y4
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Tile1Q8_0_tail
@@ -3301,34 +3301,34 @@ avx512Tile1Q8_0_loop8:
 	PREFETCHT1    6336(CX)
 	PREFETCHT0    1280(CX)
 	PREFETCHT1    6400(CX)
-	VMOVDQU64     (CX), Z7
-	VPBROADCASTD  64(CX), Z8
+	VMOVDQU64     (CX), Z5
+	VPBROADCASTD  64(CX), Z6
+	VPERMT2B      Z6, Z1, Z5
+	VMOVDQU64     68(CX), Z6
+	VPBROADCASTD  132(CX), Z7
+	VPERMT2B      Z7, Z1, Z6
+	VMOVDQU64     136(CX), Z7
+	VPBROADCASTD  200(CX), Z8
 	VPERMT2B      Z8, Z1, Z7
-	VMOVDQU64     68(CX), Z8
-	VPBROADCASTD  132(CX), Z9
+	VMOVDQU64     204(CX), Z8
+	VPBROADCASTD  268(CX), Z9
 	VPERMT2B      Z9, Z1, Z8
-	VMOVDQU64     136(CX), Z9
-	VPBROADCASTD  200(CX), Z10
-	VPERMT2B      Z10, Z1, Z9
-	VMOVDQU64     204(CX), Z10
-	VPBROADCASTD  268(CX), Z11
-	VPERMT2B      Z11, Z1, Z10
-	VMOVDQA64     Z7, Z11
-	VPERMT2D      Z8, Z2, Z11
-	VPERMT2D      Z8, Z3, Z7
-	VMOVDQA64     Z9, Z8
-	VPERMT2D      Z10, Z2, Z8
-	VPERMT2D      Z10, Z3, Z9
-	VMOVDQA64     Z11, Z10
-	VPERMT2D      Z8, Z4, Z10
-	VPERMT2D      Z8, Z5, Z11
-	VMOVDQA64     Z7, Z8
-	VPERMT2D      Z9, Z4, Z8
-	VPERMT2D      Z9, Z5, Z7
-	VPXORD        Z0, Z10, Z10
-	VPXORD        Z0, Z11, Z11
+	VMOVDQU64     q8z_12<>+0(SB), Z9
+	VPERMI2D      Z6, Z5, Z9
+	VPERMT2D      Z6, Z2, Z5
+	VMOVDQU64     q8z_12<>+0(SB), Z6
+	VPERMI2D      Z8, Z7, Z6
+	VPERMT2D      Z8, Z2, Z7
+	VMOVDQU64     q8z_14<>+0(SB), Z8
+	VPERMI2D      Z6, Z9, Z8
+	VPERMT2D      Z6, Z3, Z9
+	VMOVDQU64     q8z_14<>+0(SB), Z6
+	VPERMI2D      Z7, Z5, Z6
+	VPERMT2D      Z7, Z3, Z5
 	VPXORD        Z0, Z8, Z8
-	VPXORD        Z0, Z7, Z7
+	VPXORD        Z0, Z9, Z9
+	VPXORD        Z0, Z6, Z6
+	VPXORD        Z0, Z5, Z5
 	MOVWQZX       (CX), R8
 	MOVWQZX       34(CX), R9
 	SHLQ          $0x10, R9
@@ -3349,19 +3349,19 @@ avx512Tile1Q8_0_loop8:
 	MOVWQZX       238(CX), R10
 	SHLQ          $0x30, R10
 	ORQ           R10, R9
-	VMOVQ         R8, X9
-	VPINSRQ       $0x01, R9, X9, X9
-	VCVTPH2PS     X9, Y9
-	VMOVDQU32.Z   (SI), K1, Z12
-	VPDPBUSD      (DX), Z10, Z12
-	VPDPBUSD      64(DX), Z11, Z12
-	VPDPBUSD      128(DX), Z8, Z12
-	VPDPBUSD      192(DX), Z7, Z12
-	VEXTRACTI64X4 $0x01, Z12, Y7
-	VPADDD        Y7, Y12, Y7
-	VCVTDQ2PS     Y7, Y7
-	VMULPS        (BX), Y9, Y8
-	VFMADD231PS   Y7, Y8, Y6
+	VMOVQ         R8, X7
+	VPINSRQ       $0x01, R9, X7, X7
+	VCVTPH2PS     X7, Y7
+	VMOVDQU32.Z   (SI), K1, Z10
+	VPDPBUSD      (DX), Z8, Z10
+	VPDPBUSD      64(DX), Z9, Z10
+	VPDPBUSD      128(DX), Z6, Z10
+	VPDPBUSD      192(DX), Z5, Z10
+	VEXTRACTI64X4 $0x01, Z10, Y5
+	VPADDD        Y5, Y10, Y5
+	VCVTDQ2PS     Y5, Y5
+	VMULPS        (BX), Y7, Y6
+	VFMADD231PS   Y5, Y6, Y4
 	ADDQ          $0x00000110, CX
 	ADDQ          $0x00000100, DX
 	ADDQ          $0x00000020, BX
@@ -3372,28 +3372,28 @@ avx512Tile1Q8_0_loop8:
 avx512Tile1Q8_0_tail:
 	ANDQ    $0x00000007, AX
 	JZ      avx512Tile1Q8_0_done
-	VMOVUPS Y6, (SP)
+	VMOVUPS Y4, (SP)
 	LEAQ    (SP), DI
 
 avx512Tile1Q8_0_tailloop:
-	VMOVDQU      2(CX), Y6
-	VPXORD       Y0, Y6, Y6
+	VMOVDQU      2(CX), Y4
+	VPXORD       Y0, Y4, Y4
 	MOVWLZX      (CX), R8
-	VMOVD        R8, X7
-	VCVTPH2PS    X7, X7
-	VMOVDQU32.Z  (SI), K2, Y8
-	VPDPBUSD     (DX), Y6, Y8
-	VEXTRACTI128 $0x01, Y8, X6
-	VPADDD       X6, X8, X8
-	VPSHUFD      $0x4e, X8, X6
-	VPADDD       X6, X8, X8
-	VPSHUFD      $0xb1, X8, X6
-	VPADDD       X6, X8, X8
-	VCVTDQ2PS    X8, X8
-	VMULSS       (BX), X7, X6
-	VMOVSS       (DI), X7
-	VFMADD231SS  X8, X6, X7
-	VMOVSS       X7, (DI)
+	VMOVD        R8, X5
+	VCVTPH2PS    X5, X5
+	VMOVDQU32.Z  (SI), K2, Y6
+	VPDPBUSD     (DX), Y4, Y6
+	VEXTRACTI128 $0x01, Y6, X4
+	VPADDD       X4, X6, X6
+	VPSHUFD      $0x4e, X6, X4
+	VPADDD       X4, X6, X6
+	VPSHUFD      $0xb1, X6, X4
+	VPADDD       X4, X6, X6
+	VCVTDQ2PS    X6, X6
+	VMULSS       (BX), X5, X4
+	VMOVSS       (DI), X5
+	VFMADD231SS  X6, X4, X5
+	VMOVSS       X5, (DI)
 	ADDQ         $0x00000022, CX
 	ADDQ         $0x00000020, DX
 	ADDQ         $0x00000004, BX
@@ -3401,19 +3401,19 @@ avx512Tile1Q8_0_tailloop:
 	ADDQ         $0x04, DI
 	DECQ         AX
 	JNZ          avx512Tile1Q8_0_tailloop
-	VMOVUPS      (SP), Y6
+	VMOVUPS      (SP), Y4
 
 avx512Tile1Q8_0_done:
 	MOVQ         40(SP), AX
 	MOVQ         ldd+24(FP), CX
 	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y6, X7
-	VADDPS       X7, X6, X6
-	VMOVHLPS     X6, X6, X7
-	VADDPS       X7, X6, X6
-	VMOVSHDUP    X6, X7
-	VADDSS       X7, X6, X6
-	VMOVSS       X6, (AX)
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VMOVHLPS     X4, X4, X5
+	VADDPS       X5, X4, X4
+	VMOVSHDUP    X4, X5
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)
 	ADDQ         $0x04, 40(SP)
 	MOVQ         rb+56(FP), AX
 	ADDQ         AX, 32(SP)

@@ -256,14 +256,16 @@ var q4_0 = &kind{
 		VMOVDQU64(Mem{Base: w}, l0)
 		VMOVDQU64(Mem{Base: w, Disp: 64}, l1)
 		VMOVDQU64(Mem{Base: w, Disp: 80}, l2)
-		sc := ZMM()
-		VMOVDQA64(l0, sc)
-		VPERMT2B(l1, is, sc) // words 0..7: the scales
+		// Where a table is needed again, the index is loaded afresh and
+		// overwritten (VPERMI2*), a load rather than a register copy.
+		_ = is
+		_ = iz0
+		sc := loadZ(cQ4S)
+		VPERMI2B(l1, l0, sc) // words 0..7: the scales
 		VPERMT2B(l1, ia, l0) // A: blocks 0..3
 		VPERMT2B(l2, ib, l1) // B: blocks 4..7
-		z0 := ZMM()
-		VMOVDQA64(l0, z0)
-		VPERMT2D(l1, iz0, z0)
+		z0 := loadZ(cQ4Z0)
+		VPERMI2D(l1, l0, z0)
 		VPERMT2D(l1, iz1, l0)
 		z1 := l0
 		var v [4]reg.VecVirtual
@@ -340,17 +342,19 @@ var q8_0 = &kind{
 			VPERMT2B(t, ip, p[i])
 		}
 		// Level 1: (lo|hi)(A|B) from (P0, P1) and (P2, P3).
-		level := func(a, b, ia, ib reg.VecVirtual) (reg.VecVirtual, reg.VecVirtual) {
-			x := ZMM()
-			VMOVDQA64(a, x)
-			VPERMT2D(b, ia, x)
+		// The first permutation of each pair of tables takes a fresh
+		// index from memory (VPERMI2D), a load rather than a copy.
+		_, _ = la, iz0
+		level := func(a, b reg.VecVirtual, ia Mem, ib reg.VecVirtual) (reg.VecVirtual, reg.VecVirtual) {
+			x := loadZ(ia)
+			VPERMI2D(b, a, x)
 			VPERMT2D(b, ib, a)
 			return x, a
 		}
-		loA, loB := level(p[0], p[1], la, lb)
-		hiA, hiB := level(p[2], p[3], la, lb)
-		z0, z1 := level(loA, hiA, iz0, iz1)
-		z2, z3 := level(loB, hiB, iz0, iz1)
+		loA, loB := level(p[0], p[1], cQ8LA, lb)
+		hiA, hiB := level(p[2], p[3], cQ8LA, lb)
+		z0, z1 := level(loA, hiA, cQ8Z0, iz1)
+		z2, z3 := level(loB, hiB, cQ8Z0, iz1)
 		v := [4]reg.VecVirtual{z0, z1, z2, z3}
 		for _, z := range v {
 			VPXORD(x80, z, z)
