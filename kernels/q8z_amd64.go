@@ -88,32 +88,33 @@ func packQ8Z(off int32) func(pq []int8, pd []float32, ps []int32, q []int8, d []
 	}
 }
 
-// The kernels of one token and of 1..q8zChunk/2 pairs of tokens.
-var (
-	avx512PairsQ4_0 = [...]tileZFunc{
-		avx512Pairs1Q4_0, avx512Pairs2Q4_0, avx512Pairs3Q4_0, avx512Pairs4Q4_0, avx512Pairs5Q4_0, avx512Pairs6Q4_0, avx512Pairs7Q4_0, avx512Pairs8Q4_0,
-	}
-	avx512PairsQ8_0 = [...]tileZFunc{
-		avx512Pairs1Q8_0, avx512Pairs2Q8_0, avx512Pairs3Q8_0, avx512Pairs4Q8_0, avx512Pairs5Q8_0, avx512Pairs6Q8_0, avx512Pairs7Q8_0, avx512Pairs8Q8_0,
-	}
-)
-
 type tileZFunc = func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int)
+
+// q8zColumns is the most blocks of a row that a pair kernel takes per
+// call: a longer row is done in parts, q8zPartRows rows at a time (their
+// accumulators kept between the parts), so that the chunk's activations
+// for those blocks, half a KiB a block, stay in L1 while the rows read
+// them, rather than being read from L2 once per row.
+const (
+	q8zColumns  = 64
+	q8zPartRows = 4
+)
 
 // tileQ4_0AVX512 reads the activation in packQ8Z(8)'s form.
 func tileQ4_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
-	tileZ(avx512Tile1Q4_0, &avx512PairsQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
+	tileZ(avx512Tile1Q4_0, false, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
 }
 
 // tileQ8_0AVX512 reads the activation in packQ8Z(128)'s form.
 func tileQ8_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
-	tileZ(avx512Tile1Q8_0, &avx512PairsQ8_0, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
+	tileZ(avx512Tile1Q8_0, true, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
 }
 
-// tileZ runs the kernels one and pairs (of blocks of size bytes) over
+// tileZ runs the kernels one and the pair kernels (of Q8_0 with q8, else
+// Q4_0; of blocks of size bytes) over
 // the tile, a chunk of q8zChunk tokens at a time, slicing every operand to
 // what the kernel reads so that a short one panics instead.
-func tileZ(one tileZFunc, pairs *[q8zChunk / 2]tileZFunc, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+func tileZ(one tileZFunc, q8 bool, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}
@@ -126,11 +127,84 @@ func tileZ(one tileZFunc, pairs *[q8zChunk / 2]tileZFunc, name string, size int,
 	for c := 0; c < nt; c += q8zChunk {
 		k := min(q8zChunk, nt-c)
 		if np := k / 2; np > 0 {
-			pairs[np-1](dst[c*ldd:], ldd, w, rb, nr, q[c*n:(c+2*np)*n], d[c*nb:(c+2*np)*nb], s[c*nb:(c+2*np)*nb], nb)
+			qc, dc, sc := q[c*n:(c+2*np)*n], d[c*nb:(c+2*np)*nb], s[c*nb:(c+2*np)*nb]
+			pairsZ(q8, np, size, dst[c*ldd:], ldd, w, rb, nr, qc, dc, sc, nb)
 		}
 		if k%2 == 1 {
 			t := c + k - 1
 			one(dst[t*ldd:], ldd, w, rb, nr, q[t*n:(t+1)*n], d[t*nb:(t+1)*nb], s[t*nb:(t+1)*nb], nb)
 		}
+	}
+}
+
+// pairsZ runs the pair kernel of np pairs (Q8_0 with q8, else Q4_0) over
+// nr rows of nb blocks in the packed layout of _asm/q8z (block group g of
+// the pairs at 512*np*g of q and 16*np*g of d and s; the last nb%8 blocks
+// after the last group). Rows longer than q8zColumns blocks (and a
+// quarter) go in parts.
+func pairsZ(q8 bool, np, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int) {
+	if nb <= q8zColumns+q8zColumns/4 {
+		pairsCall(q8, np, dst, ldd, w, rb, nr, q, d, s, nb, nil, 2)
+		return
+	}
+	var st [q8zPartRows * q8zChunk * 8]float32
+	for r0 := 0; r0 < nr; r0 += q8zPartRows {
+		rows := min(q8zPartRows, nr-r0)
+		wr := w[r0*rb:]
+		for b0 := 0; ; b0 += q8zColumns {
+			cols, flags := q8zColumns, 0
+			if b0 > 0 {
+				flags |= 1
+			}
+			if nb-b0 <= q8zColumns+q8zColumns/4 { // no short last part
+				cols = nb - b0
+				flags |= 2
+			}
+			pairsCall(q8, np, dst[r0:], ldd, wr[b0*size:], rb, rows, q[512*np*b0/8:], d[16*np*b0/8:], s[16*np*b0/8:], cols, st[:rows*16*np], flags)
+			if flags&2 != 0 {
+				break
+			}
+		}
+	}
+}
+
+// pairsCall calls the pair kernel of np pairs directly (a call through a
+// function value would move pairsZ's accumulator state to the heap).
+func pairsCall(q8 bool, np int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int) {
+	switch {
+	case !q8 && np == 1:
+		avx512Pairs1Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case !q8 && np == 2:
+		avx512Pairs2Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case !q8 && np == 3:
+		avx512Pairs3Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case !q8 && np == 4:
+		avx512Pairs4Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case !q8 && np == 5:
+		avx512Pairs5Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case !q8 && np == 6:
+		avx512Pairs6Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case !q8 && np == 7:
+		avx512Pairs7Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case !q8 && np == 8:
+		avx512Pairs8Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 1:
+		avx512Pairs1Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 2:
+		avx512Pairs2Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 3:
+		avx512Pairs3Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 4:
+		avx512Pairs4Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 5:
+		avx512Pairs5Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 6:
+		avx512Pairs6Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 7:
+		avx512Pairs7Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	case q8 && np == 8:
+		avx512Pairs8Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
+	default:
+		panic(fmt.Sprintf("kernels: no pair kernel of %d pairs", np))
 	}
 }

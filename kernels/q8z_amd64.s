@@ -360,13 +360,15 @@ avx512Tile1Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs1Q4_0(SB), NOSPLIT, $88-152
+TEXT ·avx512Pairs1Q4_0(SB), NOSPLIT, $96-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 64(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 72(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 88(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 80(SP)
 	TESTQ AX, AX
@@ -381,6 +383,13 @@ avx512Pairs1Q4_0_rows:
 	MOVQ    d_base+96(FP), BX
 	MOVQ    s_base+120(FP), SI
 	VXORPS  Z0, Z0, Z0
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs1Q4_0_fresh
+	MOVQ    88(SP), DI
+	VMOVUPS (DI), Z0
+
+avx512Pairs1Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs1Q4_0_tail
@@ -490,6 +499,14 @@ avx512Pairs1Q4_0_tailloop:
 	VMOVUPS        (SP), Z0
 
 avx512Pairs1Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs1Q4_0_final
+	MOVQ    88(SP), AX
+	VMOVUPS Z0, (AX)
+	JMP     avx512Pairs1Q4_0_next
+
+avx512Pairs1Q4_0_final:
 	MOVQ          72(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -509,23 +526,28 @@ avx512Pairs1Q4_0_done:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, (AX)
-	ADDQ          $0x04, 72(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 64(SP)
-	DECQ          80(SP)
-	JNZ           avx512Pairs1Q4_0_rows
+
+avx512Pairs1Q4_0_next:
+	ADDQ $0x04, 72(SP)
+	ADDQ $0x00000040, 88(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 64(SP)
+	DECQ 80(SP)
+	JNZ  avx512Pairs1Q4_0_rows
 
 avx512Pairs1Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs2Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs2Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs2Q4_0(SB), NOSPLIT, $152-152
+TEXT ·avx512Pairs2Q4_0(SB), NOSPLIT, $160-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 128(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 136(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 152(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 144(SP)
 	TESTQ AX, AX
@@ -541,6 +563,14 @@ avx512Pairs2Q4_0_rows:
 	MOVQ    s_base+120(FP), SI
 	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs2Q4_0_fresh
+	MOVQ    152(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+
+avx512Pairs2Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs2Q4_0_tail
@@ -690,6 +720,15 @@ avx512Pairs2Q4_0_tailloop:
 	VMOVUPS        64(SP), Z1
 
 avx512Pairs2Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs2Q4_0_final
+	MOVQ    152(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	JMP     avx512Pairs2Q4_0_next
+
+avx512Pairs2Q4_0_final:
 	MOVQ          136(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -726,23 +765,28 @@ avx512Pairs2Q4_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 136(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 128(SP)
-	DECQ          144(SP)
-	JNZ           avx512Pairs2Q4_0_rows
+
+avx512Pairs2Q4_0_next:
+	ADDQ $0x04, 136(SP)
+	ADDQ $0x00000080, 152(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 128(SP)
+	DECQ 144(SP)
+	JNZ  avx512Pairs2Q4_0_rows
 
 avx512Pairs2Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs3Q4_0(SB), NOSPLIT, $216-152
+TEXT ·avx512Pairs3Q4_0(SB), NOSPLIT, $224-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 192(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 200(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 216(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 208(SP)
 	TESTQ AX, AX
@@ -759,6 +803,15 @@ avx512Pairs3Q4_0_rows:
 	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
 	VXORPS  Z2, Z2, Z2
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs3Q4_0_fresh
+	MOVQ    216(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+
+avx512Pairs3Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs3Q4_0_tail
@@ -948,6 +1001,16 @@ avx512Pairs3Q4_0_tailloop:
 	VMOVUPS        128(SP), Z2
 
 avx512Pairs3Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs3Q4_0_final
+	MOVQ    216(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	JMP     avx512Pairs3Q4_0_next
+
+avx512Pairs3Q4_0_final:
 	MOVQ          200(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -1001,23 +1064,28 @@ avx512Pairs3Q4_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 200(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 192(SP)
-	DECQ          208(SP)
-	JNZ           avx512Pairs3Q4_0_rows
+
+avx512Pairs3Q4_0_next:
+	ADDQ $0x04, 200(SP)
+	ADDQ $0x000000c0, 216(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 192(SP)
+	DECQ 208(SP)
+	JNZ  avx512Pairs3Q4_0_rows
 
 avx512Pairs3Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs4Q4_0(SB), NOSPLIT, $280-152
+TEXT ·avx512Pairs4Q4_0(SB), NOSPLIT, $288-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 256(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 264(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 280(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 272(SP)
 	TESTQ AX, AX
@@ -1035,6 +1103,16 @@ avx512Pairs4Q4_0_rows:
 	VXORPS  Z1, Z1, Z1
 	VXORPS  Z2, Z2, Z2
 	VXORPS  Z3, Z3, Z3
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs4Q4_0_fresh
+	MOVQ    280(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+
+avx512Pairs4Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs4Q4_0_tail
@@ -1264,6 +1342,17 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVUPS        192(SP), Z3
 
 avx512Pairs4Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs4Q4_0_final
+	MOVQ    280(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	JMP     avx512Pairs4Q4_0_next
+
+avx512Pairs4Q4_0_final:
 	MOVQ          264(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -1334,23 +1423,28 @@ avx512Pairs4Q4_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 264(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 256(SP)
-	DECQ          272(SP)
-	JNZ           avx512Pairs4Q4_0_rows
+
+avx512Pairs4Q4_0_next:
+	ADDQ $0x04, 264(SP)
+	ADDQ $0x00000100, 280(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 256(SP)
+	DECQ 272(SP)
+	JNZ  avx512Pairs4Q4_0_rows
 
 avx512Pairs4Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs5Q4_0(SB), NOSPLIT, $344-152
+TEXT ·avx512Pairs5Q4_0(SB), NOSPLIT, $352-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 320(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 328(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 344(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 336(SP)
 	TESTQ AX, AX
@@ -1369,6 +1463,17 @@ avx512Pairs5Q4_0_rows:
 	VXORPS  Z2, Z2, Z2
 	VXORPS  Z3, Z3, Z3
 	VXORPS  Z4, Z4, Z4
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs5Q4_0_fresh
+	MOVQ    344(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+
+avx512Pairs5Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs5Q4_0_tail
@@ -1638,6 +1743,18 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVUPS        256(SP), Z4
 
 avx512Pairs5Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs5Q4_0_final
+	MOVQ    344(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	JMP     avx512Pairs5Q4_0_next
+
+avx512Pairs5Q4_0_final:
 	MOVQ          328(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -1725,23 +1842,28 @@ avx512Pairs5Q4_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 328(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 320(SP)
-	DECQ          336(SP)
-	JNZ           avx512Pairs5Q4_0_rows
+
+avx512Pairs5Q4_0_next:
+	ADDQ $0x04, 328(SP)
+	ADDQ $0x00000140, 344(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 320(SP)
+	DECQ 336(SP)
+	JNZ  avx512Pairs5Q4_0_rows
 
 avx512Pairs5Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs6Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs6Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs6Q4_0(SB), NOSPLIT, $408-152
+TEXT ·avx512Pairs6Q4_0(SB), NOSPLIT, $416-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 384(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 392(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 408(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 400(SP)
 	TESTQ AX, AX
@@ -1761,6 +1883,18 @@ avx512Pairs6Q4_0_rows:
 	VXORPS  Z3, Z3, Z3
 	VXORPS  Z4, Z4, Z4
 	VXORPS  Z5, Z5, Z5
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs6Q4_0_fresh
+	MOVQ    408(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+
+avx512Pairs6Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs6Q4_0_tail
@@ -2070,6 +2204,19 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVUPS        320(SP), Z5
 
 avx512Pairs6Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs6Q4_0_final
+	MOVQ    408(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	JMP     avx512Pairs6Q4_0_next
+
+avx512Pairs6Q4_0_final:
 	MOVQ          392(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -2174,23 +2321,28 @@ avx512Pairs6Q4_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 392(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 384(SP)
-	DECQ          400(SP)
-	JNZ           avx512Pairs6Q4_0_rows
+
+avx512Pairs6Q4_0_next:
+	ADDQ $0x04, 392(SP)
+	ADDQ $0x00000180, 408(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 384(SP)
+	DECQ 400(SP)
+	JNZ  avx512Pairs6Q4_0_rows
 
 avx512Pairs6Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs7Q4_0(SB), NOSPLIT, $472-152
+TEXT ·avx512Pairs7Q4_0(SB), NOSPLIT, $480-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 448(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 456(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 472(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 464(SP)
 	TESTQ AX, AX
@@ -2211,6 +2363,19 @@ avx512Pairs7Q4_0_rows:
 	VXORPS  Z4, Z4, Z4
 	VXORPS  Z5, Z5, Z5
 	VXORPS  Z6, Z6, Z6
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs7Q4_0_fresh
+	MOVQ    472(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+
+avx512Pairs7Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs7Q4_0_tail
@@ -2560,6 +2725,20 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVUPS        384(SP), Z6
 
 avx512Pairs7Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs7Q4_0_final
+	MOVQ    472(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	JMP     avx512Pairs7Q4_0_next
+
+avx512Pairs7Q4_0_final:
 	MOVQ          456(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -2681,23 +2860,28 @@ avx512Pairs7Q4_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 456(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 448(SP)
-	DECQ          464(SP)
-	JNZ           avx512Pairs7Q4_0_rows
+
+avx512Pairs7Q4_0_next:
+	ADDQ $0x04, 456(SP)
+	ADDQ $0x000001c0, 472(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 448(SP)
+	DECQ 464(SP)
+	JNZ  avx512Pairs7Q4_0_rows
 
 avx512Pairs7Q4_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs8Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs8Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs8Q4_0(SB), NOSPLIT, $536-152
+TEXT ·avx512Pairs8Q4_0(SB), NOSPLIT, $544-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 512(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 520(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 536(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 528(SP)
 	TESTQ AX, AX
@@ -2719,6 +2903,20 @@ avx512Pairs8Q4_0_rows:
 	VXORPS  Z5, Z5, Z5
 	VXORPS  Z6, Z6, Z6
 	VXORPS  Z7, Z7, Z7
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs8Q4_0_fresh
+	MOVQ    536(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+	VMOVUPS 448(DI), Z7
+
+avx512Pairs8Q4_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs8Q4_0_tail
@@ -3108,6 +3306,21 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVUPS        448(SP), Z7
 
 avx512Pairs8Q4_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs8Q4_0_final
+	MOVQ    536(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	JMP     avx512Pairs8Q4_0_next
+
+avx512Pairs8Q4_0_final:
 	MOVQ          520(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -3246,11 +3459,14 @@ avx512Pairs8Q4_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 520(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 512(SP)
-	DECQ          528(SP)
-	JNZ           avx512Pairs8Q4_0_rows
+
+avx512Pairs8Q4_0_next:
+	ADDQ $0x04, 520(SP)
+	ADDQ $0x00000200, 536(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 512(SP)
+	DECQ 528(SP)
+	JNZ  avx512Pairs8Q4_0_rows
 
 avx512Pairs8Q4_0_end:
 	VZEROUPPER
@@ -3424,13 +3640,15 @@ avx512Tile1Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs1Q8_0(SB), NOSPLIT, $88-152
+TEXT ·avx512Pairs1Q8_0(SB), NOSPLIT, $96-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 64(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 72(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 88(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 80(SP)
 	TESTQ AX, AX
@@ -3445,6 +3663,13 @@ avx512Pairs1Q8_0_rows:
 	MOVQ    d_base+96(FP), BX
 	MOVQ    s_base+120(FP), SI
 	VXORPS  Z0, Z0, Z0
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs1Q8_0_fresh
+	MOVQ    88(SP), DI
+	VMOVUPS (DI), Z0
+
+avx512Pairs1Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs1Q8_0_tail
@@ -3593,6 +3818,14 @@ avx512Pairs1Q8_0_tailloop:
 	VMOVUPS      (SP), Z0
 
 avx512Pairs1Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs1Q8_0_final
+	MOVQ    88(SP), AX
+	VMOVUPS Z0, (AX)
+	JMP     avx512Pairs1Q8_0_next
+
+avx512Pairs1Q8_0_final:
 	MOVQ          72(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -3612,23 +3845,28 @@ avx512Pairs1Q8_0_done:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, (AX)
-	ADDQ          $0x04, 72(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 64(SP)
-	DECQ          80(SP)
-	JNZ           avx512Pairs1Q8_0_rows
+
+avx512Pairs1Q8_0_next:
+	ADDQ $0x04, 72(SP)
+	ADDQ $0x00000040, 88(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 64(SP)
+	DECQ 80(SP)
+	JNZ  avx512Pairs1Q8_0_rows
 
 avx512Pairs1Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs2Q8_0(SB), NOSPLIT, $152-152
+TEXT ·avx512Pairs2Q8_0(SB), NOSPLIT, $160-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 128(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 136(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 152(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 144(SP)
 	TESTQ AX, AX
@@ -3644,6 +3882,14 @@ avx512Pairs2Q8_0_rows:
 	MOVQ    s_base+120(FP), SI
 	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs2Q8_0_fresh
+	MOVQ    152(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+
+avx512Pairs2Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs2Q8_0_tail
@@ -3832,6 +4078,15 @@ avx512Pairs2Q8_0_tailloop:
 	VMOVUPS      64(SP), Z1
 
 avx512Pairs2Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs2Q8_0_final
+	MOVQ    152(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	JMP     avx512Pairs2Q8_0_next
+
+avx512Pairs2Q8_0_final:
 	MOVQ          136(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -3868,23 +4123,28 @@ avx512Pairs2Q8_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 136(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 128(SP)
-	DECQ          144(SP)
-	JNZ           avx512Pairs2Q8_0_rows
+
+avx512Pairs2Q8_0_next:
+	ADDQ $0x04, 136(SP)
+	ADDQ $0x00000080, 152(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 128(SP)
+	DECQ 144(SP)
+	JNZ  avx512Pairs2Q8_0_rows
 
 avx512Pairs2Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs3Q8_0(SB), NOSPLIT, $216-152
+TEXT ·avx512Pairs3Q8_0(SB), NOSPLIT, $224-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 192(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 200(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 216(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 208(SP)
 	TESTQ AX, AX
@@ -3901,6 +4161,15 @@ avx512Pairs3Q8_0_rows:
 	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
 	VXORPS  Z2, Z2, Z2
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs3Q8_0_fresh
+	MOVQ    216(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+
+avx512Pairs3Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs3Q8_0_tail
@@ -4129,6 +4398,16 @@ avx512Pairs3Q8_0_tailloop:
 	VMOVUPS      128(SP), Z2
 
 avx512Pairs3Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs3Q8_0_final
+	MOVQ    216(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	JMP     avx512Pairs3Q8_0_next
+
+avx512Pairs3Q8_0_final:
 	MOVQ          200(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -4182,23 +4461,28 @@ avx512Pairs3Q8_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 200(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 192(SP)
-	DECQ          208(SP)
-	JNZ           avx512Pairs3Q8_0_rows
+
+avx512Pairs3Q8_0_next:
+	ADDQ $0x04, 200(SP)
+	ADDQ $0x000000c0, 216(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 192(SP)
+	DECQ 208(SP)
+	JNZ  avx512Pairs3Q8_0_rows
 
 avx512Pairs3Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs4Q8_0(SB), NOSPLIT, $280-152
+TEXT ·avx512Pairs4Q8_0(SB), NOSPLIT, $288-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 256(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 264(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 280(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 272(SP)
 	TESTQ AX, AX
@@ -4216,6 +4500,16 @@ avx512Pairs4Q8_0_rows:
 	VXORPS  Z1, Z1, Z1
 	VXORPS  Z2, Z2, Z2
 	VXORPS  Z3, Z3, Z3
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs4Q8_0_fresh
+	MOVQ    280(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+
+avx512Pairs4Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs4Q8_0_tail
@@ -4484,6 +4778,17 @@ avx512Pairs4Q8_0_tailloop:
 	VMOVUPS      192(SP), Z3
 
 avx512Pairs4Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs4Q8_0_final
+	MOVQ    280(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	JMP     avx512Pairs4Q8_0_next
+
+avx512Pairs4Q8_0_final:
 	MOVQ          264(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -4554,23 +4859,28 @@ avx512Pairs4Q8_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 264(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 256(SP)
-	DECQ          272(SP)
-	JNZ           avx512Pairs4Q8_0_rows
+
+avx512Pairs4Q8_0_next:
+	ADDQ $0x04, 264(SP)
+	ADDQ $0x00000100, 280(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 256(SP)
+	DECQ 272(SP)
+	JNZ  avx512Pairs4Q8_0_rows
 
 avx512Pairs4Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs5Q8_0(SB), NOSPLIT, $344-152
+TEXT ·avx512Pairs5Q8_0(SB), NOSPLIT, $352-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 320(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 328(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 344(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 336(SP)
 	TESTQ AX, AX
@@ -4589,6 +4899,17 @@ avx512Pairs5Q8_0_rows:
 	VXORPS  Z2, Z2, Z2
 	VXORPS  Z3, Z3, Z3
 	VXORPS  Z4, Z4, Z4
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs5Q8_0_fresh
+	MOVQ    344(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+
+avx512Pairs5Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs5Q8_0_tail
@@ -4897,6 +5218,18 @@ avx512Pairs5Q8_0_tailloop:
 	VMOVUPS      256(SP), Z4
 
 avx512Pairs5Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs5Q8_0_final
+	MOVQ    344(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	JMP     avx512Pairs5Q8_0_next
+
+avx512Pairs5Q8_0_final:
 	MOVQ          328(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -4984,23 +5317,28 @@ avx512Pairs5Q8_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 328(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 320(SP)
-	DECQ          336(SP)
-	JNZ           avx512Pairs5Q8_0_rows
+
+avx512Pairs5Q8_0_next:
+	ADDQ $0x04, 328(SP)
+	ADDQ $0x00000140, 344(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 320(SP)
+	DECQ 336(SP)
+	JNZ  avx512Pairs5Q8_0_rows
 
 avx512Pairs5Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs6Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs6Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs6Q8_0(SB), NOSPLIT, $408-152
+TEXT ·avx512Pairs6Q8_0(SB), NOSPLIT, $416-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 384(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 392(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 408(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 400(SP)
 	TESTQ AX, AX
@@ -5020,6 +5358,18 @@ avx512Pairs6Q8_0_rows:
 	VXORPS  Z3, Z3, Z3
 	VXORPS  Z4, Z4, Z4
 	VXORPS  Z5, Z5, Z5
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs6Q8_0_fresh
+	MOVQ    408(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+
+avx512Pairs6Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs6Q8_0_tail
@@ -5368,6 +5718,19 @@ avx512Pairs6Q8_0_tailloop:
 	VMOVUPS      320(SP), Z5
 
 avx512Pairs6Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs6Q8_0_final
+	MOVQ    408(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	JMP     avx512Pairs6Q8_0_next
+
+avx512Pairs6Q8_0_final:
 	MOVQ          392(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -5472,23 +5835,28 @@ avx512Pairs6Q8_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 392(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 384(SP)
-	DECQ          400(SP)
-	JNZ           avx512Pairs6Q8_0_rows
+
+avx512Pairs6Q8_0_next:
+	ADDQ $0x04, 392(SP)
+	ADDQ $0x00000180, 408(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 384(SP)
+	DECQ 400(SP)
+	JNZ  avx512Pairs6Q8_0_rows
 
 avx512Pairs6Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs7Q8_0(SB), NOSPLIT, $472-152
+TEXT ·avx512Pairs7Q8_0(SB), NOSPLIT, $480-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 448(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 456(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 472(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 464(SP)
 	TESTQ AX, AX
@@ -5509,6 +5877,19 @@ avx512Pairs7Q8_0_rows:
 	VXORPS  Z4, Z4, Z4
 	VXORPS  Z5, Z5, Z5
 	VXORPS  Z6, Z6, Z6
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs7Q8_0_fresh
+	MOVQ    472(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+
+avx512Pairs7Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs7Q8_0_tail
@@ -5897,6 +6278,20 @@ avx512Pairs7Q8_0_tailloop:
 	VMOVUPS      384(SP), Z6
 
 avx512Pairs7Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs7Q8_0_final
+	MOVQ    472(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	JMP     avx512Pairs7Q8_0_next
+
+avx512Pairs7Q8_0_final:
 	MOVQ          456(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -6018,23 +6413,28 @@ avx512Pairs7Q8_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 456(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 448(SP)
-	DECQ          464(SP)
-	JNZ           avx512Pairs7Q8_0_rows
+
+avx512Pairs7Q8_0_next:
+	ADDQ $0x04, 456(SP)
+	ADDQ $0x000001c0, 472(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 448(SP)
+	DECQ 464(SP)
+	JNZ  avx512Pairs7Q8_0_rows
 
 avx512Pairs7Q8_0_end:
 	VZEROUPPER
 	RET
 
-// func avx512Pairs8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+// func avx512Pairs8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 // Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
-TEXT ·avx512Pairs8Q8_0(SB), NOSPLIT, $536-152
+TEXT ·avx512Pairs8Q8_0(SB), NOSPLIT, $544-184
 	MOVQ  w_base+32(FP), AX
 	MOVQ  AX, 512(SP)
 	MOVQ  dst_base+0(FP), AX
 	MOVQ  AX, 520(SP)
+	MOVQ  st_base+152(FP), AX
+	MOVQ  AX, 536(SP)
 	MOVQ  nr+64(FP), AX
 	MOVQ  AX, 528(SP)
 	TESTQ AX, AX
@@ -6056,6 +6456,20 @@ avx512Pairs8Q8_0_rows:
 	VXORPS  Z5, Z5, Z5
 	VXORPS  Z6, Z6, Z6
 	VXORPS  Z7, Z7, Z7
+	MOVQ    flags+176(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Pairs8Q8_0_fresh
+	MOVQ    536(SP), DI
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+	VMOVUPS 448(DI), Z7
+
+avx512Pairs8Q8_0_fresh:
 	MOVQ    AX, DI
 	SHRQ    $0x03, DI
 	JZ      avx512Pairs8Q8_0_tail
@@ -6484,6 +6898,21 @@ avx512Pairs8Q8_0_tailloop:
 	VMOVUPS      448(SP), Z7
 
 avx512Pairs8Q8_0_done:
+	MOVQ    flags+176(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Pairs8Q8_0_final
+	MOVQ    536(SP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	JMP     avx512Pairs8Q8_0_next
+
+avx512Pairs8Q8_0_final:
 	MOVQ          520(SP), AX
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
@@ -6622,11 +7051,14 @@ avx512Pairs8Q8_0_done:
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
 	VMOVSS        X0, (AX)
-	ADDQ          $0x04, 520(SP)
-	MOVQ          rb+56(FP), AX
-	ADDQ          AX, 512(SP)
-	DECQ          528(SP)
-	JNZ           avx512Pairs8Q8_0_rows
+
+avx512Pairs8Q8_0_next:
+	ADDQ $0x04, 520(SP)
+	ADDQ $0x00000200, 536(SP)
+	MOVQ rb+56(FP), AX
+	ADDQ AX, 512(SP)
+	DECQ 528(SP)
+	JNZ  avx512Pairs8Q8_0_rows
 
 avx512Pairs8Q8_0_end:
 	VZEROUPPER

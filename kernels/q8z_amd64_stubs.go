@@ -59,8 +59,15 @@ func avx512Tile1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 16 float32s of row r at st[16*r:] (token t's acc at 8*t), nr*16 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs2Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 4 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -88,8 +95,15 @@ func avx512Pairs1Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 32 float32s of row r at st[32*r:] (token t's acc at 8*t), nr*32 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs2Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs2Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs3Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 6 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -117,8 +131,15 @@ func avx512Pairs2Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 48 float32s of row r at st[48*r:] (token t's acc at 8*t), nr*48 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs4Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 8 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -146,8 +167,15 @@ func avx512Pairs3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 64 float32s of row r at st[64*r:] (token t's acc at 8*t), nr*64 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs5Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 10 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -175,8 +203,15 @@ func avx512Pairs4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 80 float32s of row r at st[80*r:] (token t's acc at 8*t), nr*80 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs6Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 12 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -204,8 +239,15 @@ func avx512Pairs5Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 96 float32s of row r at st[96*r:] (token t's acc at 8*t), nr*96 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs6Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs6Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs7Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 14 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -233,8 +275,15 @@ func avx512Pairs6Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 112 float32s of row r at st[112*r:] (token t's acc at 8*t), nr*112 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs8Q4_0 is the Q4_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 16 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -262,8 +311,15 @@ func avx512Pairs7Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 8) times the activation quants, less 8 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 128 float32s of row r at st[128*r:] (token t's acc at 8*t), nr*128 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs8Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs8Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Tile1Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 1 token (AVX-512 F, BW, VL, VNNI), q, d
@@ -320,8 +376,15 @@ func avx512Tile1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8,
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 16 float32s of row r at st[16*r:] (token t's acc at 8*t), nr*16 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs2Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 4 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -349,8 +412,15 @@ func avx512Pairs1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 32 float32s of row r at st[32*r:] (token t's acc at 8*t), nr*32 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs3Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 6 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -378,8 +448,15 @@ func avx512Pairs2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 48 float32s of row r at st[48*r:] (token t's acc at 8*t), nr*48 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs4Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 8 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -407,8 +484,15 @@ func avx512Pairs3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 64 float32s of row r at st[64*r:] (token t's acc at 8*t), nr*64 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs5Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 10 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -436,8 +520,15 @@ func avx512Pairs4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 80 float32s of row r at st[80*r:] (token t's acc at 8*t), nr*80 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs6Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 12 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -465,8 +556,15 @@ func avx512Pairs5Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 96 float32s of row r at st[96*r:] (token t's acc at 8*t), nr*96 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs6Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs6Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs7Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 14 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -494,8 +592,15 @@ func avx512Pairs6Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 112 float32s of row r at st[112*r:] (token t's acc at 8*t), nr*112 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512Pairs8Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
 // blocks (row r at w[r*rb:]) against 16 tokens (AVX-512 F, BW, VL, VNNI), q, d
@@ -523,8 +628,15 @@ func avx512Pairs7Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8
 // plus 128) times the activation quants, less 128 times the activation
 // block's quant sum, which s carries negated.
 //
+// A row's blocks may come in several calls, in order, each with its own
+// slices of w, q, d and s: st holds the accumulators between calls, the
+// 128 float32s of row r at st[128*r:] (token t's acc at 8*t), nr*128 in all.
+// With flags&1 the accumulators start from st rather than at zero; with
+// flags&2 the call is the row's last and writes dst, otherwise it writes
+// the accumulators back to st.
+//
 //go:noescape
-func avx512Pairs8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
+func avx512Pairs8Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)
 
 // avx512QuantizeQ8 is quantizeQ8 (AVX-512 F, BW, VL): for each of the
 // len(d) blocks of 32 values at x (q and x at least 32*len(d) long, s at

@@ -54,7 +54,8 @@ func TestRequireTiles(t *testing.T) {
 // tileGuard is the sentinel around and between a tile's outputs.
 var tileGuard = math.Float32frombits(0x7fc0dead)
 
-// TestAsmTilesMatchGeneric: every block count 0..70 (all tails mod 8),
+// TestAsmTilesMatchGeneric: every block count 0..70 (all tails mod 8) and
+// some long rows (tileLongRows),
 // token counts 1..17 (all remainders mod 4, every pair count of AVX-512's
 // chunks of 16 and one past), random and real quantized and
 // extreme weights, quantized and extreme activations, unaligned slices,
@@ -68,7 +69,10 @@ func TestAsmTilesMatchGeneric(t *testing.T) {
 			t.Run(typ.String(), func(t *testing.T) {
 				r := rand.New(rand.NewPCG(uint64(typ), 11))
 				ts := typ.TypeSize()
-				for nb := 0; nb <= 70; nb++ {
+				for nb := range 71 + len(tileLongRows) {
+					if nb > 70 {
+						nb = tileLongRows[nb-71]
+					}
 					for nt := 1; nt <= 17; nt++ {
 						wk, ak := r.IntN(3), r.IntN(2)
 						nr := 1 + r.IntN(3)
@@ -124,6 +128,11 @@ func TestAsmTilesMatchGeneric(t *testing.T) {
 		}
 	})
 }
+
+// tileLongRows are block counts beyond 70 that TestAsmTilesMatchGeneric
+// also tries: rows that the AVX-512 kernels take in parts (every part
+// length mod 8, and a short last part).
+var tileLongRows = []int{81, 100, 129, 176, 203}
 
 // rowKernelQ8 is k's row kernel for a Q8-rule type.
 func rowKernelQ8(k *RowKernels, typ quant.Type) func(w []byte, q []int8, d []float32) float32 {

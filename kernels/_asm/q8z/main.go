@@ -730,18 +730,27 @@ func quantizeQ8() {
 func pairs(np int, k *kind) {
 	nt := 2 * np
 	fn := fmt.Sprintf("avx512Pairs%d%s", np, k.name)
-	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int)")
+	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int)")
 	Pragma("noescape")
-	Doc(doc(fn, nt, k)...)
+	Doc(append(doc(fn, nt, k),
+		"",
+		"A row's blocks may come in several calls, in order, each with its own",
+		"slices of w, q, d and s: st holds the accumulators between calls, the",
+		fmt.Sprintf("%d float32s of row r at st[%d*r:] (token t's acc at 8*t), nr*%d in all.", 8*nt, 8*nt, 8*nt),
+		"With flags&1 the accumulators start from st rather than at zero; with",
+		"flags&2 the call is the row's last and writes dst, otherwise it writes",
+		"the accumulators back to st.")...)
 
 	accMem := AllocLocal(nt * 32)
-	roww, rowdst, rown := AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	roww, rowdst, rown, rowst := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
 	rows, end := fn+"_rows", fn+"_end"
 	{
 		r := Load(Param("w").Base(), GP64())
 		MOVQ(r, roww)
 		r = Load(Param("dst").Base(), GP64())
 		MOVQ(r, rowdst)
+		r = Load(Param("st").Base(), GP64())
+		MOVQ(r, rowst)
 		r = Load(Param("nr"), GP64())
 		MOVQ(r, rown)
 		TESTQ(r, r)
@@ -766,6 +775,17 @@ func pairs(np int, k *kind) {
 	for i := range acc {
 		acc[i] = ZMM()
 		VXORPS(acc[i], acc[i], acc[i])
+	}
+	{
+		f := Load(Param("flags"), GP64())
+		TESTQ(U32(1), f)
+		JZ(LabelRef(fn + "_fresh"))
+		stp := GP64()
+		MOVQ(rowst, stp)
+		for i := range acc {
+			VMOVUPS(Mem{Base: stp, Disp: 64 * i}, acc[i])
+		}
+		Label(fn + "_fresh")
 	}
 
 	loop, tail, tailLoop, done := fn+"_loop8", fn+"_tail", fn+"_tailloop", fn+"_done"
@@ -842,6 +862,18 @@ func pairs(np int, k *kind) {
 	}
 
 	Label(done)
+	{
+		f := Load(Param("flags"), GP64())
+		TESTQ(U32(2), f)
+		JNZ(LabelRef(fn + "_final"))
+		stp := GP64()
+		MOVQ(rowst, stp)
+		for i := range acc {
+			VMOVUPS(acc[i], Mem{Base: stp, Disp: 64 * i})
+		}
+		JMP(LabelRef(fn + "_next"))
+		Label(fn + "_final")
+	}
 	dst := GP64()
 	MOVQ(rowdst, dst)
 	ldd := Load(Param("ldd"), GP64())
@@ -857,7 +889,9 @@ func pairs(np int, k *kind) {
 			}
 		}
 	}
+	Label(fn + "_next")
 	ADDQ(U8(4), rowdst)
+	ADDQ(U32(64*np), rowst)
 	rb := Load(Param("rb"), GP64())
 	ADDQ(rb, roww)
 	DECQ(rown)
