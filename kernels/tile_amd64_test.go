@@ -49,6 +49,20 @@ func TestRequireTiles(t *testing.T) {
 	if Generic.tiles() != nil {
 		t.Error("Generic.tiles() != nil")
 	}
+	if !cpuHas(AVX512) {
+		return
+	}
+	// Every tile kernel of the AVX-512 path is its own, not AVX2's.
+	z := AVX512.tiles()
+	if z == nil {
+		t.Fatal("AVX512.tiles() = nil on a CPU with AVX-512")
+	}
+	zv := reflect.ValueOf(*z)
+	for i := range zv.NumField() {
+		if zv.Field(i).FieldByName("Run").Pointer() == v.Field(i).FieldByName("Run").Pointer() {
+			t.Errorf("AVX512 path's %s tile kernel is AVX2's", zv.Type().Field(i).Name)
+		}
+	}
 }
 
 // tileGuard is the sentinel around and between a tile's outputs.
