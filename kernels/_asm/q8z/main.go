@@ -75,7 +75,7 @@ var (
 	// 0..7), and the dword transpositions that put the same vector of
 	// quants in both halves: cQ4D[m] dword m of the blocks of (A, B),
 	// cQ8D[j] dword j of level 1's (lo, hi).
-	cQ4S2       Mem
+	cQ4S2      Mem
 	cQ4D, cQ8D [4]Mem
 )
 
