@@ -54,14 +54,6 @@ func TestRequireAssembly(t *testing.T) {
 	}
 }
 
-func avx2OrSkip(t testing.TB) *RowKernels {
-	t.Helper()
-	if !AVX2.Supported() {
-		t.Skip("AVX2 path not supported on this CPU")
-	}
-	return AVX2.Kernels()
-}
-
 // forAsmPaths runs f as a subtest for every assembly path this CPU
 // supports (AVX2, AVX512), and skips when there is none.
 func forAsmPaths(t *testing.T, f func(t *testing.T, p Path)) {
