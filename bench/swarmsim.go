@@ -38,13 +38,24 @@ import (
 // Requests arrive at RequestsPerSecond from random places; each routes a
 // chain with FindRoute over the servers up (pruned to the Prune fastest
 // servers starting at each block, so that routing stays cheap in swarms
-// of 100,000) and generates Tokens tokens. A token takes, per hop, the
-// hop's compute (its blocks over its throughput, slowed by the requests
-// it serves at once) plus the one-way latencies client → stage 1 → … →
-// stage n → client (push relay). A stage that crashes while a request runs
-// is routed around when the request ends (a failover; the request fails if
-// no route is left; the replay's time is not modelled); one that leaves
-// hands its sessions over. A request that finds no route fails.
+// of 100,000) and generates Tokens tokens after a prompt of PromptTokens
+// (its time counts from the first decode step: the prompt's first prefill
+// is not modelled, its replays are). A token takes, per hop, the hop's
+// compute (its blocks over its throughput, slowed by the requests it
+// serves at once) plus the one-way latencies client → stage 1 → … →
+// stage n → client (push relay).
+//
+// Failures, as relay.Chain handles them. A server that leaves gracefully
+// hands its sessions over: its requests go on at the same pace. A server
+// that crashes stalls every request running through it: the pending
+// token is lost, and DetectDelay later the client routes again the
+// crashed stage's blocks only (the rest of the chain keeps its sessions;
+// servers already in the chain are left out), the failover, and replays
+// the positions done so far (PromptTokens + the tokens generated) into
+// the new stages so they rebuild their KV cache, which takes those
+// positions × the new hops' compute per token / PrefillSpeedup; then the
+// remaining tokens run at the new chain's per-token time. A request that
+// finds no route, at the start or at a failover, fails.
 type SimConfig struct {
 	Nodes, Blocks        int
 	MinBlocks, MaxBlocks int
@@ -56,11 +67,24 @@ type SimConfig struct {
 	CrashFraction        float64 // of departures that crash
 	RequestsPerSecond    float64
 	Tokens               int
-	BaseLatency          time.Duration
-	RebalanceEvery       time.Duration
-	Prune                int
-	SampleEvery          time.Duration
-	Seed                 uint64
+	// PromptTokens is the prompt's length, replayed with the tokens
+	// generated at a failover (default 32).
+	PromptTokens int
+	// DetectDelay is how long a client takes to notice that a stage
+	// crashed: a crashed machine goes silent, and the real client gives
+	// up on a step after its StepTimeout (default 30 s, the client's
+	// default; negative: at once, as when a dead process's connection is
+	// reset).
+	DetectDelay time.Duration
+	// PrefillSpeedup is how much faster a server computes a position of a
+	// batched prefill (a replay) than a decode step's, per token
+	// (default 8).
+	PrefillSpeedup float64
+	BaseLatency    time.Duration
+	RebalanceEvery time.Duration
+	Prune          int
+	SampleEvery    time.Duration
+	Seed           uint64
 }
 
 // SimReport is what a simulation saw.
@@ -72,9 +96,12 @@ type SimReport struct {
 	Events            int     `json:"events"`
 	Requests          int     `json:"requests"`
 	Succeeded         int     `json:"succeeded"`
-	Failed            int     `json:"failed"`    // found no route, at the start or after a crash
-	InFlight          int     `json:"in_flight"` // still generating when the simulation ended
-	Failovers         int     `json:"failovers"`
+	Failed            int     `json:"failed"`              // found no route, at the start or after a crash
+	InFlight          int     `json:"in_flight"`           // still generating when the simulation ended
+	Failovers         int     `json:"failovers"`           // crashed stages routed around
+	ReplaySeconds     float64 `json:"replay_seconds"`      // total over the failovers
+	MeanReplaySeconds float64 `json:"mean_replay_seconds"` // per failover
+	ReplayedPositions int     `json:"replayed_positions"`
 	SuccessRate       float64 `json:"success_rate"`
 	MeanTokS          float64 `json:"mean_tok_s_per_request"`
 	MeanPerTokenMS    float64 `json:"mean_per_token_ms"`
@@ -83,6 +110,10 @@ type SimReport struct {
 	Moves             int     `json:"rebalance_moves"`
 	WallSeconds       float64 `json:"wall_seconds"`
 }
+
+// simDetectDelay is SimConfig.DetectDelay's default: relay.ClientConfig's
+// default StepTimeout.
+const simDetectDelay = 30 * time.Second
 
 func (c *SimConfig) defaults() error {
 	if c.Nodes <= 0 || c.Blocks <= 0 {
@@ -117,6 +148,19 @@ func (c *SimConfig) defaults() error {
 	if c.Tokens <= 0 {
 		c.Tokens = 128
 	}
+	if c.PromptTokens <= 0 {
+		c.PromptTokens = 32
+	}
+	if c.DetectDelay == 0 {
+		c.DetectDelay = simDetectDelay
+	}
+	c.DetectDelay = max(c.DetectDelay, 0)
+	if math.IsNaN(c.PrefillSpeedup) || c.PrefillSpeedup < 0 || math.IsInf(c.PrefillSpeedup, 0) {
+		return errors.New("bench: prefill speed-up must be positive and finite")
+	}
+	if c.PrefillSpeedup == 0 {
+		c.PrefillSpeedup = 8
+	}
 	if c.BaseLatency <= 0 {
 		c.BaseLatency = 2 * time.Millisecond
 	}
@@ -137,18 +181,21 @@ type simServer struct {
 	id         int
 	peer       peer.ID
 	up         bool
+	crashed    bool
 	span       dht.Span
 	throughput float64 // tokens/s over its span
 	x, y       float64
-	load       int
-	gen        int // bumped when it leaves, moves or crashes: stale events are dropped
+	reqs       []*simRequest // running through it: its load
+	gen        int           // bumped when it leaves or crashes: stale events are dropped
 }
+
+func (srv *simServer) load() int { return len(srv.reqs) }
 
 type simEvent struct {
 	at   float64 // seconds
 	kind int
 	srv  int
-	gen  int
+	gen  int // the server's, or the request's epoch
 	req  *simRequest
 }
 
@@ -157,6 +204,7 @@ const (
 	evRebalance
 	evRequest
 	evFinish
+	evFailover
 	evSample
 )
 
@@ -172,11 +220,17 @@ func (q *simQueue) next() *simEvent   { return heap.Pop(q).(*simEvent) }
 func (q *simQueue) empty() bool       { return len(*q) == 0 }
 
 type simRequest struct {
-	x, y  float64
-	chain []int // server ids
-	gens  []int
-	start float64
-	dur   float64
+	id     int
+	x, y   float64
+	chain  []int      // server ids
+	spans  []dht.Span // the blocks each hop runs
+	start  float64
+	perTok float64 // seconds per token on the chain
+	genAt  float64 // when the chain started (or, after a replay, resumed) generating
+	done   int     // tokens done before genAt
+	epoch  int     // bumped by a crash: the request's pending events go stale
+	stall  bool    // a stage crashed: waiting for the failover
+	end    float64 // when it finished
 }
 
 type simulation struct {
@@ -212,20 +266,12 @@ func RunSim(c SimConfig) (*SimReport, error) {
 			return nil, err
 		}
 	}
-	end := c.Hours * 3600
 	if c.RequestsPerSecond > 0 {
 		s.q.add(&simEvent{at: s.rng.ExpFloat64() / c.RequestsPerSecond, kind: evRequest})
 	}
 	s.q.add(&simEvent{at: 0, kind: evSample})
-	for !s.q.empty() {
-		e := s.q.next()
-		if e.at > end {
-			break
-		}
-		s.rep.Events++
-		if err := s.handle(e); err != nil {
-			return nil, err
-		}
+	if err := s.run(c.Hours * 3600); err != nil {
+		return nil, err
 	}
 	s.rep.InFlight = s.rep.Requests - s.rep.Succeeded - s.rep.Failed
 	if done := s.rep.Succeeded + s.rep.Failed; done > 0 {
@@ -235,11 +281,26 @@ func RunSim(c SimConfig) (*SimReport, error) {
 		s.rep.MeanTokS = s.tokS / float64(s.rep.Succeeded)
 		s.rep.MeanPerTokenMS = s.perTok / float64(s.rep.Succeeded)
 	}
+	if s.rep.Failovers > 0 {
+		s.rep.MeanReplaySeconds = s.rep.ReplaySeconds / float64(s.rep.Failovers)
+	}
 	if s.covN > 0 {
 		s.rep.MinCoverageMean = s.covSum / float64(s.covN)
 	}
 	s.rep.WallSeconds = time.Since(t0).Seconds()
 	return &s.rep, nil
+}
+
+// run handles the events up to end.
+func (s *simulation) run(end float64) error {
+	for !s.q.empty() && s.q[0].at <= end {
+		e := s.q.next()
+		s.rep.Events++
+		if err := s.handle(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // join adds a server at time now and places its span.
@@ -301,12 +362,7 @@ func (s *simulation) handle(e *simEvent) error {
 		if !srv.up || srv.gen != e.gen {
 			return nil
 		}
-		srv.up = false
-		srv.gen++
-		s.cover(srv, -1)
-		if s.rng.Float64() < c.CrashFraction {
-			srv.load = -1 // crashed: requests running through it fail over when they finish
-		}
+		s.depart(srv, e.at, s.rng.Float64() < c.CrashFraction)
 		return s.join(e.at)
 	case evRebalance:
 		srv := s.servers[e.srv]
@@ -322,54 +378,148 @@ func (s *simulation) handle(e *simEvent) error {
 		s.q.add(&simEvent{at: e.at + c.RebalanceEvery.Seconds(), kind: evRebalance, srv: srv.id, gen: srv.gen})
 	case evRequest:
 		s.q.add(&simEvent{at: e.at + s.rng.ExpFloat64()/c.RequestsPerSecond, kind: evRequest})
-		s.rep.Requests++
-		r := &simRequest{x: s.rng.Float64(), y: s.rng.Float64(), start: e.at}
-		perTok, ok := s.route(r)
-		if !ok {
-			s.rep.Failed++
-			return nil
-		}
-		r.dur = perTok * float64(c.Tokens)
-		for _, id := range r.chain {
-			s.servers[id].load++
-		}
-		s.q.add(&simEvent{at: e.at + r.dur, kind: evFinish, req: r})
+		s.start(&simRequest{x: s.rng.Float64(), y: s.rng.Float64()}, e.at)
 	case evFinish:
 		r := e.req
-		failed := false
-		for i, id := range r.chain {
-			srv := s.servers[id]
-			if srv.load > 0 {
-				srv.load--
-			}
-			if srv.gen != r.gens[i] && srv.load < 0 {
-				failed = true // a stage crashed mid-generation
-			}
+		if e.gen != r.epoch {
+			return nil
 		}
-		if failed {
-			// Route the rest again; the replay costs the prompt's worth
-			// of compute, counted in the new per-token time.
-			s.rep.Failovers++
-			if _, ok := s.route(r); !ok {
-				s.rep.Failed++
-				return nil
-			}
-		}
+		s.unload(r)
+		r.end = e.at
 		s.rep.Succeeded++
-		s.tokS += float64(s.cfg.Tokens) / (e.at - r.start)
-		s.perTok += (e.at - r.start) / float64(s.cfg.Tokens) * 1000
+		s.tokS += float64(c.Tokens) / (e.at - r.start)
+		s.perTok += (e.at - r.start) / float64(c.Tokens) * 1000
+	case evFailover:
+		if e.gen == e.req.epoch {
+			s.failover(e.req, e.at)
+		}
 	}
 	return nil
+}
+
+// start routes request r at time now and starts it generating.
+func (s *simulation) start(r *simRequest, now float64) {
+	s.rep.Requests++
+	r.id, r.start = s.rep.Requests, now
+	perTok, ok := s.route(r)
+	if !ok {
+		s.rep.Failed++
+		return
+	}
+	s.resume(r, now, perTok)
+}
+
+// resume starts r generating its remaining tokens on its chain at time at.
+func (s *simulation) resume(r *simRequest, at, perTok float64) {
+	r.perTok, r.genAt, r.stall = perTok, at, false
+	for _, id := range r.chain {
+		srv := s.servers[id]
+		srv.reqs = append(srv.reqs, r)
+	}
+	s.q.add(&simEvent{at: at + perTok*float64(s.cfg.Tokens-r.done), kind: evFinish, req: r, gen: r.epoch})
+}
+
+// unload takes r off its chain's servers.
+func (s *simulation) unload(r *simRequest) {
+	for _, id := range r.chain {
+		srv := s.servers[id]
+		if i := slices.Index(srv.reqs, r); i >= 0 {
+			srv.reqs = slices.Delete(srv.reqs, i, i+1)
+		}
+	}
+}
+
+// depart takes srv down at time now. One that leaves gracefully hands its
+// sessions over (its requests go on as they were); one that crashes
+// stalls its requests until their clients notice, DetectDelay later.
+func (s *simulation) depart(srv *simServer, now float64, crash bool) {
+	srv.up = false
+	srv.gen++
+	s.cover(srv, -1)
+	if !crash {
+		return
+	}
+	srv.crashed = true
+	reqs := srv.reqs
+	srv.reqs = nil
+	slices.SortFunc(reqs, func(a, b *simRequest) int { return cmp.Compare(a.id, b.id) })
+	for _, r := range reqs {
+		if !r.stall && now > r.genAt {
+			// The tokens finished before the crash stay; the pending one is
+			// lost.
+			r.done = min(s.cfg.Tokens, r.done+int((now-r.genAt)/r.perTok))
+		}
+		r.stall = true
+		r.epoch++
+		s.q.add(&simEvent{at: now + s.cfg.DetectDelay.Seconds(), kind: evFailover, req: r, gen: r.epoch})
+	}
+}
+
+// failover replaces r's crashed stages at time now, as relay.Chain does:
+// each crashed hop's blocks routed again (servers in the chain left out),
+// the positions done replayed into the new stages, then the remaining
+// tokens at the new chain's pace.
+func (s *simulation) failover(r *simRequest, now float64) {
+	c := s.cfg
+	s.unload(r)
+	inChain := make(map[int]bool, len(r.chain))
+	for _, id := range r.chain {
+		inChain[id] = true
+	}
+	skip := func(srv *simServer) bool { return inChain[srv.id] }
+	positions := c.PromptTokens + r.done
+	var chain []int
+	var spans []dht.Span
+	replay := 0.0
+	replaced := 0
+	for i, id := range r.chain {
+		if !s.servers[id].crashed {
+			chain, spans = append(chain, id), append(spans, r.spans[i])
+			continue
+		}
+		hops, ok := s.findHops(r.x, r.y, r.spans[i], skip)
+		if !ok {
+			s.rep.Failed++
+			return
+		}
+		for _, h := range hops {
+			srv := s.servers[s.byPeer[h.Peer]]
+			inChain[srv.id] = true
+			chain, spans = append(chain, srv.id), append(spans, h.Span)
+			replay += float64(positions) * s.compute(srv, h.Span) / c.PrefillSpeedup
+		}
+		replaced++
+	}
+	r.chain, r.spans = chain, spans
+	s.rep.Failovers += replaced
+	s.rep.ReplaySeconds += replay
+	s.rep.ReplayedPositions += replaced * positions
+	s.resume(r, now+replay, s.chainTime(r))
 }
 
 // route picks a chain for r among the servers up and returns the seconds
 // per token.
 func (s *simulation) route(r *simRequest) (float64, bool) {
+	hops, ok := s.findHops(r.x, r.y, dht.Span{Start: 0, End: s.cfg.Blocks}, nil)
+	if !ok {
+		return 0, false
+	}
+	r.chain, r.spans = r.chain[:0], r.spans[:0]
+	for _, h := range hops {
+		r.chain = append(r.chain, s.byPeer[h.Peer])
+		r.spans = append(r.spans, h.Span)
+	}
+	return s.chainTime(r), true
+}
+
+// findHops routes span for a client at (x, y) with FindRoute among the
+// servers up but those skip names.
+func (s *simulation) findHops(x, y float64, span dht.Span, skip func(*simServer) bool) ([]relay.Hop, bool) {
 	c := s.cfg
 	// Prune: the Prune fastest servers up starting at each block.
 	best := make([][]*simServer, c.Blocks)
 	for _, srv := range s.servers {
-		if !srv.up {
+		if !srv.up || skip != nil && skip(srv) {
 			continue
 		}
 		b := srv.span.Start
@@ -382,27 +532,33 @@ func (s *simulation) route(r *simRequest) (float64, bool) {
 	var cands []relay.Candidate
 	for _, list := range best {
 		for _, srv := range list {
-			cands = append(cands, relay.Candidate{Peer: srv.peer, Span: srv.span, Throughput: srv.throughput / float64(1+max(srv.load, 0)),
-				RTT: time.Duration(2 * s.latency(r.x, r.y, srv) * float64(time.Second)), FreeKV: -1, Score: 0.5})
+			cands = append(cands, relay.Candidate{Peer: srv.peer, Span: srv.span, Throughput: srv.throughput / float64(1+srv.load()),
+				RTT: time.Duration(2 * s.latency(x, y, srv) * float64(time.Second)), FreeKV: -1, Score: 0.5})
 		}
 	}
-	hops, _, err := relay.FindRoute(cands, dht.Span{Start: 0, End: c.Blocks}, relay.RouteCost{}, nil)
-	if err != nil {
-		return 0, false
-	}
-	r.chain, r.gens = r.chain[:0], r.gens[:0]
+	hops, _, err := relay.FindRoute(cands, span, relay.RouteCost{}, nil)
+	return hops, err == nil
+}
+
+// compute is the seconds srv takes per token on blocks sp, slowed by the
+// requests it serves.
+func (s *simulation) compute(srv *simServer, sp dht.Span) float64 {
+	return float64(sp.Len()) / float64(srv.span.Len()) / srv.throughput * float64(1+srv.load())
+}
+
+// chainTime is the seconds per token of r's chain, r not counted in its
+// servers' load: every hop's compute plus the one-way latencies around
+// the chain.
+func (s *simulation) chainTime(r *simRequest) float64 {
 	perTok := 0.0
 	px, py := r.x, r.y
-	for _, h := range hops {
-		srv := s.servers[s.byPeer[h.Peer]]
-		r.chain = append(r.chain, srv.id)
-		r.gens = append(r.gens, srv.gen)
+	for i, id := range r.chain {
+		srv := s.servers[id]
 		perTok += s.latencyXY(px, py, srv.x, srv.y)
-		perTok += float64(h.Span.Len()) / float64(srv.span.Len()) / srv.throughput * float64(1+max(srv.load, 0))
+		perTok += s.compute(srv, r.spans[i])
 		px, py = srv.x, srv.y
 	}
-	perTok += s.latencyXY(px, py, r.x, r.y)
-	return perTok, true
+	return perTok + s.latencyXY(px, py, r.x, r.y)
 }
 
 func (s *simulation) latency(x, y float64, srv *simServer) float64 {

@@ -3,6 +3,7 @@ package bench
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -72,10 +73,11 @@ func TestSimPetalsBeatsRandom(t *testing.T) {
 	}
 }
 
-// TestSimCrashes: crashes cause failovers; graceful leaves do not.
+// TestSimCrashes: at the same churn, crashes cause failovers, replays and
+// slower requests; graceful leaves do not.
 func TestSimCrashes(t *testing.T) {
 	c := simBase(3)
-	c.Nodes, c.ChurnPerHour, c.RequestsPerSecond, c.Tokens = 100, 20, 5, 2000
+	c.Nodes, c.ChurnPerHour, c.RequestsPerSecond, c.Tokens, c.Hours = 100, 4, 0.5, 512, 1
 	c.CrashFraction = 0
 	leave, err := RunSim(c)
 	if err != nil {
@@ -88,6 +90,91 @@ func TestSimCrashes(t *testing.T) {
 	}
 	if leave.Failovers != 0 || crash.Failovers == 0 {
 		t.Errorf("failovers: %d with graceful leaves, %d with crashes; want 0 and some", leave.Failovers, crash.Failovers)
+	}
+	// A crash costs its requests the detection delay and a replay; a
+	// graceful leave hands the sessions over and costs nothing.
+	if leave.ReplaySeconds != 0 || leave.ReplayedPositions != 0 || !(crash.ReplaySeconds > 0) || !(crash.MeanReplaySeconds > 0) ||
+		crash.ReplayedPositions < crash.Failovers*c.PromptTokens {
+		t.Errorf("replay: %v s with graceful leaves, %v s (%v per failover, %d positions) with crashes; want 0 and some",
+			leave.ReplaySeconds, crash.ReplaySeconds, crash.MeanReplaySeconds, crash.ReplayedPositions)
+	}
+	if !(crash.MeanTokS < leave.MeanTokS) {
+		t.Errorf("tok/s per request: %.2f with crashes, %.2f with graceful leaves; want crashes slower", crash.MeanTokS, leave.MeanTokS)
+	}
+}
+
+// simTiny is a hand-made swarm: client at the origin, A holds blocks 0-2
+// at (0.1, 0), B and its twin C hold 2-4 at (0.2, 0), all at 50 tokens/s
+// over their spans. FindRoute takes A then B (B's peer id sorts first).
+func simTiny(t *testing.T, c SimConfig) *simulation {
+	t.Helper()
+	c.Nodes, c.Blocks, c.BaseLatency, c.Tokens, c.Policy = 3, 4, 3*time.Millisecond, 100, "fixed"
+	if err := c.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	s := &simulation{cfg: c, rng: rand.New(rand.NewPCG(1, 2)), byPeer: map[peer.ID]int{}, coverage: make([]float64, 4)}
+	for i, sp := range []dht.Span{{Start: 0, End: 2}, {Start: 2, End: 4}, {Start: 2, End: 4}} {
+		srv := &simServer{id: i, peer: simPeer(i), up: true, span: sp, throughput: 50, x: 0.1 * float64(min(i, 1)+1)}
+		s.servers = append(s.servers, srv)
+		s.byPeer[srv.peer] = i
+		s.cover(srv, +1)
+	}
+	return s
+}
+
+// TestSimFailoverReplay: a request whose stage crashes loses its pending
+// token, waits DetectDelay, has the crashed stage's blocks routed again
+// (the rest of the chain stays) and replays prompt + tokens done into the
+// new stage at its compute per token / PrefillSpeedup, then finishes at
+// the new chain's pace; a graceful leave costs nothing.
+func TestSimFailoverReplay(t *testing.T) {
+	const (
+		perTok   = (8+8+13)/1000.0 + 2.0/50 // s: latencies 0→A 8 ms, A→B 8 ms, B→0 13 ms; compute 1/50 s per hop
+		crashAt  = 2.0                      // s
+		done     = 28                       // tokens finished by then: floor(2 / 0.069)
+		detect   = 1.0                      // s
+		prompt   = 32
+		speedup  = 8.0
+		replay   = (prompt + done) * (1.0 / 50) / speedup // C's compute per token is B's
+		noCrash  = 100 * perTok
+		withLoss = detect + replay + crashAt - done*perTok // the crash's cost: the pending token's progress lost, too
+	)
+	cfg := SimConfig{PromptTokens: prompt, DetectDelay: time.Second, PrefillSpeedup: speedup}
+	for _, crash := range []bool{false, true} {
+		s := simTiny(t, cfg)
+		r := &simRequest{}
+		s.start(r, 0)
+		if math.Abs(r.perTok-perTok) > 1e-12 || !slices.Equal(r.chain, []int{0, 1}) {
+			t.Fatalf("chain %v at %v s per token; want [0 1] at %v", r.chain, r.perTok, perTok)
+		}
+		if err := s.run(crashAt); err != nil {
+			t.Fatal(err)
+		}
+		s.depart(s.servers[1], crashAt, crash)
+		if err := s.run(math.Inf(1)); err != nil {
+			t.Fatal(err)
+		}
+		want, wantReplay, wantChain, failovers := noCrash, 0.0, []int{0, 1}, 0
+		if crash {
+			want, wantReplay, wantChain, failovers = noCrash+withLoss, replay, []int{0, 2}, 1
+		}
+		if s.rep.Succeeded != 1 || math.Abs(r.end-want) > 1e-9 || !slices.Equal(r.chain, wantChain) || s.rep.Failovers != failovers ||
+			math.Abs(s.rep.ReplaySeconds-wantReplay) > 1e-12 || s.rep.ReplayedPositions != failovers*(prompt+done) {
+			t.Errorf("crash %v: finished at %v s on %v, report %+v; want %v s (no crash: %v s) on %v with %v s of replay",
+				crash, r.end, r.chain, s.rep, want, noCrash, wantChain, wantReplay)
+		}
+	}
+	// With nobody left to take the blocks over, the request fails.
+	s := simTiny(t, cfg)
+	s.depart(s.servers[2], 0, true)
+	r := &simRequest{}
+	s.start(r, 0)
+	s.depart(s.servers[1], crashAt, true)
+	if err := s.run(math.Inf(1)); err != nil {
+		t.Fatal(err)
+	}
+	if s.rep.Failed != 1 || s.rep.Succeeded != 0 || s.rep.Failovers != 0 || s.servers[0].load() != 0 {
+		t.Errorf("no route left: report %+v, load on A %d; want the request failed", s.rep, s.servers[0].load())
 	}
 }
 
@@ -117,7 +204,8 @@ func TestSimTimeModel(t *testing.T) {
 }
 
 func TestSimBadConfig(t *testing.T) {
-	for _, c := range []SimConfig{{}, {Nodes: 1, Blocks: 4, Policy: "best"}, {Nodes: 1, Blocks: 4, CrashFraction: 2}} {
+	for _, c := range []SimConfig{{}, {Nodes: 1, Blocks: 4, Policy: "best"}, {Nodes: 1, Blocks: 4, CrashFraction: 2},
+		{Nodes: 1, Blocks: 4, PrefillSpeedup: -1}} {
 		if _, err := RunSim(c); err == nil {
 			t.Errorf("RunSim(%+v) accepted", c)
 		}
