@@ -20,6 +20,7 @@ type RunConfig struct {
 	PromptTokens int
 	GenTokens    int
 	Reps         int
+	Mapped       bool // shard.Config.Mapped
 }
 
 // RunResult is the median of the repetitions, with every repetition kept.
@@ -45,7 +46,7 @@ func RunLocal(ctx context.Context, c RunConfig) (*RunResult, error) {
 	}
 	pool := kernels.NewPool(c.Threads)
 	defer pool.Close()
-	l, err := shard.OpenLocal(c.Model, shard.Config{Pool: pool, Path: c.Path, KVType: c.KVType})
+	l, err := shard.OpenLocal(c.Model, shard.Config{Pool: pool, Path: c.Path, KVType: c.KVType, Mapped: c.Mapped})
 	if err != nil {
 		return nil, err
 	}

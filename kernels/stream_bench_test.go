@@ -7,24 +7,26 @@ import (
 	"github.com/stratanet/strata/kernels"
 )
 
-// streamLayers is the number of distinct layers BenchmarkMatVecStream
-// cycles through: 4 layers of a 1.1B model are 100 MB even in Q4_0, three
-// times this machine's 32 MiB L3 cache, so every weight comes from memory
-// as in real decoding.
-const streamLayers = 4
+// streamBytes is at least how many bytes of distinct layers
+// BenchmarkMatVecStream cycles through: 1 GiB, far beyond any L3 cache
+// (a VM on a large server may report hundreds of MiB; with 100 MB, four
+// Q4_0 layers, the benchmark ran half from cache there), so every weight
+// comes from memory as in real decoding.
+const streamBytes = 1 << 30
 
 // BenchmarkMatVecStream is decode's matrix-vector products over every
-// matrix of streamLayers layers, weights read from memory (not cache);
+// matrix of as many layers as make streamBytes, weights read from memory
+// (not cache);
 // bytes/s counts the weights read, to be set against
 // bench.BenchmarkReadBandwidth.
 func BenchmarkMatVecStream(b *testing.B) {
 	for _, typ := range benchTypes {
 		for _, threads := range benchThreads {
-			b.Run(fmt.Sprintf("%s/layers=%d/threads=%d", typ, streamLayers, threads), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/size=1GiB/threads=%d", typ, threads), func(b *testing.B) {
 				e := benchEngine(b, threads)
 				var ms []kernels.Matrix
 				var bytes int64
-				for range streamLayers {
+				for bytes < streamBytes {
 					for _, l := range layer {
 						proto := benchMatrix(b, typ, l.rows, l.cols)
 						m := proto

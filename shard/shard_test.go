@@ -29,6 +29,12 @@ func floatBytes(x []float32) []byte {
 // stage's output at every step and the final logits.
 func chainRun(t *testing.T, f *gguf.File, cuts []int, threads int, path kernels.Path, kv KVType) ([][32]byte, []float32) {
 	t.Helper()
+	return chainRunMapped(t, f, cuts, threads, path, kv, false)
+}
+
+// chainRunMapped is chainRun with the shards' Config.Mapped set to mapped.
+func chainRunMapped(t *testing.T, f *gguf.File, cuts []int, threads int, path kernels.Path, kv KVType, mapped bool) ([][32]byte, []float32) {
+	t.Helper()
 	h, err := weights.DecodeHParams(f)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +46,7 @@ func chainRun(t *testing.T, f *gguf.File, cuts []int, threads int, path kernels.
 	var sessions []*Session
 	for i := 0; i+1 < len(bounds); i++ {
 		s, err := Open(f, Config{Span: Span{bounds[i], bounds[i+1]}, Embed: i == 0, Head: i+2 == len(bounds),
-			Pool: pool, Path: path, KVType: kv})
+			Pool: pool, Path: path, KVType: kv, Mapped: mapped})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,6 +127,32 @@ func TestMetamorphic(t *testing.T) {
 				t.Log("only the generic kernel path is available on this machine")
 			}
 		})
+	}
+}
+
+// TestMappedEqualsCopied: weights run in place in the file's mapping and
+// weights copied out of it (the default) give the same stage hashes and
+// logits, for a model with a tied head and for split chains.
+func TestMappedEqualsCopied(t *testing.T) {
+	for _, model := range []string{"stories260K.gguf", "tinystories-656k-q8_0.gguf"} {
+		f, err := gguf.Open(testenv.Shared(t, "models/"+model))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := weights.DecodeHParams(f)
+		for _, cuts := range [][]int{nil, {h.Layers / 2}} {
+			hm, lm := chainRunMapped(t, f, cuts, 2, kernels.Best(), KVF32, true)
+			hc, lc := chainRunMapped(t, f, cuts, 2, kernels.Best(), KVF32, false)
+			if !bytes.Equal(floatBytes(lm), floatBytes(lc)) {
+				t.Errorf("%s cuts=%v: logits of mapped and copied weights differ", model, cuts)
+			}
+			for i := range hm {
+				if hm[i] != hc[i] {
+					t.Errorf("%s cuts=%v: stage %d hash of mapped and copied weights differ", model, cuts, i)
+				}
+			}
+		}
+		f.Close()
 	}
 }
 

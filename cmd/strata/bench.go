@@ -108,7 +108,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 }
 
 func runBenchRun(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench run", "bench run --model M [--threads N] [--prompt 128] [--gen 64] [--reps 3] [--cpuprofile F]",
+	fs := newFlags(e, "bench run", "bench run --model M [--threads N] [--prompt 128] [--gen 64] [--reps 3] [--mmap] [--cpuprofile F]",
 		"Measure prefill (one batch of --prompt tokens) and decode (--gen steps) speed of the whole model on\n"+
 			"this machine: the median of --reps runs after a warm-up, as JSON.")
 	model := fs.String("model", "", "GGUF model (required)")
@@ -117,6 +117,7 @@ func runBenchRun(ctx context.Context, e *env, args []string) error {
 	reps := fs.Int("reps", 3, "measured repetitions after one warm-up")
 	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the runs (go tool pprof) to this file")
+	mapped := mmapFlag(fs)
 	engine := engineFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
@@ -149,7 +150,7 @@ func runBenchRun(ctx context.Context, e *env, args []string) error {
 		}()
 	}
 	res, err := bench.RunLocal(ctx, bench.RunConfig{Model: *model, Threads: threads, Path: path, KVType: kvType,
-		PromptTokens: *prompt, GenTokens: *gen, Reps: *reps})
+		PromptTokens: *prompt, GenTokens: *gen, Reps: *reps, Mapped: *mapped})
 	if err != nil {
 		return err
 	}

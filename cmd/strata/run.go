@@ -39,6 +39,11 @@ func samplerFlags(fs *flag.FlagSet) func() (shard.SamplerConfig, error) {
 }
 
 // engineFlags registers --threads and --kernels.
+// mmapFlag is --mmap: shard.Config.Mapped.
+func mmapFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("mmap", false, "run the weights in place in the model file's mapping instead of copying the span's into memory (decode is slower)")
+}
+
 func engineFlags(fs *flag.FlagSet) func() (*kernels.Pool, kernels.Path, error) {
 	threads := fs.Int("threads", 0, "threads for the kernels (0: one per core)")
 	path := fs.String("kernels", "", "kernel path: generic, avx2 or avx512 (default: $STRATA_KERNELS or the best this CPU has)")
@@ -93,6 +98,7 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	topLogits := fs.Int("logits", 0, "with --json, add the top K logits at every position")
 	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
 	sampler := samplerFlags(fs)
+	mapped := mmapFlag(fs)
 	engine := engineFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
@@ -116,7 +122,7 @@ func runRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	l, err := shard.OpenLocal(*model, shard.Config{Pool: pool, Path: path, KVType: kvType})
+	l, err := shard.OpenLocal(*model, shard.Config{Pool: pool, Path: path, KVType: kvType, Mapped: *mapped})
 	if err != nil {
 		return err
 	}

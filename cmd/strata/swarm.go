@@ -142,6 +142,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	gain := fs.Float64("rebalance-gain", 0.2, "with --span auto: the least-served block's gain that makes a move worth it")
 	kv := fs.String("kv", "f32", "KV cache type: f32 or f16")
 	kvBudget := fs.Int64("kv-budget", 0, "bytes of KV cache for all sessions together (0: no cap)")
+	mapped := mmapFlag(fs)
 	leave := fs.Duration("leave-timeout", 30*time.Second, "how long hand-over of sessions may take on exit")
 	faultStr := fs.String("fault", "", "misbehave on purpose (tests, demos): noise, zero, stale, bitflip, slow or drop, with an optional :rate")
 	nf := addNetFlags(fs, "directory for this node's identity key (default: the user config dir's strata/serve)")
@@ -195,7 +196,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	for {
-		next, err := serveSpan(ctx, e, m, span, shard.Config{Pool: pool, Path: path, KVType: kvType, KVBudget: *kvBudget},
+		next, err := serveSpan(ctx, e, m, span, shard.Config{Pool: pool, Path: path, KVType: kvType, KVBudget: *kvBudget, Mapped: *mapped},
 			relay.ServerConfig{Model: m.id, Version: version, Link: link, Fault: fault}, opts, dataDir, *leave,
 			func(sv *relay.Serving) <-chan shard.Span {
 				if !auto || *every == 0 {

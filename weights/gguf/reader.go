@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"unsafe"
 
 	"github.com/stratanet/strata/weights/quant"
 )
@@ -20,9 +21,10 @@ type File struct {
 	// DataOffset is the position of the data section in the file.
 	DataOffset uint64
 
-	data   []byte // the whole file
-	unmap  func() error
-	byName map[string]int
+	data    []byte // the whole file
+	unmap   func() error
+	release func([]byte) // drops a range of the mapping's pages; nil: not mapped
+	byName  map[string]int
 }
 
 // Open maps the file at path into memory and parses it.
@@ -41,8 +43,30 @@ func Open(path string) (*File, error) {
 		_ = unmap()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f.unmap = unmap
+	f.unmap, f.release = unmap, releasePages
 	return f, nil
+}
+
+// Release tells the OS that b, a part of a tensor's data (TensorData)
+// that the caller has copied, will not be read soon: the whole pages of
+// the mapping inside b leave the process's resident set (they stay in the
+// page cache and are read back if touched again). It is a no-op for a
+// File that is not mapped from disk, or a b that is not inside it.
+func (f *File) Release(b []byte) {
+	if f.release == nil || len(b) == 0 || len(f.data) == 0 {
+		return
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(f.data)))
+	if start < base || start+uintptr(len(b)) > base+uintptr(len(f.data)) {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	lo := (start - base + page - 1) &^ (page - 1)
+	hi := (start - base + uintptr(len(b))) &^ (page - 1)
+	if lo < hi {
+		f.release(f.data[lo:hi])
+	}
 }
 
 // Close releases the mapping. Tensor data views must not be used afterwards.
