@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"unsafe"
 
+	"github.com/stratanet/strata/internal/anonmem"
 	"github.com/stratanet/strata/kernels"
 	"github.com/stratanet/strata/weights"
 	"github.com/stratanet/strata/weights/gguf"
@@ -194,17 +196,20 @@ func Open(f *gguf.File, cfg Config) (*Shard, error) {
 		}
 	}
 	if !cfg.Mapped {
-		s.copyWeights(f)
+		if err := s.copyWeights(f); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
 // copyWeights moves every weight matrix that products stream (the
-// blocks' and the head's) into one allocation of its own, each at a
-// 64-byte boundary, and releases the file mapping's pages that held them.
-// The embedding stays in the mapping (a token reads one row of it),
-// unless it is the head's tied matrix, which it then shares.
-func (s *Shard) copyWeights(f *gguf.File) {
+// blocks' and the head's) into one allocation of its own outside the Go
+// heap (anonmem; freed when s is garbage), each at a 64-byte boundary,
+// and releases the file mapping's pages that held them. The embedding
+// stays in the mapping (a token reads one row of it), unless it is the
+// head's tied matrix, which it then shares.
+func (s *Shard) copyWeights(f *gguf.File) error {
 	var ms []*kernels.Matrix
 	for i := range s.blocks {
 		b := &s.blocks[i]
@@ -217,7 +222,13 @@ func (s *Shard) copyWeights(f *gguf.File) {
 	for _, m := range ms {
 		total += (len(m.Data) + align - 1) &^ (align - 1)
 	}
-	arena := make([]byte, total+align)
+	arena, free, err := anonmem.Alloc(total + align)
+	if err != nil {
+		return fmt.Errorf("shard: memory for the weights: %w", err)
+	}
+	// Only unexported fields of s refer to the arena, so it is freed once
+	// s is unreachable.
+	runtime.AddCleanup(s, func(free func()) { free() }, free)
 	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(arena)))) & (align - 1)
 	for _, m := range ms {
 		if len(m.Data) == 0 {
@@ -232,6 +243,7 @@ func (s *Shard) copyWeights(f *gguf.File) {
 	if tied {
 		s.embd.Data = s.out.Data
 	}
+	return nil
 }
 
 func ropeMode(r weights.RopeStyle) kernels.RoPEMode {

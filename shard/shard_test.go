@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"testing"
 
 	"github.com/zeebo/blake3"
@@ -153,6 +154,25 @@ func TestMappedEqualsCopied(t *testing.T) {
 			}
 		}
 		f.Close()
+	}
+}
+
+// TestCopiedWeightsFreed: shards opened and dropped over and over (their
+// weight copies freed by the collector) keep computing the same logits
+// while others are collected around them.
+func TestCopiedWeightsFreed(t *testing.T) {
+	f, err := gguf.Open(testenv.Shared(t, "models/stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, want := chainRunMapped(t, f, nil, 1, kernels.Best(), KVF32, true)
+	for range 5 {
+		_, got := chainRunMapped(t, f, []int{2}, 1, kernels.Best(), KVF32, false)
+		runtime.GC()
+		if !bytes.Equal(floatBytes(got), floatBytes(want)) {
+			t.Fatal("logits changed after earlier shards were collected")
+		}
 	}
 }
 
