@@ -118,6 +118,7 @@ type Engine struct {
 
 	q8   Q8
 	q8k  Q8K
+	prep prepTask
 	q8p  []int8 // q8's activation in a tile kernel's form (TileQ8.Pack)
 	d8p  []float32
 	s8p  []int32
@@ -175,7 +176,7 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 	t.pickTiles(e.tiles)
 	switch r {
 	case ruleQ8, ruleQ8Sum:
-		if err := e.q8.quantize(x, e.path.Vec().QuantizeQ8); err != nil {
+		if err := e.prepare(x, nTok, false); err != nil {
 			return err
 		}
 		t.q, t.d, t.s = e.q8.Q, e.q8.D, e.q8.S
@@ -183,7 +184,7 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 			t.q, t.d, t.s = e.tileActivation(t.tq, t.q, t.d, t.s, nTok)
 		}
 	case ruleQ8K, ruleQ6K:
-		if err := e.q8k.quantize(x, e.path.Vec().QuantizeQ8K); err != nil {
+		if err := e.prepare(x, nTok, true); err != nil {
 			return err
 		}
 		t.q, t.d, t.bsums = e.q8k.Q, e.q8k.D, e.q8k.BSums
@@ -199,6 +200,72 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 	}
 	*t = matTask{e: e} // drop references to the caller's memory
 	return nil
+}
+
+// prepare quantizes the nTok tokens of x to the Q8 form (or with k to
+// Q8K) in e's scratch, splitting the tokens across the pool when there
+// are several: blocks are independent, so the result is the same.
+func (e *Engine) prepare(x []float32, nTok int, k bool) error {
+	vec := e.path.Vec()
+	if e.pool == nil || nTok < 2 {
+		if k {
+			return e.q8k.quantize(x, vec.QuantizeQ8K)
+		}
+		return e.q8.quantize(x, vec.QuantizeQ8)
+	}
+	// Size the scratch (and check the length) with an empty quantization.
+	none := func(q []int8, d []float32, s []int32, x []float32) {}
+	noneK := func(q []int8, d []float32, bsums []int16, x []float32) {}
+	var err error
+	if k {
+		err = e.q8k.quantize(x, noneK)
+	} else {
+		err = e.q8.quantize(x, none)
+	}
+	if err != nil {
+		return err
+	}
+	e.prep = prepTask{e: e, x: x, n: len(x) / nTok, k: k}
+	e.pool.Parallel(nTok, (nTok+e.pool.Threads()-1)/e.pool.Threads(), &e.prep)
+	e.prep = prepTask{}
+	return nil
+}
+
+// prepTask quantizes tokens [lo, hi) of an Engine's activation (see
+// prepare); it lives in the Engine so that handing it to the pool does
+// not allocate.
+type prepTask struct {
+	e *Engine
+	x []float32
+	n int // values per token
+	k bool
+
+	// Packing instead (tileActivation): chunks [lo, hi) of packChunk
+	// tokens of the nt tokens' q, d and s into the Engine's q8p, d8p, s8p.
+	pack func(pq []int8, pd []float32, ps []int32, q []int8, d []float32, s []int32, nt int)
+	q    []int8
+	d    []float32
+	s    []int32
+	nt   int
+}
+
+func (p *prepTask) Run(lo, hi int) {
+	if p.pack != nil {
+		n, nb := len(p.q)/p.nt, len(p.d)/p.nt
+		t0, t1 := lo*packChunk, min(hi*packChunk, p.nt)
+		e := p.e
+		p.pack(e.q8p[t0*n:t1*n], e.d8p[t0*nb:t1*nb], e.s8p[t0*nb:t1*nb], p.q[t0*n:t1*n], p.d[t0*nb:t1*nb], p.s[t0*nb:t1*nb], t1-t0)
+		return
+	}
+	x := p.x[lo*p.n : hi*p.n]
+	vec := p.e.path.Vec()
+	if p.k {
+		a, b := lo*p.n/Q8KBlock, hi*p.n/Q8KBlock
+		vec.QuantizeQ8K(p.e.q8k.Q[lo*p.n:hi*p.n], p.e.q8k.D[a:b], p.e.q8k.BSums[16*a:16*b], x)
+		return
+	}
+	a, b := lo*p.n/Q8Block, hi*p.n/Q8Block
+	vec.QuantizeQ8(p.e.q8.Q[lo*p.n:hi*p.n], p.e.q8.D[a:b], p.e.q8.S[a:b], x)
 }
 
 // isProduct reports whether n == a*b for a >= 0, b >= 0, without overflow.

@@ -166,6 +166,20 @@ func (e *Engine) tileActivation(tq TileQ8, q []int8, d []float32, s []int32, nt 
 	e.q8p = grow(e.q8p, len(q))
 	e.d8p = grow(e.d8p, len(d))
 	e.s8p = grow(e.s8p, len(s))
-	tq.Pack(e.q8p, e.d8p, e.s8p, q, d, s, nt)
+	if e.pool == nil || nt <= packChunk {
+		tq.Pack(e.q8p, e.d8p, e.s8p, q, d, s, nt)
+		return e.q8p, e.d8p, e.s8p
+	}
+	// Chunks of packChunk tokens pack independently (every Pack's form is
+	// laid out in chunks that divide it), so the pool can share them out.
+	e.prep = prepTask{e: e, pack: tq.Pack, q: q, d: d, s: s, nt: nt}
+	nc := (nt + packChunk - 1) / packChunk
+	e.pool.Parallel(nc, (nc+e.pool.Threads()-1)/e.pool.Threads(), &e.prep)
+	e.prep = prepTask{}
 	return e.q8p, e.d8p, e.s8p
 }
+
+// packChunk is the number of tokens of a TileQ8.Pack that may be packed
+// apart from the others: a multiple of every Pack's own chunk (1 for
+// packQ8Tile, q8zChunk for the AVX-512 forms).
+const packChunk = 16

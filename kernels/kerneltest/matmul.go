@@ -44,7 +44,7 @@ var MatMulTypes = []quant.Type{
 var MatMulThreads = []int{1, 2, 3, 7}
 
 // MatMulTokens are the token counts tried for every matrix.
-var MatMulTokens = []int{1, 2, 3, 7, 16}
+var MatMulTokens = []int{1, 2, 3, 7, 16, 35}
 
 // TestMatMul is the conformance suite for kernels.Engine.MatMul on path p.
 // For every type in MatMulTypes, random weights (gaussian rows of varying
