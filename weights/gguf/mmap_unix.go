@@ -27,9 +27,3 @@ func mapFile(f *os.File) ([]byte, func() error, error) {
 	}
 	return data, func() error { return syscall.Munmap(data) }, nil
 }
-
-// releasePages drops the process's mappings of the pages of b (a
-// page-aligned part of a read-only file mapping): MADV_DONTNEED, after
-// which a read faults them back in from the page cache. An error only
-// means the pages stay resident.
-func releasePages(b []byte) { _ = syscall.Madvise(b, syscall.MADV_DONTNEED) }

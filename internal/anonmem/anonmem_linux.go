@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package anonmem
 
@@ -8,8 +8,8 @@ import (
 	"syscall"
 )
 
-// madvHugePage is MADV_HUGEPAGE (Linux); elsewhere the advice is refused
-// and the pages stay small, which only costs speed.
+// madvHugePage is MADV_HUGEPAGE; a kernel that refuses the advice leaves
+// the pages small, which only costs speed.
 const madvHugePage = 14
 
 func alloc(n int) ([]byte, func(), error) {
