@@ -21,6 +21,17 @@ import (
 type LayoutConfig struct {
 	Swarm   SwarmConfig
 	Layouts [][]shard.Span
+	// Procs, when set, is the path of a strata binary: every row's servers
+	// then run as separate `strata serve` processes of it, as a user would
+	// start them (listening on 127.0.0.1 only, the first on its own and
+	// the others bootstrapped from it, with Swarm's kernels, KV type,
+	// stage threads and the row's emulated link as flags), instead of in
+	// this process. Their compute, hashing and signing time and bytes
+	// sent are read from outside, from the counters of their info
+	// protocol (dht.Info.Counters), so the rows have the same fields as in
+	// one process. The client, embedding and head stay in this process.
+	// Every process is killed when its row ends, and on any error.
+	Procs string
 }
 
 // ParseLayout parses "0:6,6:12,12:22": spans that cover blocks [0, blocks)
@@ -57,6 +68,7 @@ func RunLayouts(ctx context.Context, c LayoutConfig) (*SwarmReport, error) {
 		return nil, err
 	}
 	defer sw.f.Close()
+	sw.procs, rep.Procs = c.Procs, c.Procs != ""
 	hp, local := sw.hp, rep.Local
 	for _, spans := range c.Layouts {
 		if last := spans[len(spans)-1]; spans[0].Start != 0 || last.End != hp.Layers {

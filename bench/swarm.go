@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/stratanet/strata/dht"
 	"github.com/stratanet/strata/kernels"
 	"github.com/stratanet/strata/relay"
@@ -138,7 +140,10 @@ type SwarmReport struct {
 	PromptTokens int        `json:"prompt_tokens"`
 	GenTokens    int        `json:"gen_tokens"`
 	Local        *RunResult `json:"local"`
-	Rows         []SwarmRow `json:"rows"`
+	// Procs says the servers ran as `strata serve` processes
+	// ([LayoutConfig.Procs]).
+	Procs bool       `json:"procs,omitempty"`
+	Rows  []SwarmRow `json:"rows"`
 	// Notes say which configurations were skipped and why.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -150,7 +155,9 @@ type SwarmReport struct {
 // inverse of DecodeTokS). It is split into:
 //
 //   - compute: the servers' time in their shards' forward passes
-//     ([relay.ServerStats.ComputeTime], summed over the stages), plus the
+//     ([relay.ServerStats.ComputeTime], summed over the stages; read from
+//     their info protocol's counters, [dht.Counters], when they run as
+//     processes), plus the
 //     client's time outside the chain's Forward (embedding, head and
 //     sampling);
 //   - network: the rest, i.e. the time in the chain's Forward that no
@@ -323,6 +330,7 @@ func splitBlocks(blocks, n int) []shard.Span {
 
 type swarmBench struct {
 	cfg    SwarmConfig
+	procs  string // the strata binary whose serve processes are the servers; "": servers in this process
 	f      *gguf.File
 	hp     *weights.HParams
 	model  weights.ModelID
@@ -332,10 +340,26 @@ type swarmBench struct {
 // swarm is one row's running swarm; close releases everything in reverse
 // order of acquisition.
 type swarm struct {
-	servers []*relay.Serving
+	stages  []stage // every span's servers, in order of the spans
 	client  *relay.Client
 	ends    *shard.Shard
 	closers []func() error
+}
+
+// stage is one server of a row's swarm, in this process or another.
+type stage interface {
+	peer() peer.ID
+	// stats are its counters now.
+	stats(ctx context.Context) (relay.ServerStats, error)
+}
+
+// localStage is a server in this process: its counters are read directly.
+type localStage struct{ sv *relay.Serving }
+
+func (l localStage) peer() peer.ID { return l.sv.Node.ID() }
+
+func (l localStage) stats(context.Context) (relay.ServerStats, error) {
+	return l.sv.Server.Stats(), nil
 }
 
 func (s *swarm) close() error {
@@ -346,17 +370,28 @@ func (s *swarm) close() error {
 	return errors.Join(errs...)
 }
 
-func (sw *swarmBench) loopback(s *swarm, boot *dht.Node) ([]dht.Option, error) {
-	dir, err := os.MkdirTemp("", "strata-bench-swarm-")
+// loopback returns the options of a node on 127.0.0.1 with a fresh data
+// directory, bootstrapped by boot (nil: none).
+func (sw *swarmBench) loopback(s *swarm, boot dht.Option) ([]dht.Option, error) {
+	dir, err := tempDir(s)
 	if err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, func() error { return os.RemoveAll(dir) })
 	opts := []dht.Option{dht.WithDataDir(dir), dht.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), dht.WithForcePrivate()}
 	if boot != nil {
-		opts = append(opts, dht.WithBootstrapPeers(boot.AddrInfo()))
+		opts = append(opts, boot)
 	}
 	return opts, nil
+}
+
+// tempDir makes a directory that s's close removes.
+func tempDir(s *swarm) (string, error) {
+	dir, err := os.MkdirTemp("", "strata-bench-swarm-")
+	if err != nil {
+		return "", err
+	}
+	s.closers = append(s.closers, func() error { return os.RemoveAll(dir) })
+	return dir, nil
 }
 
 func (sw *swarmBench) pool(s *swarm, threads int) *kernels.Pool {
@@ -375,14 +410,22 @@ func (sw *swarmBench) start(ctx context.Context, spans []shard.Span, replicas, t
 		}
 	}()
 	c := sw.cfg
-	scfg := relay.ServerConfig{Model: sw.model, Link: link, Throughput: 1}
-	var boot *dht.Node
-	for _, sp := range spans {
-		for range replicas {
-			if err := sw.serve(ctx, s, sp, threads, scfg, &boot); err != nil {
-				return nil, err
+	var boot dht.Option
+	if sw.procs != "" {
+		if boot, err = sw.startProcs(ctx, s, spans, replicas, threads, link); err != nil {
+			return nil, err
+		}
+	} else {
+		scfg := relay.ServerConfig{Model: sw.model, Link: link, Throughput: 1}
+		var first *dht.Node
+		for _, sp := range spans {
+			for range replicas {
+				if err := sw.serve(ctx, s, sp, threads, scfg, &first); err != nil {
+					return nil, err
+				}
 			}
 		}
+		boot = dht.WithBootstrapPeers(first.AddrInfo())
 	}
 	opts, err := sw.loopback(s, boot)
 	if err != nil {
@@ -393,6 +436,11 @@ func (sw *swarmBench) start(ctx context.Context, spans []shard.Span, replicas, t
 		return nil, err
 	}
 	s.closers = append(s.closers, node.Close)
+	for _, st := range s.stages {
+		if p, ok := st.(*procStage); ok {
+			p.node = node
+		}
+	}
 	s.client, err = relay.NewClient(node, relay.ClientConfig{Model: sw.model, Blocks: sw.hp.Layers, Dim: sw.hp.Dim,
 		Encoding: c.Encoding, Link: link})
 	if err != nil {
@@ -412,7 +460,11 @@ func (sw *swarmBench) serve(ctx context.Context, s *swarm, sp shard.Span, thread
 	if err != nil {
 		return err
 	}
-	opts, err := sw.loopback(s, *boot)
+	var bootOpt dht.Option
+	if *boot != nil {
+		bootOpt = dht.WithBootstrapPeers((*boot).AddrInfo())
+	}
+	opts, err := sw.loopback(s, bootOpt)
 	if err != nil {
 		return err
 	}
@@ -421,7 +473,7 @@ func (sw *swarmBench) serve(ctx context.Context, s *swarm, sp shard.Span, thread
 		return err
 	}
 	s.closers = append(s.closers, sv.Close)
-	s.servers = append(s.servers, sv)
+	s.stages = append(s.stages, localStage{sv})
 	if *boot == nil {
 		*boot = sv.Node
 	}
@@ -563,7 +615,7 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 		}
 		seen := map[string]bool{}
 		for _, l := range ls {
-			if err := checkHops(l, spans, s.servers); err != nil {
+			if err := checkHops(l, spans, s.stages); err != nil {
 				return err
 			}
 			for _, h := range l {
@@ -578,21 +630,31 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 	if err := checkLanes(); err != nil {
 		return r, err
 	}
-	base := make([]relay.ServerStats, len(s.servers))
-	for i, sv := range s.servers {
-		base[i] = sv.Server.Stats()
+	base := make([]relay.ServerStats, len(s.stages))
+	for i, st := range s.stages {
+		var err error
+		if base[i], err = st.stats(ctx); err != nil {
+			return r, err
+		}
 	}
-	// The last stage adds a step to its stats just after sending the
-	// step's output on, so the client may see the output first: wait
-	// (briefly, it is a matter of microseconds) until every stage has
-	// counted its steps.
+	// A stage counts a step as completed just after sending its output
+	// on and its copy and receipt to the client, so the client may see
+	// the output first: wait (briefly, it is a matter of microseconds)
+	// until every stage has completed its steps, their bytes counted.
 	serverStats := func(steps int64) ([]relay.ServerStats, error) {
-		deadline := time.Now().Add(time.Second)
-		out := make([]relay.ServerStats, len(s.servers))
-		for i, sv := range s.servers {
-			for out[i] = sv.Server.Stats(); out[i].Steps < base[i].Steps+steps; out[i] = sv.Server.Stats() {
+		deadline := time.Now().Add(5 * time.Second)
+		out := make([]relay.ServerStats, len(s.stages))
+		for i, st := range s.stages {
+			for {
+				var err error
+				if out[i], err = st.stats(ctx); err != nil {
+					return nil, err
+				}
+				if out[i].Completed >= base[i].Completed+steps {
+					break
+				}
 				if time.Now().After(deadline) {
-					return nil, fmt.Errorf("stage %d counted %d steps, want %d", i, out[i].Steps-base[i].Steps, steps)
+					return nil, fmt.Errorf("stage %d completed %d steps, want %d", i, out[i].Completed-base[i].Completed, steps)
 				}
 				time.Sleep(10 * time.Microsecond)
 			}
@@ -601,6 +663,9 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 	}
 	var atDecode []relay.ServerStats
 	var clientBytes int64
+	// Reading the servers' counters at the first token (a round trip
+	// each when they run in other processes) is not decode time.
+	var pause time.Duration
 	smp, err := shard.NewSampler(shard.Greedy(), nil)
 	if err != nil {
 		return r, err
@@ -608,11 +673,13 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 	body := &timedBody{Body: ch}
 	r.st, err = shard.Generate(ctx, s.ends, body, sw.prompt, c.GenTokens+1, smp, nil, func(st shard.Step) error {
 		if len(r.tokens) == 0 {
+			t0 := time.Now()
 			var err error
 			if atDecode, err = serverStats(1); err != nil {
 				return err
 			}
 			clientBytes = stats().BytesSent
+			pause = time.Since(t0)
 		}
 		r.tokens = append(r.tokens, st.Token)
 		return nil
@@ -620,6 +687,7 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 	if err != nil {
 		return r, err
 	}
+	r.st.Decode -= pause
 	end, err := serverStats(int64(c.GenTokens) + 1)
 	if err != nil {
 		return r, err
@@ -647,7 +715,7 @@ func (sw *swarmBench) run(ctx context.Context, s *swarm, spans []shard.Span, rep
 
 // checkHops reports whether hops are spans, in order, served by distinct
 // servers of the swarm.
-func checkHops(hops []relay.Hop, spans []shard.Span, servers []*relay.Serving) error {
+func checkHops(hops []relay.Hop, spans []shard.Span, servers []stage) error {
 	if len(hops) != len(spans) {
 		return fmt.Errorf("chain of %d stages %v, want %d", len(hops), hops, len(spans))
 	}
@@ -656,7 +724,7 @@ func checkHops(hops []relay.Hop, spans []shard.Span, servers []*relay.Serving) e
 		if h.Span.Start != spans[i].Start || h.Span.End != spans[i].End {
 			return fmt.Errorf("stage %d serves blocks %d-%d, want %d-%d", i, h.Span.Start, h.Span.End, spans[i].Start, spans[i].End)
 		}
-		ok := slices.ContainsFunc(servers, func(sv *relay.Serving) bool { return sv.Node.ID() == h.Peer })
+		ok := slices.ContainsFunc(servers, func(st stage) bool { return st.peer() == h.Peer })
 		if !ok || seen[h.Peer.String()] {
 			return fmt.Errorf("stage %d is peer %s, not a distinct server of the swarm", i, h.Peer)
 		}

@@ -28,8 +28,10 @@
 //
 // A server answers [InfoProtocol] ("/strata/info/1.0.0") with one frame: a
 // 4-byte big-endian length followed by that many bytes of msgpack encoding
-// the [Info] fields (see [EncodeInfo]); the length is capped at
-// [MaxInfoFrame]. The client writes nothing and closes its write side. Every
-// stream has a deadline and is reset on error. Clients keep answers in an
-// expirable LRU cache ([WithInfoCache]).
+// the [Info] fields (see [EncodeInfo]), the server's running [Counters]
+// (steps, compute time, bytes sent) included; the length is capped at
+// [MaxInfoFrame]. Unknown keys are skipped, so newer peers may add fields.
+// The client writes nothing and closes its write side. Every stream has a
+// deadline and is reset on error. Clients keep answers in an expirable LRU
+// cache ([WithInfoCache]); [Node.FetchInfo] asks afresh.
 package dht

@@ -47,6 +47,19 @@ type Info struct {
 	Profile        string         // numerics profile, e.g. "cpu-v1"
 	Version        string         // Strata version
 	Addrs          []ma.Multiaddr // listen addresses
+	// Counters are the server's running totals since it started; a
+	// server that predates them sends none (all zero).
+	Counters Counters
+}
+
+// Counters are what a server has done since it started, for benchmarks
+// and monitoring from another process. All are >= 0.
+type Counters struct {
+	Steps     int64         // steps computed and sent on (BytesSent includes them)
+	Compute   time.Duration // in the shard's forward passes
+	Hash      time.Duration // hashing receipts (BLAKE3)
+	Sign      time.Duration // signing receipts (Ed25519)
+	BytesSent int64         // bytes of the session frames it wrote
 }
 
 // Validate reports the first field out of range, wrapped in [ErrInfo].
@@ -70,6 +83,8 @@ func (in *Info) Validate() error {
 		return bad("version of %d bytes", len(in.Version))
 	case len(in.Addrs) > MaxInfoAddrs:
 		return bad("%d addresses, at most %d", len(in.Addrs), MaxInfoAddrs)
+	case in.Counters.Steps < 0 || in.Counters.Compute < 0 || in.Counters.Hash < 0 || in.Counters.Sign < 0 || in.Counters.BytesSent < 0:
+		return bad("negative counters %+v", in.Counters)
 	}
 	return nil
 }
@@ -85,11 +100,18 @@ const (
 	keyProfile  = "profile"
 	keyVersion  = "version"
 	keyAddrs    = "addrs"
+	keySteps    = "steps"
+	keyCompute  = "compute_ns"
+	keyHash     = "hash_ns"
+	keySign     = "sign_ns"
+	keySent     = "sent_bytes"
 )
 
 // EncodeInfo returns the msgpack payload of an info frame: a map from the
 // wire keys above to bin (model: 32 bytes; addrs: array of binary
-// multiaddrs), ints, a float64 (tps) and strings.
+// multiaddrs), ints, a float64 (tps) and strings. The counters are
+// non-negative ints (durations in nanoseconds); older peers skip them as
+// unknown keys.
 func EncodeInfo(in Info) ([]byte, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
@@ -97,7 +119,7 @@ func EncodeInfo(in Info) ([]byte, error) {
 	var buf bytes.Buffer
 	e := msgpack.NewEncoder(&buf)
 	err := errors.Join(
-		e.EncodeMapLen(9),
+		e.EncodeMapLen(14),
 		e.EncodeString(keyModel), e.EncodeBytes(in.Model[:]),
 		e.EncodeString(keyStart), e.EncodeInt(int64(in.Span.Start)),
 		e.EncodeString(keyEnd), e.EncodeInt(int64(in.Span.End)),
@@ -106,6 +128,11 @@ func EncodeInfo(in Info) ([]byte, error) {
 		e.EncodeString(keySessions), e.EncodeInt(in.ActiveSessions),
 		e.EncodeString(keyProfile), e.EncodeString(in.Profile),
 		e.EncodeString(keyVersion), e.EncodeString(in.Version),
+		e.EncodeString(keySteps), e.EncodeInt(in.Counters.Steps),
+		e.EncodeString(keyCompute), e.EncodeInt(int64(in.Counters.Compute)),
+		e.EncodeString(keyHash), e.EncodeInt(int64(in.Counters.Hash)),
+		e.EncodeString(keySign), e.EncodeInt(int64(in.Counters.Sign)),
+		e.EncodeString(keySent), e.EncodeInt(in.Counters.BytesSent),
 		e.EncodeString(keyAddrs), e.EncodeArrayLen(len(in.Addrs)),
 	)
 	for _, a := range in.Addrs {
@@ -168,6 +195,24 @@ func DecodeInfo(b []byte) (Info, error) {
 		}
 		return v, nil
 	}
+	// count reads a non-negative int64.
+	count := func(what string) (int64, error) {
+		c, err := d.PeekCode()
+		if err != nil {
+			return 0, wrap(what, err)
+		}
+		if !msgpcode.IsFixedNum(c) && (c < msgpcode.Uint8 || c > msgpcode.Int64) {
+			return 0, fmt.Errorf("%w: %s: not an integer (code %#x)", ErrInfo, what, c)
+		}
+		v, err := d.DecodeInt64()
+		if err != nil {
+			return 0, wrap(what, err)
+		}
+		if v < 0 {
+			return 0, fmt.Errorf("%w: %s: %d is negative", ErrInfo, what, v)
+		}
+		return v, nil
+	}
 	c, err := d.PeekCode()
 	if err != nil {
 		return in, wrap("frame", err)
@@ -220,25 +265,26 @@ func DecodeInfo(b []byte) (Info, error) {
 			if in.Throughput, err = d.DecodeFloat64(); err != nil {
 				return in, wrap(key, err)
 			}
-		case keyFreeKV, keySessions:
-			c, err := d.PeekCode()
+		case keyFreeKV, keySessions, keySteps, keyCompute, keyHash, keySign, keySent:
+			v, err := count(key)
 			if err != nil {
-				return in, wrap(key, err)
+				return in, err
 			}
-			if !msgpcode.IsFixedNum(c) && (c < msgpcode.Uint8 || c > msgpcode.Int64) {
-				return in, fmt.Errorf("%w: %s: not an integer (code %#x)", ErrInfo, key, c)
-			}
-			v, err := d.DecodeInt64()
-			if err != nil {
-				return in, wrap(key, err)
-			}
-			if v < 0 {
-				return in, fmt.Errorf("%w: %s: %d is negative", ErrInfo, key, v)
-			}
-			if key == keyFreeKV {
+			switch key {
+			case keyFreeKV:
 				in.FreeKVBytes = v
-			} else {
+			case keySessions:
 				in.ActiveSessions = v
+			case keySteps:
+				in.Counters.Steps = v
+			case keyCompute:
+				in.Counters.Compute = time.Duration(v)
+			case keyHash:
+				in.Counters.Hash = time.Duration(v)
+			case keySign:
+				in.Counters.Sign = time.Duration(v)
+			default:
+				in.Counters.BytesSent = v
 			}
 		case keyProfile, keyVersion:
 			v, err := raw(key, MaxInfoString)
@@ -399,6 +445,17 @@ func (n *Node) Info(ctx context.Context, p peer.ID) (Info, error) {
 	if in, ok := n.cache.Get(p); ok {
 		return in, nil
 	}
+	in, err := n.fetchInfo(ctx, p)
+	if err != nil {
+		return Info{}, err
+	}
+	n.cache.Add(p, in)
+	return in, nil
+}
+
+// FetchInfo asks peer p for its [Info] now, whatever the cache holds, and
+// caches the answer: for live values such as [Info.Counters].
+func (n *Node) FetchInfo(ctx context.Context, p peer.ID) (Info, error) {
 	in, err := n.fetchInfo(ctx, p)
 	if err != nil {
 		return Info{}, err

@@ -22,7 +22,8 @@ func sampleInfo() Info {
 	return Info{
 		Model: fakeModel("sample"), Span: Span{3, 9}, Throughput: 42.5, FreeKVBytes: 1 << 30,
 		ActiveSessions: 2, Profile: "cpu-v1", Version: "0.1.0",
-		Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4001"), ma.StringCast("/ip4/127.0.0.1/udp/4001/quic-v1")},
+		Addrs:    []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4001"), ma.StringCast("/ip4/127.0.0.1/udp/4001/quic-v1")},
+		Counters: Counters{Steps: 1 << 40, Compute: 90 * time.Minute, Hash: time.Second, Sign: 3 * time.Millisecond, BytesSent: 5 << 33},
 	}
 }
 
@@ -65,6 +66,18 @@ func TestInfoRoundTrip(t *testing.T) {
 	if _, err := DecodeInfo(mp(t, kv...)); err != nil {
 		t.Errorf("DecodeInfo with an unknown key: %v", err)
 	}
+	// A server that predates the counters sends none: they read as zero.
+	old, err := DecodeInfo(mp(t, validKV(model)...))
+	if err != nil || old.Counters != (Counters{}) {
+		t.Errorf("DecodeInfo without counters = %+v, %v; want zero counters", old.Counters, err)
+	}
+	// The counters round-trip through the wire keys.
+	kv = append(validKV(model), "steps", 7, "compute_ns", int64(3e9), "hash_ns", 2, "sign_ns", 1, "sent_bytes", uint64(1<<40))
+	got, err = DecodeInfo(mp(t, kv...))
+	want := Counters{Steps: 7, Compute: 3 * time.Second, Hash: 2, Sign: 1, BytesSent: 1 << 40}
+	if err != nil || got.Counters != want {
+		t.Errorf("DecodeInfo of counters = %+v, %v; want %+v", got.Counters, err, want)
+	}
 }
 
 func malformed(t testing.TB) map[string][]byte {
@@ -99,6 +112,12 @@ func malformed(t testing.TB) map[string][]byte {
 		"negative start":     with("start", -1),
 		"empty span":         with("end", 0),
 		"span past max":      with("end", MaxBlocks+1),
+		"negative steps":     mp(t, append(validKV(model), "steps", -1)...),
+		"compute as float":   mp(t, append(validKV(model), "compute_ns", 1.5)...),
+		"negative compute":   mp(t, append(validKV(model), "compute_ns", int64(-1e9))...),
+		"huge uint hash":     mp(t, append(validKV(model), "hash_ns", uint64(math.MaxUint64))...),
+		"sign as string":     mp(t, append(validKV(model), "sign_ns", "1")...),
+		"sent as bool":       mp(t, append(validKV(model), "sent_bytes", true)...),
 		"long profile":       with("profile", strings.Repeat("x", MaxInfoString+1)),
 		"bad utf8 version":   with("version", "\xff\xfe"),
 		"missing end":        mp(t, "model", model, "start", 0),

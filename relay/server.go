@@ -125,6 +125,7 @@ type ServerStats struct {
 	Sessions       int           // open now
 	Opened         int64         // sessions opened (migrations in included)
 	Steps          int64         // steps computed
+	Completed      int64         // of those, the steps whose frames (output, copy, receipt) are written: BytesSent counts them
 	Positions      int64         // positions computed
 	Duplicates     int64         // steps dropped because the session already held them
 	MigratedIn     int64         // sessions received from a leaving server
@@ -160,6 +161,8 @@ type Server struct {
 	sched  *scheduler
 	// bytesSent counts the frames' bytes this server wrote.
 	bytesSent atomic.Int64
+	// completed counts the steps whose frames are all written.
+	completed atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[SessionID]*session
@@ -271,9 +274,7 @@ func MeasureThroughput(sh *shard.Shard) (float64, error) {
 
 // Info is what the info protocol answers for this server.
 func (s *Server) Info() dht.Info {
-	s.mu.Lock()
-	n := len(s.sessions)
-	s.mu.Unlock()
+	st := s.Stats()
 	sp := s.shard.Span()
 	addrs := s.node.Host().Addrs()
 	if len(addrs) > dht.MaxInfoAddrs {
@@ -281,16 +282,21 @@ func (s *Server) Info() dht.Info {
 	}
 	return dht.Info{
 		Span: dht.Span{Start: sp.Start, End: sp.End}, Throughput: s.cfg.Throughput,
-		FreeKVBytes: max(s.shard.FreeKV(), 0), ActiveSessions: int64(n),
+		FreeKVBytes: max(s.shard.FreeKV(), 0), ActiveSessions: int64(st.Sessions),
 		Profile: s.cfg.Profile, Version: s.cfg.Version, Addrs: addrs,
+		Counters: dht.Counters{Steps: st.Completed, Compute: st.ComputeTime, Hash: st.HashTime, Sign: st.SignTime, BytesSent: st.BytesSent},
 	}
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() ServerStats {
+	// Completed first: the steps it counts are in what follows, their
+	// times and bytes included.
+	completed := s.completed.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
+	st.Completed = completed
 	st.Sessions = len(s.sessions)
 	st.Faults = s.fault.hits()
 	st.BytesSent = s.bytesSent.Load()
@@ -994,6 +1000,7 @@ func (s *Server) step(ss *session, from peer.ID, st *Step) error {
 	if fwdErr != nil {
 		s.send(ss.ctl, &Error{SessionID: ss.id, Code: CodeNextHopFail, Message: toValidUTF8(fwdErr.Error())})
 	}
+	s.completed.Add(1)
 	return nil
 }
 

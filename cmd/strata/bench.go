@@ -160,11 +160,12 @@ func runBenchRun(ctx context.Context, e *env, args []string) error {
 }
 
 func runBenchLayout(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench layout", "bench layout --model M --layout 0:6,6:12,12:22 [--layout ...] [--link SPEC]... [--redundancy 1] [--encoding f16] [--tokens 32] [--prompt 32] [--reps 3] [--threads N] [--stage-threads N] --out DIR",
+	fs := newFlags(e, "bench layout", "bench layout --model M --layout 0:6,6:12,12:22 [--layout ...] [--link SPEC]... [--redundancy 1] [--encoding f16] [--tokens 32] [--prompt 32] [--reps 3] [--threads N] [--stage-threads N] [--procs] --out DIR",
 		"Run every --layout (spans covering all blocks, in order) as a real swarm in this process on 127.0.0.1, on every\n"+
 			"emulated --link (rtt=20ms,bw=100Mbit,jitter=2ms,loss=0.1%; default: none), and write DIR/results.json,\n"+
 			"DIR/results.csv and charts (SVG and PNG) of decode tok/s, time to first token, per-token compute\n"+
-			"against network time, and bytes on the wire per token.")
+			"against network time, and bytes on the wire per token. With --procs every server is a separate\n"+
+			"\"strata serve\" process (this binary, on 127.0.0.1 only), its compute time read from its info protocol.")
 	model := fs.String("model", "", "GGUF model (required)")
 	out := fs.String("out", "", "directory for the results (required)")
 	var layouts, links repeatFlag
@@ -176,6 +177,7 @@ func runBenchLayout(ctx context.Context, e *env, args []string) error {
 	prompt := fs.Int("prompt", 32, "prompt tokens, evaluated as one batch")
 	reps := fs.Int("reps", 3, "measured runs per configuration (median reported)")
 	stageThreads := fs.Int("stage-threads", 0, "threads of each stage (0: --threads)")
+	procs := fs.Bool("procs", false, "run every server as a strata serve process of this binary instead of in this process")
 	engine := engineFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
@@ -198,6 +200,11 @@ func runBenchLayout(ctx context.Context, e *env, args []string) error {
 	m.f.Close()
 	c := bench.LayoutConfig{Swarm: bench.SwarmConfig{ModelPath: *model, Encoding: enc, PromptTokens: *prompt, GenTokens: *tokens,
 		Runs: *reps, Redundancy: []int{*redundancy}}}
+	if *procs {
+		if c.Procs, err = os.Executable(); err != nil {
+			return fmt.Errorf("--procs: this binary's path: %w", err)
+		}
+	}
 	for _, l := range layouts {
 		spans, err := bench.ParseLayout(l, blocks)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratanet/strata/bench"
 	"github.com/stratanet/strata/internal/testenv"
 	"github.com/stratanet/strata/ledger"
 )
@@ -239,5 +241,51 @@ func TestServeSpanAuto(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+}
+
+// TestBenchLayoutProcs: `strata bench layout --procs` runs a 2-stage and a
+// 3-stage layout with every server a `strata serve` process of the same
+// binary, writes results.json and results.csv with a row per layout (a
+// compute figure per stage, bytes on the wire), and leaves no process.
+func TestBenchLayoutProcs(t *testing.T) {
+	model := testenv.Shared(t, "models/stories260K.gguf")
+	bin := buildStrata(t)
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "bench", "layout", "--model", model, "--layout", "0:2,2:5", "--layout", "0:1,1:3,3:5",
+		"--link", "latency=1ms", "--threads", "1", "--tokens", "4", "--prompt", "4", "--reps", "1", "--procs", "--out", out)
+	stdout, err := cmd.CombinedOutput()
+	if left, ok := testenv.Running(bin); ok && len(left) > 0 {
+		t.Errorf("processes left behind: %q", left)
+	}
+	if err != nil {
+		t.Fatalf("strata bench layout --procs: %v\n%s", err, stdout)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.SwarmReport
+	if err := json.Unmarshal(raw, &rep); err != nil || !rep.Procs || len(rep.Rows) != 2 {
+		t.Fatalf("results.json: %v, procs %v, %d rows\n%s", err, rep.Procs, len(rep.Rows), raw)
+	}
+	for i, r := range rep.Rows {
+		if r.Stages != 2+i || len(r.StageComputeMS) != r.Stages || r.Link != "latency=1ms" {
+			t.Errorf("row %d: %+v; want %d stages on latency=1ms", i, r, 2+i)
+		}
+		for s, ms := range r.StageComputeMS {
+			if !(ms > 0 && ms < r.PerTokenMS) {
+				t.Errorf("row %d: stage %d computes %v ms per token of %v", i, s, ms, r.PerTokenMS)
+			}
+		}
+		if r.WireBytesPerToken < float64((r.Stages+1)*64*2) || r.PerTokenMS < float64(r.Hops) {
+			t.Errorf("row %d: %v bytes and %v ms per token; want at least the f16 activations and 1 ms per hop", i, r.WireBytesPerToken, r.PerTokenMS)
+		}
+	}
+	csv, err := os.ReadFile(filepath.Join(out, "results.csv"))
+	if err != nil || strings.Count(string(csv), "\n") != 3 || !strings.Contains(string(csv), "stage_compute_ms") {
+		t.Errorf("results.csv: %v\n%s", err, csv)
 	}
 }
