@@ -319,7 +319,7 @@ avx512Tile1Q4_0_tailloop:
 	VCVTPH2PS      X5, X5
 	VMOVDQU32.Z    (SI), K2, Y6
 	VPDPBUSD       (DX), Y4, Y6
-	VEXTRACTI128   $0x01, Y6, X4
+	VEXTRACTI32X4  $0x01, Y6, X4
 	VPADDD         X4, X6, X6
 	VPSHUFD        $0x4e, X6, X4
 	VPADDD         X4, X6, X6
@@ -340,21 +340,21 @@ avx512Tile1Q4_0_tailloop:
 	VMOVUPS        (SP), Y4
 
 avx512Tile1Q4_0_done:
-	MOVQ         40(SP), AX
-	MOVQ         ldd+24(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y4, X5
-	VADDPS       X5, X4, X4
-	VMOVHLPS     X4, X4, X5
-	VADDPS       X5, X4, X4
-	VMOVSHDUP    X4, X5
-	VADDSS       X5, X4, X4
-	VMOVSS       X4, (AX)
-	ADDQ         $0x04, 40(SP)
-	MOVQ         rb+56(FP), AX
-	ADDQ         AX, 32(SP)
-	DECQ         48(SP)
-	JNZ          avx512Tile1Q4_0_rows
+	MOVQ          40(SP), AX
+	MOVQ          ldd+24(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X4
+	VMOVHLPS      X4, X4, X5
+	VADDPS        X5, X4, X4
+	VMOVSHDUP     X4, X5
+	VADDSS        X5, X4, X4
+	VMOVSS        X4, (AX)
+	ADDQ          $0x04, 40(SP)
+	MOVQ          rb+56(FP), AX
+	ADDQ          AX, 32(SP)
+	DECQ          48(SP)
+	JNZ           avx512Tile1Q4_0_rows
 
 avx512Tile1Q4_0_end:
 	VZEROUPPER
@@ -465,7 +465,7 @@ avx512Pairs1Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -478,7 +478,7 @@ avx512Pairs1Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -511,7 +511,7 @@ avx512Pairs1Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y1
-	VEXTRACTF128  $0x01, Y0, X2
+	VEXTRACTF32X4 $0x01, Y0, X2
 	VADDPS        X2, X0, X0
 	VMOVHLPS      X0, X0, X2
 	VADDPS        X2, X0, X0
@@ -519,7 +519,7 @@ avx512Pairs1Q4_0_final:
 	VADDSS        X2, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -659,7 +659,7 @@ avx512Pairs2Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -672,7 +672,7 @@ avx512Pairs2Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -685,7 +685,7 @@ avx512Pairs2Q4_0_tailloop:
 	VMOVSS         X4, 32(DI)
 	VMOVDQU32.Z    8(SI), K1, Y2
 	VPDPBUSD       64(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -698,7 +698,7 @@ avx512Pairs2Q4_0_tailloop:
 	VMOVSS         X4, 64(DI)
 	VMOVDQU32.Z    12(SI), K1, Y2
 	VPDPBUSD       96(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -733,7 +733,7 @@ avx512Pairs2Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y2
-	VEXTRACTF128  $0x01, Y0, X3
+	VEXTRACTF32X4 $0x01, Y0, X3
 	VADDPS        X3, X0, X0
 	VMOVHLPS      X0, X0, X3
 	VADDPS        X3, X0, X0
@@ -741,7 +741,7 @@ avx512Pairs2Q4_0_final:
 	VADDSS        X3, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y2, X0
+	VEXTRACTF32X4 $0x01, Y2, X0
 	VADDPS        X0, X2, X2
 	VMOVHLPS      X2, X2, X0
 	VADDPS        X0, X2, X2
@@ -750,7 +750,7 @@ avx512Pairs2Q4_0_final:
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X2
+	VEXTRACTF32X4 $0x01, Y1, X2
 	VADDPS        X2, X1, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
@@ -758,7 +758,7 @@ avx512Pairs2Q4_0_final:
 	VADDSS        X2, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -913,7 +913,7 @@ avx512Pairs3Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -926,7 +926,7 @@ avx512Pairs3Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -939,7 +939,7 @@ avx512Pairs3Q4_0_tailloop:
 	VMOVSS         X4, 32(DI)
 	VMOVDQU32.Z    8(SI), K1, Y2
 	VPDPBUSD       64(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -952,7 +952,7 @@ avx512Pairs3Q4_0_tailloop:
 	VMOVSS         X4, 64(DI)
 	VMOVDQU32.Z    12(SI), K1, Y2
 	VPDPBUSD       96(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -965,7 +965,7 @@ avx512Pairs3Q4_0_tailloop:
 	VMOVSS         X4, 96(DI)
 	VMOVDQU32.Z    16(SI), K1, Y2
 	VPDPBUSD       128(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -978,7 +978,7 @@ avx512Pairs3Q4_0_tailloop:
 	VMOVSS         X4, 128(DI)
 	VMOVDQU32.Z    20(SI), K1, Y2
 	VPDPBUSD       160(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -1015,7 +1015,7 @@ avx512Pairs3Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y3
-	VEXTRACTF128  $0x01, Y0, X4
+	VEXTRACTF32X4 $0x01, Y0, X4
 	VADDPS        X4, X0, X0
 	VMOVHLPS      X0, X0, X4
 	VADDPS        X4, X0, X0
@@ -1023,7 +1023,7 @@ avx512Pairs3Q4_0_final:
 	VADDSS        X4, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y3, X0
+	VEXTRACTF32X4 $0x01, Y3, X0
 	VADDPS        X0, X3, X3
 	VMOVHLPS      X3, X3, X0
 	VADDPS        X0, X3, X3
@@ -1032,7 +1032,7 @@ avx512Pairs3Q4_0_final:
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X3
+	VEXTRACTF32X4 $0x01, Y1, X3
 	VADDPS        X3, X1, X1
 	VMOVHLPS      X1, X1, X3
 	VADDPS        X3, X1, X1
@@ -1040,7 +1040,7 @@ avx512Pairs3Q4_0_final:
 	VADDSS        X3, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1049,7 +1049,7 @@ avx512Pairs3Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -1057,7 +1057,7 @@ avx512Pairs3Q4_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1227,7 +1227,7 @@ avx512Pairs4Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1240,7 +1240,7 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1253,7 +1253,7 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVSS         X4, 32(DI)
 	VMOVDQU32.Z    8(SI), K1, Y2
 	VPDPBUSD       64(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1266,7 +1266,7 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVSS         X4, 64(DI)
 	VMOVDQU32.Z    12(SI), K1, Y2
 	VPDPBUSD       96(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1279,7 +1279,7 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVSS         X4, 96(DI)
 	VMOVDQU32.Z    16(SI), K1, Y2
 	VPDPBUSD       128(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1292,7 +1292,7 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVSS         X4, 128(DI)
 	VMOVDQU32.Z    20(SI), K1, Y2
 	VPDPBUSD       160(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1305,7 +1305,7 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVSS         X4, 160(DI)
 	VMOVDQU32.Z    24(SI), K1, Y2
 	VPDPBUSD       192(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1318,7 +1318,7 @@ avx512Pairs4Q4_0_tailloop:
 	VMOVSS         X4, 192(DI)
 	VMOVDQU32.Z    28(SI), K1, Y2
 	VPDPBUSD       224(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -1357,7 +1357,7 @@ avx512Pairs4Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y4
-	VEXTRACTF128  $0x01, Y0, X5
+	VEXTRACTF32X4 $0x01, Y0, X5
 	VADDPS        X5, X0, X0
 	VMOVHLPS      X0, X0, X5
 	VADDPS        X5, X0, X0
@@ -1365,7 +1365,7 @@ avx512Pairs4Q4_0_final:
 	VADDSS        X5, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y4, X0
+	VEXTRACTF32X4 $0x01, Y4, X0
 	VADDPS        X0, X4, X4
 	VMOVHLPS      X4, X4, X0
 	VADDPS        X0, X4, X4
@@ -1374,7 +1374,7 @@ avx512Pairs4Q4_0_final:
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X4
+	VEXTRACTF32X4 $0x01, Y1, X4
 	VADDPS        X4, X1, X1
 	VMOVHLPS      X1, X1, X4
 	VADDPS        X4, X1, X1
@@ -1382,7 +1382,7 @@ avx512Pairs4Q4_0_final:
 	VADDSS        X4, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1391,7 +1391,7 @@ avx512Pairs4Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -1399,7 +1399,7 @@ avx512Pairs4Q4_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1408,7 +1408,7 @@ avx512Pairs4Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -1416,7 +1416,7 @@ avx512Pairs4Q4_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1601,7 +1601,7 @@ avx512Pairs5Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1614,7 +1614,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1627,7 +1627,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 32(DI)
 	VMOVDQU32.Z    8(SI), K1, Y2
 	VPDPBUSD       64(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1640,7 +1640,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 64(DI)
 	VMOVDQU32.Z    12(SI), K1, Y2
 	VPDPBUSD       96(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1653,7 +1653,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 96(DI)
 	VMOVDQU32.Z    16(SI), K1, Y2
 	VPDPBUSD       128(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1666,7 +1666,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 128(DI)
 	VMOVDQU32.Z    20(SI), K1, Y2
 	VPDPBUSD       160(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1679,7 +1679,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 160(DI)
 	VMOVDQU32.Z    24(SI), K1, Y2
 	VPDPBUSD       192(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1692,7 +1692,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 192(DI)
 	VMOVDQU32.Z    28(SI), K1, Y2
 	VPDPBUSD       224(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1705,7 +1705,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 224(DI)
 	VMOVDQU32.Z    32(SI), K1, Y2
 	VPDPBUSD       256(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -1718,7 +1718,7 @@ avx512Pairs5Q4_0_tailloop:
 	VMOVSS         X4, 256(DI)
 	VMOVDQU32.Z    36(SI), K1, Y2
 	VPDPBUSD       288(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -1759,7 +1759,7 @@ avx512Pairs5Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y5
-	VEXTRACTF128  $0x01, Y0, X6
+	VEXTRACTF32X4 $0x01, Y0, X6
 	VADDPS        X6, X0, X0
 	VMOVHLPS      X0, X0, X6
 	VADDPS        X6, X0, X0
@@ -1767,7 +1767,7 @@ avx512Pairs5Q4_0_final:
 	VADDSS        X6, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y5, X0
+	VEXTRACTF32X4 $0x01, Y5, X0
 	VADDPS        X0, X5, X5
 	VMOVHLPS      X5, X5, X0
 	VADDPS        X0, X5, X5
@@ -1776,7 +1776,7 @@ avx512Pairs5Q4_0_final:
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X5
+	VEXTRACTF32X4 $0x01, Y1, X5
 	VADDPS        X5, X1, X1
 	VMOVHLPS      X1, X1, X5
 	VADDPS        X5, X1, X1
@@ -1784,7 +1784,7 @@ avx512Pairs5Q4_0_final:
 	VADDSS        X5, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1793,7 +1793,7 @@ avx512Pairs5Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -1801,7 +1801,7 @@ avx512Pairs5Q4_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1810,7 +1810,7 @@ avx512Pairs5Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -1818,7 +1818,7 @@ avx512Pairs5Q4_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1827,7 +1827,7 @@ avx512Pairs5Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -1835,7 +1835,7 @@ avx512Pairs5Q4_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2035,7 +2035,7 @@ avx512Pairs6Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2048,7 +2048,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2061,7 +2061,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 32(DI)
 	VMOVDQU32.Z    8(SI), K1, Y2
 	VPDPBUSD       64(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2074,7 +2074,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 64(DI)
 	VMOVDQU32.Z    12(SI), K1, Y2
 	VPDPBUSD       96(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2087,7 +2087,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 96(DI)
 	VMOVDQU32.Z    16(SI), K1, Y2
 	VPDPBUSD       128(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2100,7 +2100,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 128(DI)
 	VMOVDQU32.Z    20(SI), K1, Y2
 	VPDPBUSD       160(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2113,7 +2113,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 160(DI)
 	VMOVDQU32.Z    24(SI), K1, Y2
 	VPDPBUSD       192(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2126,7 +2126,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 192(DI)
 	VMOVDQU32.Z    28(SI), K1, Y2
 	VPDPBUSD       224(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2139,7 +2139,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 224(DI)
 	VMOVDQU32.Z    32(SI), K1, Y2
 	VPDPBUSD       256(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2152,7 +2152,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 256(DI)
 	VMOVDQU32.Z    36(SI), K1, Y2
 	VPDPBUSD       288(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2165,7 +2165,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 288(DI)
 	VMOVDQU32.Z    40(SI), K1, Y2
 	VPDPBUSD       320(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2178,7 +2178,7 @@ avx512Pairs6Q4_0_tailloop:
 	VMOVSS         X4, 320(DI)
 	VMOVDQU32.Z    44(SI), K1, Y2
 	VPDPBUSD       352(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -2221,7 +2221,7 @@ avx512Pairs6Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y6
-	VEXTRACTF128  $0x01, Y0, X7
+	VEXTRACTF32X4 $0x01, Y0, X7
 	VADDPS        X7, X0, X0
 	VMOVHLPS      X0, X0, X7
 	VADDPS        X7, X0, X0
@@ -2229,7 +2229,7 @@ avx512Pairs6Q4_0_final:
 	VADDSS        X7, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y6, X0
+	VEXTRACTF32X4 $0x01, Y6, X0
 	VADDPS        X0, X6, X6
 	VMOVHLPS      X6, X6, X0
 	VADDPS        X0, X6, X6
@@ -2238,7 +2238,7 @@ avx512Pairs6Q4_0_final:
 	VMOVSS        X6, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X6
+	VEXTRACTF32X4 $0x01, Y1, X6
 	VADDPS        X6, X1, X1
 	VMOVHLPS      X1, X1, X6
 	VADDPS        X6, X1, X1
@@ -2246,7 +2246,7 @@ avx512Pairs6Q4_0_final:
 	VADDSS        X6, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2255,7 +2255,7 @@ avx512Pairs6Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -2263,7 +2263,7 @@ avx512Pairs6Q4_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2272,7 +2272,7 @@ avx512Pairs6Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -2280,7 +2280,7 @@ avx512Pairs6Q4_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2289,7 +2289,7 @@ avx512Pairs6Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -2297,7 +2297,7 @@ avx512Pairs6Q4_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2306,7 +2306,7 @@ avx512Pairs6Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z5, Y0
-	VEXTRACTF128  $0x01, Y5, X1
+	VEXTRACTF32X4 $0x01, Y5, X1
 	VADDPS        X1, X5, X5
 	VMOVHLPS      X5, X5, X1
 	VADDPS        X1, X5, X5
@@ -2314,7 +2314,7 @@ avx512Pairs6Q4_0_final:
 	VADDSS        X1, X5, X5
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2529,7 +2529,7 @@ avx512Pairs7Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2542,7 +2542,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2555,7 +2555,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 32(DI)
 	VMOVDQU32.Z    8(SI), K1, Y2
 	VPDPBUSD       64(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2568,7 +2568,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 64(DI)
 	VMOVDQU32.Z    12(SI), K1, Y2
 	VPDPBUSD       96(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2581,7 +2581,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 96(DI)
 	VMOVDQU32.Z    16(SI), K1, Y2
 	VPDPBUSD       128(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2594,7 +2594,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 128(DI)
 	VMOVDQU32.Z    20(SI), K1, Y2
 	VPDPBUSD       160(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2607,7 +2607,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 160(DI)
 	VMOVDQU32.Z    24(SI), K1, Y2
 	VPDPBUSD       192(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2620,7 +2620,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 192(DI)
 	VMOVDQU32.Z    28(SI), K1, Y2
 	VPDPBUSD       224(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2633,7 +2633,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 224(DI)
 	VMOVDQU32.Z    32(SI), K1, Y2
 	VPDPBUSD       256(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2646,7 +2646,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 256(DI)
 	VMOVDQU32.Z    36(SI), K1, Y2
 	VPDPBUSD       288(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2659,7 +2659,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 288(DI)
 	VMOVDQU32.Z    40(SI), K1, Y2
 	VPDPBUSD       320(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2672,7 +2672,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 320(DI)
 	VMOVDQU32.Z    44(SI), K1, Y2
 	VPDPBUSD       352(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2685,7 +2685,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 352(DI)
 	VMOVDQU32.Z    48(SI), K1, Y2
 	VPDPBUSD       384(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -2698,7 +2698,7 @@ avx512Pairs7Q4_0_tailloop:
 	VMOVSS         X4, 384(DI)
 	VMOVDQU32.Z    52(SI), K1, Y2
 	VPDPBUSD       416(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -2743,7 +2743,7 @@ avx512Pairs7Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y7
-	VEXTRACTF128  $0x01, Y0, X8
+	VEXTRACTF32X4 $0x01, Y0, X8
 	VADDPS        X8, X0, X0
 	VMOVHLPS      X0, X0, X8
 	VADDPS        X8, X0, X0
@@ -2751,7 +2751,7 @@ avx512Pairs7Q4_0_final:
 	VADDSS        X8, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y7, X0
+	VEXTRACTF32X4 $0x01, Y7, X0
 	VADDPS        X0, X7, X7
 	VMOVHLPS      X7, X7, X0
 	VADDPS        X0, X7, X7
@@ -2760,7 +2760,7 @@ avx512Pairs7Q4_0_final:
 	VMOVSS        X7, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X7
+	VEXTRACTF32X4 $0x01, Y1, X7
 	VADDPS        X7, X1, X1
 	VMOVHLPS      X1, X1, X7
 	VADDPS        X7, X1, X1
@@ -2768,7 +2768,7 @@ avx512Pairs7Q4_0_final:
 	VADDSS        X7, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2777,7 +2777,7 @@ avx512Pairs7Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -2785,7 +2785,7 @@ avx512Pairs7Q4_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2794,7 +2794,7 @@ avx512Pairs7Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -2802,7 +2802,7 @@ avx512Pairs7Q4_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2811,7 +2811,7 @@ avx512Pairs7Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -2819,7 +2819,7 @@ avx512Pairs7Q4_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2828,7 +2828,7 @@ avx512Pairs7Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z5, Y0
-	VEXTRACTF128  $0x01, Y5, X1
+	VEXTRACTF32X4 $0x01, Y5, X1
 	VADDPS        X1, X5, X5
 	VMOVHLPS      X5, X5, X1
 	VADDPS        X1, X5, X5
@@ -2836,7 +2836,7 @@ avx512Pairs7Q4_0_final:
 	VADDSS        X1, X5, X5
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -2845,7 +2845,7 @@ avx512Pairs7Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z6, Y0
-	VEXTRACTF128  $0x01, Y6, X1
+	VEXTRACTF32X4 $0x01, Y6, X1
 	VADDPS        X1, X6, X6
 	VMOVHLPS      X6, X6, X1
 	VADDPS        X1, X6, X6
@@ -2853,7 +2853,7 @@ avx512Pairs7Q4_0_final:
 	VADDSS        X1, X6, X6
 	VMOVSS        X6, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3083,7 +3083,7 @@ avx512Pairs8Q4_0_tailloop:
 	VCVTPH2PS      X0, X0
 	VMOVDQU32.Z    (SI), K1, Y2
 	VPDPBUSD       (DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3096,7 +3096,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, (DI)
 	VMOVDQU32.Z    4(SI), K1, Y2
 	VPDPBUSD       32(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3109,7 +3109,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 32(DI)
 	VMOVDQU32.Z    8(SI), K1, Y2
 	VPDPBUSD       64(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3122,7 +3122,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 64(DI)
 	VMOVDQU32.Z    12(SI), K1, Y2
 	VPDPBUSD       96(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3135,7 +3135,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 96(DI)
 	VMOVDQU32.Z    16(SI), K1, Y2
 	VPDPBUSD       128(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3148,7 +3148,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 128(DI)
 	VMOVDQU32.Z    20(SI), K1, Y2
 	VPDPBUSD       160(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3161,7 +3161,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 160(DI)
 	VMOVDQU32.Z    24(SI), K1, Y2
 	VPDPBUSD       192(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3174,7 +3174,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 192(DI)
 	VMOVDQU32.Z    28(SI), K1, Y2
 	VPDPBUSD       224(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3187,7 +3187,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 224(DI)
 	VMOVDQU32.Z    32(SI), K1, Y2
 	VPDPBUSD       256(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3200,7 +3200,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 256(DI)
 	VMOVDQU32.Z    36(SI), K1, Y2
 	VPDPBUSD       288(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3213,7 +3213,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 288(DI)
 	VMOVDQU32.Z    40(SI), K1, Y2
 	VPDPBUSD       320(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3226,7 +3226,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 320(DI)
 	VMOVDQU32.Z    44(SI), K1, Y2
 	VPDPBUSD       352(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3239,7 +3239,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 352(DI)
 	VMOVDQU32.Z    48(SI), K1, Y2
 	VPDPBUSD       384(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3252,7 +3252,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 384(DI)
 	VMOVDQU32.Z    52(SI), K1, Y2
 	VPDPBUSD       416(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3265,7 +3265,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 416(DI)
 	VMOVDQU32.Z    56(SI), K1, Y2
 	VPDPBUSD       448(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X3
+	VEXTRACTI32X4  $0x01, Y2, X3
 	VPADDD         X3, X2, X2
 	VPSHUFD        $0x4e, X2, X3
 	VPADDD         X3, X2, X2
@@ -3278,7 +3278,7 @@ avx512Pairs8Q4_0_tailloop:
 	VMOVSS         X4, 448(DI)
 	VMOVDQU32.Z    60(SI), K1, Y2
 	VPDPBUSD       480(DX), Y1, Y2
-	VEXTRACTI128   $0x01, Y2, X1
+	VEXTRACTI32X4  $0x01, Y2, X1
 	VPADDD         X1, X2, X2
 	VPSHUFD        $0x4e, X2, X1
 	VPADDD         X1, X2, X2
@@ -3325,7 +3325,7 @@ avx512Pairs8Q4_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y8
-	VEXTRACTF128  $0x01, Y0, X9
+	VEXTRACTF32X4 $0x01, Y0, X9
 	VADDPS        X9, X0, X0
 	VMOVHLPS      X0, X0, X9
 	VADDPS        X9, X0, X0
@@ -3333,7 +3333,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X9, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y8, X0
+	VEXTRACTF32X4 $0x01, Y8, X0
 	VADDPS        X0, X8, X8
 	VMOVHLPS      X8, X8, X0
 	VADDPS        X0, X8, X8
@@ -3342,7 +3342,7 @@ avx512Pairs8Q4_0_final:
 	VMOVSS        X8, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X8
+	VEXTRACTF32X4 $0x01, Y1, X8
 	VADDPS        X8, X1, X1
 	VMOVHLPS      X1, X1, X8
 	VADDPS        X8, X1, X1
@@ -3350,7 +3350,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X8, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3359,7 +3359,7 @@ avx512Pairs8Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -3367,7 +3367,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3376,7 +3376,7 @@ avx512Pairs8Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -3384,7 +3384,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3393,7 +3393,7 @@ avx512Pairs8Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -3401,7 +3401,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3410,7 +3410,7 @@ avx512Pairs8Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z5, Y0
-	VEXTRACTF128  $0x01, Y5, X1
+	VEXTRACTF32X4 $0x01, Y5, X1
 	VADDPS        X1, X5, X5
 	VMOVHLPS      X5, X5, X1
 	VADDPS        X1, X5, X5
@@ -3418,7 +3418,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X1, X5, X5
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3427,7 +3427,7 @@ avx512Pairs8Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z6, Y0
-	VEXTRACTF128  $0x01, Y6, X1
+	VEXTRACTF32X4 $0x01, Y6, X1
 	VADDPS        X1, X6, X6
 	VMOVHLPS      X6, X6, X1
 	VADDPS        X1, X6, X6
@@ -3435,7 +3435,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X1, X6, X6
 	VMOVSS        X6, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3444,7 +3444,7 @@ avx512Pairs8Q4_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z7, Y0
-	VEXTRACTF128  $0x01, Y7, X1
+	VEXTRACTF32X4 $0x01, Y7, X1
 	VADDPS        X1, X7, X7
 	VMOVHLPS      X7, X7, X1
 	VADDPS        X1, X7, X7
@@ -3452,7 +3452,7 @@ avx512Pairs8Q4_0_final:
 	VADDSS        X1, X7, X7
 	VMOVSS        X7, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -3592,49 +3592,49 @@ avx512Tile1Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Tile1Q8_0_tailloop:
-	VMOVDQU      2(CX), Y4
-	VPXORD       Y0, Y4, Y4
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X5
-	VCVTPH2PS    X5, X5
-	VMOVDQU32.Z  (SI), K2, Y6
-	VPDPBUSD     (DX), Y4, Y6
-	VEXTRACTI128 $0x01, Y6, X4
-	VPADDD       X4, X6, X6
-	VPSHUFD      $0x4e, X6, X4
-	VPADDD       X4, X6, X6
-	VPSHUFD      $0xb1, X6, X4
-	VPADDD       X4, X6, X6
-	VCVTDQ2PS    X6, X6
-	VMULSS       (BX), X5, X4
-	VMOVSS       (DI), X5
-	VFMADD231SS  X6, X4, X5
-	VMOVSS       X5, (DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x00000020, DX
-	ADDQ         $0x00000004, BX
-	ADDQ         $0x00000004, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Tile1Q8_0_tailloop
-	VMOVUPS      (SP), Y4
+	VMOVDQU       2(CX), Y4
+	VPXORD        Y0, Y4, Y4
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X5
+	VCVTPH2PS     X5, X5
+	VMOVDQU32.Z   (SI), K2, Y6
+	VPDPBUSD      (DX), Y4, Y6
+	VEXTRACTI32X4 $0x01, Y6, X4
+	VPADDD        X4, X6, X6
+	VPSHUFD       $0x4e, X6, X4
+	VPADDD        X4, X6, X6
+	VPSHUFD       $0xb1, X6, X4
+	VPADDD        X4, X6, X6
+	VCVTDQ2PS     X6, X6
+	VMULSS        (BX), X5, X4
+	VMOVSS        (DI), X5
+	VFMADD231SS   X6, X4, X5
+	VMOVSS        X5, (DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x00000020, DX
+	ADDQ          $0x00000004, BX
+	ADDQ          $0x00000004, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Tile1Q8_0_tailloop
+	VMOVUPS       (SP), Y4
 
 avx512Tile1Q8_0_done:
-	MOVQ         40(SP), AX
-	MOVQ         ldd+24(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y4, X5
-	VADDPS       X5, X4, X4
-	VMOVHLPS     X4, X4, X5
-	VADDPS       X5, X4, X4
-	VMOVSHDUP    X4, X5
-	VADDSS       X5, X4, X4
-	VMOVSS       X4, (AX)
-	ADDQ         $0x04, 40(SP)
-	MOVQ         rb+56(FP), AX
-	ADDQ         AX, 32(SP)
-	DECQ         48(SP)
-	JNZ          avx512Tile1Q8_0_rows
+	MOVQ          40(SP), AX
+	MOVQ          ldd+24(FP), CX
+	SHLQ          $0x02, CX
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X4
+	VMOVHLPS      X4, X4, X5
+	VADDPS        X5, X4, X4
+	VMOVSHDUP     X4, X5
+	VADDSS        X5, X4, X4
+	VMOVSS        X4, (AX)
+	ADDQ          $0x04, 40(SP)
+	MOVQ          rb+56(FP), AX
+	ADDQ          AX, 32(SP)
+	DECQ          48(SP)
+	JNZ           avx512Tile1Q8_0_rows
 
 avx512Tile1Q8_0_end:
 	VZEROUPPER
@@ -3776,46 +3776,46 @@ avx512Pairs1Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs1Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X0
-	VMOVSS       32(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 32(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x00000040, DX
-	ADDQ         $0x00000008, BX
-	ADDQ         $0x00000008, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs1Q8_0_tailloop
-	VMOVUPS      (SP), Z0
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X0
+	VMOVSS        32(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 32(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x00000040, DX
+	ADDQ          $0x00000008, BX
+	ADDQ          $0x00000008, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs1Q8_0_tailloop
+	VMOVUPS       (SP), Z0
 
 avx512Pairs1Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -3830,7 +3830,7 @@ avx512Pairs1Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y1
-	VEXTRACTF128  $0x01, Y0, X2
+	VEXTRACTF32X4 $0x01, Y0, X2
 	VADDPS        X2, X0, X0
 	VMOVHLPS      X0, X0, X2
 	VADDPS        X2, X0, X0
@@ -3838,7 +3838,7 @@ avx512Pairs1Q8_0_final:
 	VADDSS        X2, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -4009,73 +4009,73 @@ avx512Pairs2Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs2Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X3
-	VMOVSS       32(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 32(DI)
-	VMOVDQU32.Z  8(SI), K1, Y2
-	VPDPBUSD     64(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       8(BX), X0, X3
-	VMOVSS       64(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 64(DI)
-	VMOVDQU32.Z  12(SI), K1, Y2
-	VPDPBUSD     96(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       12(BX), X0, X0
-	VMOVSS       96(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 96(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x00000080, DX
-	ADDQ         $0x00000010, BX
-	ADDQ         $0x00000010, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs2Q8_0_tailloop
-	VMOVUPS      (SP), Z0
-	VMOVUPS      64(SP), Z1
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X3
+	VMOVSS        32(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 32(DI)
+	VMOVDQU32.Z   8(SI), K1, Y2
+	VPDPBUSD      64(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        8(BX), X0, X3
+	VMOVSS        64(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 64(DI)
+	VMOVDQU32.Z   12(SI), K1, Y2
+	VPDPBUSD      96(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        12(BX), X0, X0
+	VMOVSS        96(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 96(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x00000080, DX
+	ADDQ          $0x00000010, BX
+	ADDQ          $0x00000010, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs2Q8_0_tailloop
+	VMOVUPS       (SP), Z0
+	VMOVUPS       64(SP), Z1
 
 avx512Pairs2Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -4091,7 +4091,7 @@ avx512Pairs2Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y2
-	VEXTRACTF128  $0x01, Y0, X3
+	VEXTRACTF32X4 $0x01, Y0, X3
 	VADDPS        X3, X0, X0
 	VMOVHLPS      X0, X0, X3
 	VADDPS        X3, X0, X0
@@ -4099,7 +4099,7 @@ avx512Pairs2Q8_0_final:
 	VADDSS        X3, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y2, X0
+	VEXTRACTF32X4 $0x01, Y2, X0
 	VADDPS        X0, X2, X2
 	VMOVHLPS      X2, X2, X0
 	VADDPS        X0, X2, X2
@@ -4108,7 +4108,7 @@ avx512Pairs2Q8_0_final:
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X2
+	VEXTRACTF32X4 $0x01, Y1, X2
 	VADDPS        X2, X1, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
@@ -4116,7 +4116,7 @@ avx512Pairs2Q8_0_final:
 	VADDSS        X2, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -4302,100 +4302,100 @@ avx512Pairs3Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs3Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X3
-	VMOVSS       32(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 32(DI)
-	VMOVDQU32.Z  8(SI), K1, Y2
-	VPDPBUSD     64(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       8(BX), X0, X3
-	VMOVSS       64(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 64(DI)
-	VMOVDQU32.Z  12(SI), K1, Y2
-	VPDPBUSD     96(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       12(BX), X0, X3
-	VMOVSS       96(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 96(DI)
-	VMOVDQU32.Z  16(SI), K1, Y2
-	VPDPBUSD     128(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       16(BX), X0, X3
-	VMOVSS       128(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 128(DI)
-	VMOVDQU32.Z  20(SI), K1, Y2
-	VPDPBUSD     160(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       20(BX), X0, X0
-	VMOVSS       160(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 160(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x000000c0, DX
-	ADDQ         $0x00000018, BX
-	ADDQ         $0x00000018, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs3Q8_0_tailloop
-	VMOVUPS      (SP), Z0
-	VMOVUPS      64(SP), Z1
-	VMOVUPS      128(SP), Z2
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X3
+	VMOVSS        32(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 32(DI)
+	VMOVDQU32.Z   8(SI), K1, Y2
+	VPDPBUSD      64(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        8(BX), X0, X3
+	VMOVSS        64(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 64(DI)
+	VMOVDQU32.Z   12(SI), K1, Y2
+	VPDPBUSD      96(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        12(BX), X0, X3
+	VMOVSS        96(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 96(DI)
+	VMOVDQU32.Z   16(SI), K1, Y2
+	VPDPBUSD      128(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        16(BX), X0, X3
+	VMOVSS        128(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 128(DI)
+	VMOVDQU32.Z   20(SI), K1, Y2
+	VPDPBUSD      160(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        20(BX), X0, X0
+	VMOVSS        160(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 160(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x000000c0, DX
+	ADDQ          $0x00000018, BX
+	ADDQ          $0x00000018, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs3Q8_0_tailloop
+	VMOVUPS       (SP), Z0
+	VMOVUPS       64(SP), Z1
+	VMOVUPS       128(SP), Z2
 
 avx512Pairs3Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -4412,7 +4412,7 @@ avx512Pairs3Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y3
-	VEXTRACTF128  $0x01, Y0, X4
+	VEXTRACTF32X4 $0x01, Y0, X4
 	VADDPS        X4, X0, X0
 	VMOVHLPS      X0, X0, X4
 	VADDPS        X4, X0, X0
@@ -4420,7 +4420,7 @@ avx512Pairs3Q8_0_final:
 	VADDSS        X4, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y3, X0
+	VEXTRACTF32X4 $0x01, Y3, X0
 	VADDPS        X0, X3, X3
 	VMOVHLPS      X3, X3, X0
 	VADDPS        X0, X3, X3
@@ -4429,7 +4429,7 @@ avx512Pairs3Q8_0_final:
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X3
+	VEXTRACTF32X4 $0x01, Y1, X3
 	VADDPS        X3, X1, X1
 	VMOVHLPS      X1, X1, X3
 	VADDPS        X3, X1, X1
@@ -4437,7 +4437,7 @@ avx512Pairs3Q8_0_final:
 	VADDSS        X3, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -4446,7 +4446,7 @@ avx512Pairs3Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -4454,7 +4454,7 @@ avx512Pairs3Q8_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -4655,127 +4655,127 @@ avx512Pairs4Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs4Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X3
-	VMOVSS       32(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 32(DI)
-	VMOVDQU32.Z  8(SI), K1, Y2
-	VPDPBUSD     64(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       8(BX), X0, X3
-	VMOVSS       64(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 64(DI)
-	VMOVDQU32.Z  12(SI), K1, Y2
-	VPDPBUSD     96(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       12(BX), X0, X3
-	VMOVSS       96(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 96(DI)
-	VMOVDQU32.Z  16(SI), K1, Y2
-	VPDPBUSD     128(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       16(BX), X0, X3
-	VMOVSS       128(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 128(DI)
-	VMOVDQU32.Z  20(SI), K1, Y2
-	VPDPBUSD     160(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       20(BX), X0, X3
-	VMOVSS       160(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 160(DI)
-	VMOVDQU32.Z  24(SI), K1, Y2
-	VPDPBUSD     192(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       24(BX), X0, X3
-	VMOVSS       192(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 192(DI)
-	VMOVDQU32.Z  28(SI), K1, Y2
-	VPDPBUSD     224(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       28(BX), X0, X0
-	VMOVSS       224(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 224(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x00000100, DX
-	ADDQ         $0x00000020, BX
-	ADDQ         $0x00000020, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs4Q8_0_tailloop
-	VMOVUPS      (SP), Z0
-	VMOVUPS      64(SP), Z1
-	VMOVUPS      128(SP), Z2
-	VMOVUPS      192(SP), Z3
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X3
+	VMOVSS        32(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 32(DI)
+	VMOVDQU32.Z   8(SI), K1, Y2
+	VPDPBUSD      64(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        8(BX), X0, X3
+	VMOVSS        64(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 64(DI)
+	VMOVDQU32.Z   12(SI), K1, Y2
+	VPDPBUSD      96(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        12(BX), X0, X3
+	VMOVSS        96(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 96(DI)
+	VMOVDQU32.Z   16(SI), K1, Y2
+	VPDPBUSD      128(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        16(BX), X0, X3
+	VMOVSS        128(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 128(DI)
+	VMOVDQU32.Z   20(SI), K1, Y2
+	VPDPBUSD      160(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        20(BX), X0, X3
+	VMOVSS        160(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 160(DI)
+	VMOVDQU32.Z   24(SI), K1, Y2
+	VPDPBUSD      192(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        24(BX), X0, X3
+	VMOVSS        192(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 192(DI)
+	VMOVDQU32.Z   28(SI), K1, Y2
+	VPDPBUSD      224(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        28(BX), X0, X0
+	VMOVSS        224(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 224(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x00000100, DX
+	ADDQ          $0x00000020, BX
+	ADDQ          $0x00000020, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs4Q8_0_tailloop
+	VMOVUPS       (SP), Z0
+	VMOVUPS       64(SP), Z1
+	VMOVUPS       128(SP), Z2
+	VMOVUPS       192(SP), Z3
 
 avx512Pairs4Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -4793,7 +4793,7 @@ avx512Pairs4Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y4
-	VEXTRACTF128  $0x01, Y0, X5
+	VEXTRACTF32X4 $0x01, Y0, X5
 	VADDPS        X5, X0, X0
 	VMOVHLPS      X0, X0, X5
 	VADDPS        X5, X0, X0
@@ -4801,7 +4801,7 @@ avx512Pairs4Q8_0_final:
 	VADDSS        X5, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y4, X0
+	VEXTRACTF32X4 $0x01, Y4, X0
 	VADDPS        X0, X4, X4
 	VMOVHLPS      X4, X4, X0
 	VADDPS        X0, X4, X4
@@ -4810,7 +4810,7 @@ avx512Pairs4Q8_0_final:
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X4
+	VEXTRACTF32X4 $0x01, Y1, X4
 	VADDPS        X4, X1, X1
 	VMOVHLPS      X1, X1, X4
 	VADDPS        X4, X1, X1
@@ -4818,7 +4818,7 @@ avx512Pairs4Q8_0_final:
 	VADDSS        X4, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -4827,7 +4827,7 @@ avx512Pairs4Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -4835,7 +4835,7 @@ avx512Pairs4Q8_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -4844,7 +4844,7 @@ avx512Pairs4Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -4852,7 +4852,7 @@ avx512Pairs4Q8_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5068,154 +5068,154 @@ avx512Pairs5Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs5Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X3
-	VMOVSS       32(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 32(DI)
-	VMOVDQU32.Z  8(SI), K1, Y2
-	VPDPBUSD     64(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       8(BX), X0, X3
-	VMOVSS       64(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 64(DI)
-	VMOVDQU32.Z  12(SI), K1, Y2
-	VPDPBUSD     96(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       12(BX), X0, X3
-	VMOVSS       96(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 96(DI)
-	VMOVDQU32.Z  16(SI), K1, Y2
-	VPDPBUSD     128(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       16(BX), X0, X3
-	VMOVSS       128(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 128(DI)
-	VMOVDQU32.Z  20(SI), K1, Y2
-	VPDPBUSD     160(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       20(BX), X0, X3
-	VMOVSS       160(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 160(DI)
-	VMOVDQU32.Z  24(SI), K1, Y2
-	VPDPBUSD     192(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       24(BX), X0, X3
-	VMOVSS       192(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 192(DI)
-	VMOVDQU32.Z  28(SI), K1, Y2
-	VPDPBUSD     224(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       28(BX), X0, X3
-	VMOVSS       224(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 224(DI)
-	VMOVDQU32.Z  32(SI), K1, Y2
-	VPDPBUSD     256(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       32(BX), X0, X3
-	VMOVSS       256(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 256(DI)
-	VMOVDQU32.Z  36(SI), K1, Y2
-	VPDPBUSD     288(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       36(BX), X0, X0
-	VMOVSS       288(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 288(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x00000140, DX
-	ADDQ         $0x00000028, BX
-	ADDQ         $0x00000028, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs5Q8_0_tailloop
-	VMOVUPS      (SP), Z0
-	VMOVUPS      64(SP), Z1
-	VMOVUPS      128(SP), Z2
-	VMOVUPS      192(SP), Z3
-	VMOVUPS      256(SP), Z4
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X3
+	VMOVSS        32(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 32(DI)
+	VMOVDQU32.Z   8(SI), K1, Y2
+	VPDPBUSD      64(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        8(BX), X0, X3
+	VMOVSS        64(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 64(DI)
+	VMOVDQU32.Z   12(SI), K1, Y2
+	VPDPBUSD      96(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        12(BX), X0, X3
+	VMOVSS        96(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 96(DI)
+	VMOVDQU32.Z   16(SI), K1, Y2
+	VPDPBUSD      128(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        16(BX), X0, X3
+	VMOVSS        128(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 128(DI)
+	VMOVDQU32.Z   20(SI), K1, Y2
+	VPDPBUSD      160(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        20(BX), X0, X3
+	VMOVSS        160(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 160(DI)
+	VMOVDQU32.Z   24(SI), K1, Y2
+	VPDPBUSD      192(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        24(BX), X0, X3
+	VMOVSS        192(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 192(DI)
+	VMOVDQU32.Z   28(SI), K1, Y2
+	VPDPBUSD      224(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        28(BX), X0, X3
+	VMOVSS        224(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 224(DI)
+	VMOVDQU32.Z   32(SI), K1, Y2
+	VPDPBUSD      256(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        32(BX), X0, X3
+	VMOVSS        256(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 256(DI)
+	VMOVDQU32.Z   36(SI), K1, Y2
+	VPDPBUSD      288(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        36(BX), X0, X0
+	VMOVSS        288(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 288(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x00000140, DX
+	ADDQ          $0x00000028, BX
+	ADDQ          $0x00000028, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs5Q8_0_tailloop
+	VMOVUPS       (SP), Z0
+	VMOVUPS       64(SP), Z1
+	VMOVUPS       128(SP), Z2
+	VMOVUPS       192(SP), Z3
+	VMOVUPS       256(SP), Z4
 
 avx512Pairs5Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -5234,7 +5234,7 @@ avx512Pairs5Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y5
-	VEXTRACTF128  $0x01, Y0, X6
+	VEXTRACTF32X4 $0x01, Y0, X6
 	VADDPS        X6, X0, X0
 	VMOVHLPS      X0, X0, X6
 	VADDPS        X6, X0, X0
@@ -5242,7 +5242,7 @@ avx512Pairs5Q8_0_final:
 	VADDSS        X6, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y5, X0
+	VEXTRACTF32X4 $0x01, Y5, X0
 	VADDPS        X0, X5, X5
 	VMOVHLPS      X5, X5, X0
 	VADDPS        X0, X5, X5
@@ -5251,7 +5251,7 @@ avx512Pairs5Q8_0_final:
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X5
+	VEXTRACTF32X4 $0x01, Y1, X5
 	VADDPS        X5, X1, X1
 	VMOVHLPS      X1, X1, X5
 	VADDPS        X5, X1, X1
@@ -5259,7 +5259,7 @@ avx512Pairs5Q8_0_final:
 	VADDSS        X5, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5268,7 +5268,7 @@ avx512Pairs5Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -5276,7 +5276,7 @@ avx512Pairs5Q8_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5285,7 +5285,7 @@ avx512Pairs5Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -5293,7 +5293,7 @@ avx512Pairs5Q8_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5302,7 +5302,7 @@ avx512Pairs5Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -5310,7 +5310,7 @@ avx512Pairs5Q8_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5541,181 +5541,181 @@ avx512Pairs6Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs6Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X3
-	VMOVSS       32(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 32(DI)
-	VMOVDQU32.Z  8(SI), K1, Y2
-	VPDPBUSD     64(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       8(BX), X0, X3
-	VMOVSS       64(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 64(DI)
-	VMOVDQU32.Z  12(SI), K1, Y2
-	VPDPBUSD     96(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       12(BX), X0, X3
-	VMOVSS       96(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 96(DI)
-	VMOVDQU32.Z  16(SI), K1, Y2
-	VPDPBUSD     128(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       16(BX), X0, X3
-	VMOVSS       128(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 128(DI)
-	VMOVDQU32.Z  20(SI), K1, Y2
-	VPDPBUSD     160(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       20(BX), X0, X3
-	VMOVSS       160(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 160(DI)
-	VMOVDQU32.Z  24(SI), K1, Y2
-	VPDPBUSD     192(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       24(BX), X0, X3
-	VMOVSS       192(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 192(DI)
-	VMOVDQU32.Z  28(SI), K1, Y2
-	VPDPBUSD     224(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       28(BX), X0, X3
-	VMOVSS       224(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 224(DI)
-	VMOVDQU32.Z  32(SI), K1, Y2
-	VPDPBUSD     256(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       32(BX), X0, X3
-	VMOVSS       256(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 256(DI)
-	VMOVDQU32.Z  36(SI), K1, Y2
-	VPDPBUSD     288(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       36(BX), X0, X3
-	VMOVSS       288(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 288(DI)
-	VMOVDQU32.Z  40(SI), K1, Y2
-	VPDPBUSD     320(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       40(BX), X0, X3
-	VMOVSS       320(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 320(DI)
-	VMOVDQU32.Z  44(SI), K1, Y2
-	VPDPBUSD     352(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       44(BX), X0, X0
-	VMOVSS       352(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 352(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x00000180, DX
-	ADDQ         $0x00000030, BX
-	ADDQ         $0x00000030, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs6Q8_0_tailloop
-	VMOVUPS      (SP), Z0
-	VMOVUPS      64(SP), Z1
-	VMOVUPS      128(SP), Z2
-	VMOVUPS      192(SP), Z3
-	VMOVUPS      256(SP), Z4
-	VMOVUPS      320(SP), Z5
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X3
+	VMOVSS        32(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 32(DI)
+	VMOVDQU32.Z   8(SI), K1, Y2
+	VPDPBUSD      64(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        8(BX), X0, X3
+	VMOVSS        64(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 64(DI)
+	VMOVDQU32.Z   12(SI), K1, Y2
+	VPDPBUSD      96(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        12(BX), X0, X3
+	VMOVSS        96(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 96(DI)
+	VMOVDQU32.Z   16(SI), K1, Y2
+	VPDPBUSD      128(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        16(BX), X0, X3
+	VMOVSS        128(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 128(DI)
+	VMOVDQU32.Z   20(SI), K1, Y2
+	VPDPBUSD      160(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        20(BX), X0, X3
+	VMOVSS        160(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 160(DI)
+	VMOVDQU32.Z   24(SI), K1, Y2
+	VPDPBUSD      192(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        24(BX), X0, X3
+	VMOVSS        192(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 192(DI)
+	VMOVDQU32.Z   28(SI), K1, Y2
+	VPDPBUSD      224(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        28(BX), X0, X3
+	VMOVSS        224(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 224(DI)
+	VMOVDQU32.Z   32(SI), K1, Y2
+	VPDPBUSD      256(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        32(BX), X0, X3
+	VMOVSS        256(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 256(DI)
+	VMOVDQU32.Z   36(SI), K1, Y2
+	VPDPBUSD      288(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        36(BX), X0, X3
+	VMOVSS        288(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 288(DI)
+	VMOVDQU32.Z   40(SI), K1, Y2
+	VPDPBUSD      320(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        40(BX), X0, X3
+	VMOVSS        320(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 320(DI)
+	VMOVDQU32.Z   44(SI), K1, Y2
+	VPDPBUSD      352(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        44(BX), X0, X0
+	VMOVSS        352(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 352(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x00000180, DX
+	ADDQ          $0x00000030, BX
+	ADDQ          $0x00000030, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs6Q8_0_tailloop
+	VMOVUPS       (SP), Z0
+	VMOVUPS       64(SP), Z1
+	VMOVUPS       128(SP), Z2
+	VMOVUPS       192(SP), Z3
+	VMOVUPS       256(SP), Z4
+	VMOVUPS       320(SP), Z5
 
 avx512Pairs6Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -5735,7 +5735,7 @@ avx512Pairs6Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y6
-	VEXTRACTF128  $0x01, Y0, X7
+	VEXTRACTF32X4 $0x01, Y0, X7
 	VADDPS        X7, X0, X0
 	VMOVHLPS      X0, X0, X7
 	VADDPS        X7, X0, X0
@@ -5743,7 +5743,7 @@ avx512Pairs6Q8_0_final:
 	VADDSS        X7, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y6, X0
+	VEXTRACTF32X4 $0x01, Y6, X0
 	VADDPS        X0, X6, X6
 	VMOVHLPS      X6, X6, X0
 	VADDPS        X0, X6, X6
@@ -5752,7 +5752,7 @@ avx512Pairs6Q8_0_final:
 	VMOVSS        X6, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X6
+	VEXTRACTF32X4 $0x01, Y1, X6
 	VADDPS        X6, X1, X1
 	VMOVHLPS      X1, X1, X6
 	VADDPS        X6, X1, X1
@@ -5760,7 +5760,7 @@ avx512Pairs6Q8_0_final:
 	VADDSS        X6, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5769,7 +5769,7 @@ avx512Pairs6Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -5777,7 +5777,7 @@ avx512Pairs6Q8_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5786,7 +5786,7 @@ avx512Pairs6Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -5794,7 +5794,7 @@ avx512Pairs6Q8_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5803,7 +5803,7 @@ avx512Pairs6Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -5811,7 +5811,7 @@ avx512Pairs6Q8_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -5820,7 +5820,7 @@ avx512Pairs6Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z5, Y0
-	VEXTRACTF128  $0x01, Y5, X1
+	VEXTRACTF32X4 $0x01, Y5, X1
 	VADDPS        X1, X5, X5
 	VMOVHLPS      X5, X5, X1
 	VADDPS        X1, X5, X5
@@ -5828,7 +5828,7 @@ avx512Pairs6Q8_0_final:
 	VADDSS        X1, X5, X5
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6074,208 +6074,208 @@ avx512Pairs7Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs7Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X3
-	VMOVSS       32(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 32(DI)
-	VMOVDQU32.Z  8(SI), K1, Y2
-	VPDPBUSD     64(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       8(BX), X0, X3
-	VMOVSS       64(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 64(DI)
-	VMOVDQU32.Z  12(SI), K1, Y2
-	VPDPBUSD     96(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       12(BX), X0, X3
-	VMOVSS       96(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 96(DI)
-	VMOVDQU32.Z  16(SI), K1, Y2
-	VPDPBUSD     128(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       16(BX), X0, X3
-	VMOVSS       128(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 128(DI)
-	VMOVDQU32.Z  20(SI), K1, Y2
-	VPDPBUSD     160(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       20(BX), X0, X3
-	VMOVSS       160(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 160(DI)
-	VMOVDQU32.Z  24(SI), K1, Y2
-	VPDPBUSD     192(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       24(BX), X0, X3
-	VMOVSS       192(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 192(DI)
-	VMOVDQU32.Z  28(SI), K1, Y2
-	VPDPBUSD     224(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       28(BX), X0, X3
-	VMOVSS       224(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 224(DI)
-	VMOVDQU32.Z  32(SI), K1, Y2
-	VPDPBUSD     256(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       32(BX), X0, X3
-	VMOVSS       256(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 256(DI)
-	VMOVDQU32.Z  36(SI), K1, Y2
-	VPDPBUSD     288(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       36(BX), X0, X3
-	VMOVSS       288(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 288(DI)
-	VMOVDQU32.Z  40(SI), K1, Y2
-	VPDPBUSD     320(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       40(BX), X0, X3
-	VMOVSS       320(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 320(DI)
-	VMOVDQU32.Z  44(SI), K1, Y2
-	VPDPBUSD     352(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       44(BX), X0, X3
-	VMOVSS       352(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 352(DI)
-	VMOVDQU32.Z  48(SI), K1, Y2
-	VPDPBUSD     384(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       48(BX), X0, X3
-	VMOVSS       384(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 384(DI)
-	VMOVDQU32.Z  52(SI), K1, Y2
-	VPDPBUSD     416(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       52(BX), X0, X0
-	VMOVSS       416(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 416(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x000001c0, DX
-	ADDQ         $0x00000038, BX
-	ADDQ         $0x00000038, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs7Q8_0_tailloop
-	VMOVUPS      (SP), Z0
-	VMOVUPS      64(SP), Z1
-	VMOVUPS      128(SP), Z2
-	VMOVUPS      192(SP), Z3
-	VMOVUPS      256(SP), Z4
-	VMOVUPS      320(SP), Z5
-	VMOVUPS      384(SP), Z6
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X3
+	VMOVSS        32(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 32(DI)
+	VMOVDQU32.Z   8(SI), K1, Y2
+	VPDPBUSD      64(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        8(BX), X0, X3
+	VMOVSS        64(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 64(DI)
+	VMOVDQU32.Z   12(SI), K1, Y2
+	VPDPBUSD      96(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        12(BX), X0, X3
+	VMOVSS        96(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 96(DI)
+	VMOVDQU32.Z   16(SI), K1, Y2
+	VPDPBUSD      128(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        16(BX), X0, X3
+	VMOVSS        128(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 128(DI)
+	VMOVDQU32.Z   20(SI), K1, Y2
+	VPDPBUSD      160(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        20(BX), X0, X3
+	VMOVSS        160(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 160(DI)
+	VMOVDQU32.Z   24(SI), K1, Y2
+	VPDPBUSD      192(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        24(BX), X0, X3
+	VMOVSS        192(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 192(DI)
+	VMOVDQU32.Z   28(SI), K1, Y2
+	VPDPBUSD      224(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        28(BX), X0, X3
+	VMOVSS        224(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 224(DI)
+	VMOVDQU32.Z   32(SI), K1, Y2
+	VPDPBUSD      256(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        32(BX), X0, X3
+	VMOVSS        256(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 256(DI)
+	VMOVDQU32.Z   36(SI), K1, Y2
+	VPDPBUSD      288(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        36(BX), X0, X3
+	VMOVSS        288(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 288(DI)
+	VMOVDQU32.Z   40(SI), K1, Y2
+	VPDPBUSD      320(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        40(BX), X0, X3
+	VMOVSS        320(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 320(DI)
+	VMOVDQU32.Z   44(SI), K1, Y2
+	VPDPBUSD      352(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        44(BX), X0, X3
+	VMOVSS        352(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 352(DI)
+	VMOVDQU32.Z   48(SI), K1, Y2
+	VPDPBUSD      384(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        48(BX), X0, X3
+	VMOVSS        384(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 384(DI)
+	VMOVDQU32.Z   52(SI), K1, Y2
+	VPDPBUSD      416(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        52(BX), X0, X0
+	VMOVSS        416(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 416(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x000001c0, DX
+	ADDQ          $0x00000038, BX
+	ADDQ          $0x00000038, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs7Q8_0_tailloop
+	VMOVUPS       (SP), Z0
+	VMOVUPS       64(SP), Z1
+	VMOVUPS       128(SP), Z2
+	VMOVUPS       192(SP), Z3
+	VMOVUPS       256(SP), Z4
+	VMOVUPS       320(SP), Z5
+	VMOVUPS       384(SP), Z6
 
 avx512Pairs7Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -6296,7 +6296,7 @@ avx512Pairs7Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y7
-	VEXTRACTF128  $0x01, Y0, X8
+	VEXTRACTF32X4 $0x01, Y0, X8
 	VADDPS        X8, X0, X0
 	VMOVHLPS      X0, X0, X8
 	VADDPS        X8, X0, X0
@@ -6304,7 +6304,7 @@ avx512Pairs7Q8_0_final:
 	VADDSS        X8, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y7, X0
+	VEXTRACTF32X4 $0x01, Y7, X0
 	VADDPS        X0, X7, X7
 	VMOVHLPS      X7, X7, X0
 	VADDPS        X0, X7, X7
@@ -6313,7 +6313,7 @@ avx512Pairs7Q8_0_final:
 	VMOVSS        X7, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X7
+	VEXTRACTF32X4 $0x01, Y1, X7
 	VADDPS        X7, X1, X1
 	VMOVHLPS      X1, X1, X7
 	VADDPS        X7, X1, X1
@@ -6321,7 +6321,7 @@ avx512Pairs7Q8_0_final:
 	VADDSS        X7, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6330,7 +6330,7 @@ avx512Pairs7Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -6338,7 +6338,7 @@ avx512Pairs7Q8_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6347,7 +6347,7 @@ avx512Pairs7Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -6355,7 +6355,7 @@ avx512Pairs7Q8_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6364,7 +6364,7 @@ avx512Pairs7Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -6372,7 +6372,7 @@ avx512Pairs7Q8_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6381,7 +6381,7 @@ avx512Pairs7Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z5, Y0
-	VEXTRACTF128  $0x01, Y5, X1
+	VEXTRACTF32X4 $0x01, Y5, X1
 	VADDPS        X1, X5, X5
 	VMOVHLPS      X5, X5, X1
 	VADDPS        X1, X5, X5
@@ -6389,7 +6389,7 @@ avx512Pairs7Q8_0_final:
 	VADDSS        X1, X5, X5
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6398,7 +6398,7 @@ avx512Pairs7Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z6, Y0
-	VEXTRACTF128  $0x01, Y6, X1
+	VEXTRACTF32X4 $0x01, Y6, X1
 	VADDPS        X1, X6, X6
 	VMOVHLPS      X6, X6, X1
 	VADDPS        X1, X6, X6
@@ -6406,7 +6406,7 @@ avx512Pairs7Q8_0_final:
 	VADDSS        X1, X6, X6
 	VMOVSS        X6, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6667,235 +6667,235 @@ avx512Pairs8Q8_0_tail:
 	LEAQ    (SP), DI
 
 avx512Pairs8Q8_0_tailloop:
-	VPBROADCASTD q8z_x80<>+0(SB), Y0
-	VMOVDQU      2(CX), Y1
-	VPXORD       Y0, Y1, Y1
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X0
-	VCVTPH2PS    X0, X0
-	VMOVDQU32.Z  (SI), K1, Y2
-	VPDPBUSD     (DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       (BX), X0, X3
-	VMOVSS       (DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, (DI)
-	VMOVDQU32.Z  4(SI), K1, Y2
-	VPDPBUSD     32(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       4(BX), X0, X3
-	VMOVSS       32(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 32(DI)
-	VMOVDQU32.Z  8(SI), K1, Y2
-	VPDPBUSD     64(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       8(BX), X0, X3
-	VMOVSS       64(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 64(DI)
-	VMOVDQU32.Z  12(SI), K1, Y2
-	VPDPBUSD     96(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       12(BX), X0, X3
-	VMOVSS       96(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 96(DI)
-	VMOVDQU32.Z  16(SI), K1, Y2
-	VPDPBUSD     128(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       16(BX), X0, X3
-	VMOVSS       128(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 128(DI)
-	VMOVDQU32.Z  20(SI), K1, Y2
-	VPDPBUSD     160(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       20(BX), X0, X3
-	VMOVSS       160(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 160(DI)
-	VMOVDQU32.Z  24(SI), K1, Y2
-	VPDPBUSD     192(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       24(BX), X0, X3
-	VMOVSS       192(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 192(DI)
-	VMOVDQU32.Z  28(SI), K1, Y2
-	VPDPBUSD     224(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       28(BX), X0, X3
-	VMOVSS       224(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 224(DI)
-	VMOVDQU32.Z  32(SI), K1, Y2
-	VPDPBUSD     256(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       32(BX), X0, X3
-	VMOVSS       256(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 256(DI)
-	VMOVDQU32.Z  36(SI), K1, Y2
-	VPDPBUSD     288(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       36(BX), X0, X3
-	VMOVSS       288(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 288(DI)
-	VMOVDQU32.Z  40(SI), K1, Y2
-	VPDPBUSD     320(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       40(BX), X0, X3
-	VMOVSS       320(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 320(DI)
-	VMOVDQU32.Z  44(SI), K1, Y2
-	VPDPBUSD     352(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       44(BX), X0, X3
-	VMOVSS       352(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 352(DI)
-	VMOVDQU32.Z  48(SI), K1, Y2
-	VPDPBUSD     384(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       48(BX), X0, X3
-	VMOVSS       384(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 384(DI)
-	VMOVDQU32.Z  52(SI), K1, Y2
-	VPDPBUSD     416(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       52(BX), X0, X3
-	VMOVSS       416(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 416(DI)
-	VMOVDQU32.Z  56(SI), K1, Y2
-	VPDPBUSD     448(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0x4e, X2, X3
-	VPADDD       X3, X2, X2
-	VPSHUFD      $0xb1, X2, X3
-	VPADDD       X3, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       56(BX), X0, X3
-	VMOVSS       448(DI), X4
-	VFMADD231SS  X2, X3, X4
-	VMOVSS       X4, 448(DI)
-	VMOVDQU32.Z  60(SI), K1, Y2
-	VPDPBUSD     480(DX), Y1, Y2
-	VEXTRACTI128 $0x01, Y2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0x4e, X2, X1
-	VPADDD       X1, X2, X2
-	VPSHUFD      $0xb1, X2, X1
-	VPADDD       X1, X2, X2
-	VCVTDQ2PS    X2, X2
-	VMULSS       60(BX), X0, X0
-	VMOVSS       480(DI), X1
-	VFMADD231SS  X2, X0, X1
-	VMOVSS       X1, 480(DI)
-	ADDQ         $0x00000022, CX
-	ADDQ         $0x00000200, DX
-	ADDQ         $0x00000040, BX
-	ADDQ         $0x00000040, SI
-	ADDQ         $0x04, DI
-	DECQ         AX
-	JNZ          avx512Pairs8Q8_0_tailloop
-	VMOVUPS      (SP), Z0
-	VMOVUPS      64(SP), Z1
-	VMOVUPS      128(SP), Z2
-	VMOVUPS      192(SP), Z3
-	VMOVUPS      256(SP), Z4
-	VMOVUPS      320(SP), Z5
-	VMOVUPS      384(SP), Z6
-	VMOVUPS      448(SP), Z7
+	VPBROADCASTD  q8z_x80<>+0(SB), Y0
+	VMOVDQU       2(CX), Y1
+	VPXORD        Y0, Y1, Y1
+	MOVWLZX       (CX), R8
+	VMOVD         R8, X0
+	VCVTPH2PS     X0, X0
+	VMOVDQU32.Z   (SI), K1, Y2
+	VPDPBUSD      (DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        (BX), X0, X3
+	VMOVSS        (DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, (DI)
+	VMOVDQU32.Z   4(SI), K1, Y2
+	VPDPBUSD      32(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        4(BX), X0, X3
+	VMOVSS        32(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 32(DI)
+	VMOVDQU32.Z   8(SI), K1, Y2
+	VPDPBUSD      64(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        8(BX), X0, X3
+	VMOVSS        64(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 64(DI)
+	VMOVDQU32.Z   12(SI), K1, Y2
+	VPDPBUSD      96(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        12(BX), X0, X3
+	VMOVSS        96(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 96(DI)
+	VMOVDQU32.Z   16(SI), K1, Y2
+	VPDPBUSD      128(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        16(BX), X0, X3
+	VMOVSS        128(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 128(DI)
+	VMOVDQU32.Z   20(SI), K1, Y2
+	VPDPBUSD      160(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        20(BX), X0, X3
+	VMOVSS        160(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 160(DI)
+	VMOVDQU32.Z   24(SI), K1, Y2
+	VPDPBUSD      192(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        24(BX), X0, X3
+	VMOVSS        192(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 192(DI)
+	VMOVDQU32.Z   28(SI), K1, Y2
+	VPDPBUSD      224(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        28(BX), X0, X3
+	VMOVSS        224(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 224(DI)
+	VMOVDQU32.Z   32(SI), K1, Y2
+	VPDPBUSD      256(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        32(BX), X0, X3
+	VMOVSS        256(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 256(DI)
+	VMOVDQU32.Z   36(SI), K1, Y2
+	VPDPBUSD      288(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        36(BX), X0, X3
+	VMOVSS        288(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 288(DI)
+	VMOVDQU32.Z   40(SI), K1, Y2
+	VPDPBUSD      320(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        40(BX), X0, X3
+	VMOVSS        320(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 320(DI)
+	VMOVDQU32.Z   44(SI), K1, Y2
+	VPDPBUSD      352(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        44(BX), X0, X3
+	VMOVSS        352(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 352(DI)
+	VMOVDQU32.Z   48(SI), K1, Y2
+	VPDPBUSD      384(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        48(BX), X0, X3
+	VMOVSS        384(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 384(DI)
+	VMOVDQU32.Z   52(SI), K1, Y2
+	VPDPBUSD      416(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        52(BX), X0, X3
+	VMOVSS        416(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 416(DI)
+	VMOVDQU32.Z   56(SI), K1, Y2
+	VPDPBUSD      448(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0x4e, X2, X3
+	VPADDD        X3, X2, X2
+	VPSHUFD       $0xb1, X2, X3
+	VPADDD        X3, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        56(BX), X0, X3
+	VMOVSS        448(DI), X4
+	VFMADD231SS   X2, X3, X4
+	VMOVSS        X4, 448(DI)
+	VMOVDQU32.Z   60(SI), K1, Y2
+	VPDPBUSD      480(DX), Y1, Y2
+	VEXTRACTI32X4 $0x01, Y2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0x4e, X2, X1
+	VPADDD        X1, X2, X2
+	VPSHUFD       $0xb1, X2, X1
+	VPADDD        X1, X2, X2
+	VCVTDQ2PS     X2, X2
+	VMULSS        60(BX), X0, X0
+	VMOVSS        480(DI), X1
+	VFMADD231SS   X2, X0, X1
+	VMOVSS        X1, 480(DI)
+	ADDQ          $0x00000022, CX
+	ADDQ          $0x00000200, DX
+	ADDQ          $0x00000040, BX
+	ADDQ          $0x00000040, SI
+	ADDQ          $0x04, DI
+	DECQ          AX
+	JNZ           avx512Pairs8Q8_0_tailloop
+	VMOVUPS       (SP), Z0
+	VMOVUPS       64(SP), Z1
+	VMOVUPS       128(SP), Z2
+	VMOVUPS       192(SP), Z3
+	VMOVUPS       256(SP), Z4
+	VMOVUPS       320(SP), Z5
+	VMOVUPS       384(SP), Z6
+	VMOVUPS       448(SP), Z7
 
 avx512Pairs8Q8_0_done:
 	MOVQ    flags+176(FP), AX
@@ -6917,7 +6917,7 @@ avx512Pairs8Q8_0_final:
 	MOVQ          ldd+24(FP), CX
 	SHLQ          $0x02, CX
 	VEXTRACTF64X4 $0x01, Z0, Y8
-	VEXTRACTF128  $0x01, Y0, X9
+	VEXTRACTF32X4 $0x01, Y0, X9
 	VADDPS        X9, X0, X0
 	VMOVHLPS      X0, X0, X9
 	VADDPS        X9, X0, X0
@@ -6925,7 +6925,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X9, X0, X0
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y8, X0
+	VEXTRACTF32X4 $0x01, Y8, X0
 	VADDPS        X0, X8, X8
 	VMOVHLPS      X8, X8, X0
 	VADDPS        X0, X8, X8
@@ -6934,7 +6934,7 @@ avx512Pairs8Q8_0_final:
 	VMOVSS        X8, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
-	VEXTRACTF128  $0x01, Y1, X8
+	VEXTRACTF32X4 $0x01, Y1, X8
 	VADDPS        X8, X1, X1
 	VMOVHLPS      X1, X1, X8
 	VADDPS        X8, X1, X1
@@ -6942,7 +6942,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X8, X1, X1
 	VMOVSS        X1, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6951,7 +6951,7 @@ avx512Pairs8Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z2, Y0
-	VEXTRACTF128  $0x01, Y2, X1
+	VEXTRACTF32X4 $0x01, Y2, X1
 	VADDPS        X1, X2, X2
 	VMOVHLPS      X2, X2, X1
 	VADDPS        X1, X2, X2
@@ -6959,7 +6959,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X1, X2, X2
 	VMOVSS        X2, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6968,7 +6968,7 @@ avx512Pairs8Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF128  $0x01, Y3, X1
+	VEXTRACTF32X4 $0x01, Y3, X1
 	VADDPS        X1, X3, X3
 	VMOVHLPS      X3, X3, X1
 	VADDPS        X1, X3, X3
@@ -6976,7 +6976,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X1, X3, X3
 	VMOVSS        X3, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -6985,7 +6985,7 @@ avx512Pairs8Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF128  $0x01, Y4, X1
+	VEXTRACTF32X4 $0x01, Y4, X1
 	VADDPS        X1, X4, X4
 	VMOVHLPS      X4, X4, X1
 	VADDPS        X1, X4, X4
@@ -6993,7 +6993,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X1, X4, X4
 	VMOVSS        X4, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -7002,7 +7002,7 @@ avx512Pairs8Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z5, Y0
-	VEXTRACTF128  $0x01, Y5, X1
+	VEXTRACTF32X4 $0x01, Y5, X1
 	VADDPS        X1, X5, X5
 	VMOVHLPS      X5, X5, X1
 	VADDPS        X1, X5, X5
@@ -7010,7 +7010,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X1, X5, X5
 	VMOVSS        X5, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -7019,7 +7019,7 @@ avx512Pairs8Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z6, Y0
-	VEXTRACTF128  $0x01, Y6, X1
+	VEXTRACTF32X4 $0x01, Y6, X1
 	VADDPS        X1, X6, X6
 	VMOVHLPS      X6, X6, X1
 	VADDPS        X1, X6, X6
@@ -7027,7 +7027,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X1, X6, X6
 	VMOVSS        X6, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -7036,7 +7036,7 @@ avx512Pairs8Q8_0_final:
 	VMOVSS        X0, (AX)
 	ADDQ          CX, AX
 	VEXTRACTF64X4 $0x01, Z7, Y0
-	VEXTRACTF128  $0x01, Y7, X1
+	VEXTRACTF32X4 $0x01, Y7, X1
 	VADDPS        X1, X7, X7
 	VMOVHLPS      X7, X7, X1
 	VADDPS        X1, X7, X7
@@ -7044,7 +7044,7 @@ avx512Pairs8Q8_0_final:
 	VADDSS        X1, X7, X7
 	VMOVSS        X7, (AX)
 	ADDQ          CX, AX
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -7065,7 +7065,7 @@ avx512Pairs8Q8_0_end:
 	RET
 
 // func avx512QuantizeQ8(q []int8, d []float32, s []int32, x []float32)
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, F16C
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, F16C
 TEXT ·avx512QuantizeQ8(SB), NOSPLIT, $0-96
 	MOVQ         q_base+0(FP), AX
 	MOVQ         d_base+24(FP), CX
@@ -7119,7 +7119,7 @@ q8z_quant_loop:
 	VPADDD        Z5, Z4, Z4
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7138,7 +7138,7 @@ q8z_quant_done:
 	RET
 
 // func avx512QuantizeQ8K(q []int8, d []float32, bsums []int16, x []float32)
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, BMI
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, BMI
 TEXT ·avx512QuantizeQ8K(SB), NOSPLIT, $0-96
 	MOVQ         q_base+0(FP), AX
 	MOVQ         d_base+24(FP), CX
@@ -7232,7 +7232,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, (AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7247,7 +7247,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 16(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7262,7 +7262,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 32(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7277,7 +7277,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 48(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7292,7 +7292,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 64(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7307,7 +7307,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 80(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7322,7 +7322,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 96(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7337,7 +7337,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 112(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7352,7 +7352,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 128(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7367,7 +7367,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 144(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7382,7 +7382,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 160(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7397,7 +7397,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 176(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7412,7 +7412,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 192(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7427,7 +7427,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 208(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7442,7 +7442,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z4, 224(AX)
 	VEXTRACTI64X4 $0x01, Z4, Y5
 	VPADDD        Y5, Y4, Y5
-	VEXTRACTI128  $0x01, Y5, X4
+	VEXTRACTI32X4 $0x01, Y5, X4
 	VPADDD        X4, X5, X5
 	VPSHUFD       $0x4e, X5, X4
 	VPADDD        X4, X5, X5
@@ -7457,7 +7457,7 @@ q8z_quantk_scaled:
 	VPMOVDB       Z3, 240(AX)
 	VEXTRACTI64X4 $0x01, Z3, Y4
 	VPADDD        Y4, Y3, Y4
-	VEXTRACTI128  $0x01, Y4, X3
+	VEXTRACTI32X4 $0x01, Y4, X3
 	VPADDD        X3, X4, X4
 	VPSHUFD       $0x4e, X4, X3
 	VPADDD        X3, X4, X4

@@ -6,6 +6,8 @@ import (
 	"github.com/mmcloughlin/avo/reg"
 
 	"github.com/stratanet/strata/kernels/_asm/avx2"
+
+	"github.com/stratanet/strata/kernels/_asm/avx512"
 )
 
 // The row kernels' software prefetch distances, in bytes of weights ahead
@@ -75,17 +77,7 @@ func reduce32(a0, a1 reg.VecVirtual) reg.Register {
 // tree8 returns an XMM whose lane 0 holds the package doc's fixed tree
 // ((r0+r4) + (r2+r6)) + ((r1+r5) + (r3+r7)) of the eight lanes r of the
 // YMM h0, which is clobbered.
-func tree8(h0 reg.VecVirtual) reg.Register {
-	lo, hi := h0.AsX(), XMM()
-	VEXTRACTF32X4(U8(1), h0, hi)
-	VADDPS(hi, lo, lo) // b_j = r_j + r_{j+4}
-	t := XMM()
-	VMOVHLPS(lo, lo, t) // t0 = b2, t1 = b3
-	VADDPS(t, lo, lo)   // c0 = b0 + b2, c1 = b1 + b3
-	VMOVSHDUP(lo, t)    // t0 = c1
-	VADDSS(t, lo, lo)   // c0 + c1
-	return lo
-}
+func tree8(h0 reg.VecVirtual) reg.Register { return avx512.HSumF32(h0) }
 
 // strided addresses item i (a row or a token) at offset off: items 3k,
 // 3k+1, 3k+2 from base[k], plus 0, 1 or 2 times stride.

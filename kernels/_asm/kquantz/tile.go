@@ -9,6 +9,8 @@ import (
 	"github.com/mmcloughlin/avo/reg"
 
 	"github.com/stratanet/strata/kernels/_asm/avx2"
+
+	"github.com/stratanet/strata/kernels/_asm/avx512"
 )
 
 // kType is a K-quant weight type: how one super-block is unpacked.
@@ -520,17 +522,6 @@ func tile(nt int, t *kType) {
 	RET()
 }
 
-// hsumF32 is avx2.HSumF32 with EVEX encodings (acc may be Y16..Y31):
-// ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)) in lane 0 of the result.
-func hsumF32(acc reg.VecVirtual) reg.Register {
-	lo := acc.AsX()
-	hi := XMM()
-	VEXTRACTF32X4(U8(1), acc, hi)
-	VADDPS(hi, lo, lo) // b_j = a_j + a_{j+4}
-	t := XMM()
-	VMOVHLPS(lo, lo, t) // t0 = b2, t1 = b3
-	VADDPS(t, lo, lo)   // c0 = b0 + b2, c1 = b1 + b3
-	VMOVSHDUP(lo, t)    // t0 = c1
-	VADDSS(t, lo, lo)   // c0 + c1
-	return lo
-}
+// hsumF32 is the fixed-order horizontal sum of an accumulator that may
+// be Y16..Y31 (avx512.HSumF32).
+func hsumF32(acc reg.VecVirtual) reg.Register { return avx512.HSumF32(acc) }

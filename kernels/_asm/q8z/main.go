@@ -31,6 +31,7 @@ import (
 	"github.com/mmcloughlin/avo/reg"
 
 	"github.com/stratanet/strata/kernels/_asm/avx2"
+	"github.com/stratanet/strata/kernels/_asm/avx512"
 )
 
 // maxPairs is the most pairs of tokens a pair kernel computes per call:
@@ -567,7 +568,7 @@ func tile(nt int, k *kind) {
 		is := YMM()
 		VMOVDQU32_Z(Mem{Base: sp, Disp: 4 * t}, k1, is) // lane 0; the rest zeroed
 		VPDPBUSD(Mem{Base: qp, Disp: 32 * t}, x, is)
-		r := avx2.HSumI32(is)
+		r := avx512.HSumI32(is)
 		VCVTDQ2PS(r, r)
 		sc := XMM()
 		VMULSS(Mem{Base: dp, Disp: 4 * t}, h, sc)
@@ -593,7 +594,7 @@ func tile(nt int, k *kind) {
 	ldd := Load(Param("ldd"), GP64())
 	SHLQ(U8(2), ldd)
 	for t := range nt {
-		r := avx2.HSumF32(acc[t])
+		r := avx512.HSumF32(acc[t])
 		VMOVSS(r, Mem{Base: dst})
 		if t < nt-1 {
 			ADDQ(ldd, dst)
@@ -700,7 +701,7 @@ func quantizeQ8() {
 	sy := YMM()
 	VEXTRACTI64X4(U8(1), sum, sy)
 	VPADDD(sy, sum.AsY(), sy)
-	r := avx2.HSumI32(sy)
+	r := avx512.HSumI32(sy)
 	VMOVD(r, Mem{Base: sp})
 	ADDQ(U8(32), qp)
 	ADDQ(U8(4), dp)
@@ -841,7 +842,7 @@ func pairs(np int, k *kind) {
 		is := YMM()
 		VMOVDQU32_Z(Mem{Base: sp, Disp: 4 * t}, k1, is) // lane 0; the rest zeroed
 		VPDPBUSD(Mem{Base: qp, Disp: 32 * t}, x, is)
-		r := avx2.HSumI32(is)
+		r := avx512.HSumI32(is)
 		VCVTDQ2PS(r, r)
 		sc := XMM()
 		VMULSS(Mem{Base: dp, Disp: 4 * t}, h, sc)
@@ -882,7 +883,7 @@ func pairs(np int, k *kind) {
 		hi := YMM()
 		VEXTRACTF64X4(U8(1), acc[i], hi)
 		for u, y := range []reg.VecVirtual{acc[i].AsY().(reg.VecVirtual), hi} {
-			r := avx2.HSumF32(y)
+			r := avx512.HSumF32(y)
 			VMOVSS(r, Mem{Base: dst})
 			if 2*i+u < nt-1 {
 				ADDQ(ldd, dst)
@@ -1005,7 +1006,7 @@ func quantizeQ8K() {
 		y := YMM()
 		VEXTRACTI64X4(U8(1), r, y)
 		VPADDD(y, r.AsY(), y)
-		sx := avx2.HSumI32(y)
+		sx := avx512.HSumI32(y)
 		VPEXTRW(U8(0), sx, Mem{Base: gp, Disp: 2 * g})
 	}
 	ADDQ(U32(256), qp)
