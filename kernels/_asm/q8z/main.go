@@ -562,21 +562,7 @@ func tile(nt int, k *kind) {
 	LEAQ(accMem, ap)
 
 	Label(tailLoop)
-	x := k.block(c, wp)
-	h := avx2.LoadF16(Mem{Base: wp})
-	for t := range nt {
-		is := YMM()
-		VMOVDQU32_Z(Mem{Base: sp, Disp: 4 * t}, k1, is) // lane 0; the rest zeroed
-		VPDPBUSD(Mem{Base: qp, Disp: 32 * t}, x, is)
-		r := avx512.HSumI32(is)
-		VCVTDQ2PS(r, r)
-		sc := XMM()
-		VMULSS(Mem{Base: dp, Disp: 4 * t}, h, sc)
-		a := XMM()
-		VMOVSS(Mem{Base: ap, Disp: 32 * t}, a)
-		VFMADD231SS(r, sc, a)
-		VMOVSS(a, Mem{Base: ap, Disp: 32 * t})
-	}
+	tailBlock(k.block(c, wp), wp, nt, qp, dp, sp, ap, k1)
 	ADDQ(U32(k.size), wp)
 	ADDQ(U32(32*nt), qp)
 	ADDQ(U32(4*nt), dp)
@@ -836,21 +822,7 @@ func pairs(np int, k *kind) {
 	LEAQ(accMem, ap)
 
 	Label(tailLoop)
-	x := k.blockPair(wp)
-	h := avx2.LoadF16(Mem{Base: wp})
-	for t := range nt {
-		is := YMM()
-		VMOVDQU32_Z(Mem{Base: sp, Disp: 4 * t}, k1, is) // lane 0; the rest zeroed
-		VPDPBUSD(Mem{Base: qp, Disp: 32 * t}, x, is)
-		r := avx512.HSumI32(is)
-		VCVTDQ2PS(r, r)
-		sc := XMM()
-		VMULSS(Mem{Base: dp, Disp: 4 * t}, h, sc)
-		a := XMM()
-		VMOVSS(Mem{Base: ap, Disp: 32 * t}, a)
-		VFMADD231SS(r, sc, a)
-		VMOVSS(a, Mem{Base: ap, Disp: 32 * t})
-	}
+	tailBlock(k.blockPair(wp), wp, nt, qp, dp, sp, ap, k1)
 	ADDQ(U32(k.size), wp)
 	ADDQ(U32(32*nt), qp)
 	ADDQ(U32(4*nt), dp)
@@ -1018,4 +990,26 @@ func quantizeQ8K() {
 	Label("q8z_quantk_done")
 	VZEROUPPER()
 	RET()
+}
+
+// tailBlock is one of the last nb%8 blocks, at w with its 32 unsigned
+// quants in x, against nt tokens: token t's quants at qp+32t, scale at
+// dp+4t and negated, scaled sum at sp+4t; its product goes with one fused
+// multiply-add into lane b%8 of token t's accumulator, kept at ap+32t
+// (ap already advanced to the lane). k1 masks dword 0.
+func tailBlock(x reg.VecVirtual, w reg.Register, nt int, qp, dp, sp, ap reg.Register, k1 reg.Register) {
+	h := avx2.LoadF16(Mem{Base: w})
+	for t := range nt {
+		is := YMM()
+		VMOVDQU32_Z(Mem{Base: sp, Disp: 4 * t}, k1, is) // lane 0; the rest zeroed
+		VPDPBUSD(Mem{Base: qp, Disp: 32 * t}, x, is)
+		r := avx512.HSumI32(is)
+		VCVTDQ2PS(r, r)
+		sc := XMM()
+		VMULSS(Mem{Base: dp, Disp: 4 * t}, h, sc)
+		a := XMM()
+		VMOVSS(Mem{Base: ap, Disp: 32 * t}, a)
+		VFMADD231SS(r, sc, a)
+		VMOVSS(a, Mem{Base: ap, Disp: 32 * t})
+	}
 }
