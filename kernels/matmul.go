@@ -114,6 +114,7 @@ type Engine struct {
 	path  Path
 	k     *RowKernels
 	tiles *TileKernels // nil: the row kernels only
+	vec   *VecKernels  // the activation quantizers
 	pool  *Pool
 
 	q8   Q8
@@ -135,7 +136,7 @@ func NewEngine(p Path, pool *Pool) (*Engine, error) {
 	if !p.Supported() {
 		return nil, fmt.Errorf("kernels: path %s is not supported by this CPU or build", p)
 	}
-	e := &Engine{path: p, k: p.Kernels(), tiles: p.tiles(), pool: pool}
+	e := &Engine{path: p, k: p.Kernels(), tiles: p.tiles(), vec: p.Vec(), pool: pool}
 	e.task.e = e
 	return e, nil
 }
@@ -206,7 +207,7 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 // Q8K) in e's scratch, splitting the tokens across the pool when there
 // are several: blocks are independent, so the result is the same.
 func (e *Engine) prepare(x []float32, nTok int, k bool) error {
-	vec := e.path.Vec()
+	vec := e.vec
 	if e.pool == nil || nTok < 2 {
 		if k {
 			return e.q8k.quantize(x, vec.QuantizeQ8K)
@@ -258,7 +259,7 @@ func (p *prepTask) Run(lo, hi int) {
 		return
 	}
 	x := p.x[lo*p.n : hi*p.n]
-	vec := p.e.path.Vec()
+	vec := p.e.vec
 	if p.k {
 		a, b := lo*p.n/Q8KBlock, hi*p.n/Q8KBlock
 		vec.QuantizeQ8K(p.e.q8k.Q[lo*p.n:hi*p.n], p.e.q8k.D[a:b], p.e.q8k.BSums[16*a:16*b], x)

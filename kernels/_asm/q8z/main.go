@@ -506,12 +506,7 @@ func tile(nt int, k *kind) {
 	}
 	Label(rows)
 
-	nb := Load(Param("nb"), GP64())
-	wp := GP64()
-	MOVQ(roww, wp)
-	qp := Load(Param("q").Base(), GP64())
-	dp := Load(Param("d").Base(), GP64())
-	sp := Load(Param("s").Base(), GP64())
+	nb, wp, qp, dp, sp := rowPointers(roww)
 
 	acc := make([]reg.VecVirtual, nt)
 	for i := range acc {
@@ -751,12 +746,7 @@ func pairs(np int, k *kind) {
 	}
 	Label(rows)
 
-	nb := Load(Param("nb"), GP64())
-	wp := GP64()
-	MOVQ(roww, wp)
-	qp := Load(Param("q").Base(), GP64())
-	dp := Load(Param("d").Base(), GP64())
-	sp := Load(Param("s").Base(), GP64())
+	nb, wp, qp, dp, sp := rowPointers(roww)
 
 	acc := make([]reg.VecVirtual, np)
 	for i := range acc {
@@ -1012,4 +1002,17 @@ func tailBlock(x reg.VecVirtual, w reg.Register, nt int, qp, dp, sp, ap reg.Regi
 		VFMADD231SS(r, sc, a)
 		VMOVSS(a, Mem{Base: ap, Disp: 32 * t})
 	}
+}
+
+// rowPointers loads, at the start of a row, the block count and the
+// pointers the kernels walk: the row's weights (kept at roww) and the
+// activation's quants, scales and sums.
+func rowPointers(roww Mem) (nb, wp, qp, dp, sp reg.Register) {
+	nb = Load(Param("nb"), GP64())
+	wp = GP64()
+	MOVQ(roww, wp)
+	qp = Load(Param("q").Base(), GP64())
+	dp = Load(Param("d").Base(), GP64())
+	sp = Load(Param("s").Base(), GP64())
+	return nb, wp, qp, dp, sp
 }
