@@ -135,7 +135,7 @@ var benchRowSink float32
 func benchRowDot(b *testing.B, hot bool) {
 	for _, typ := range benchRowTypes {
 		b.Run(typ.String(), func(b *testing.B) {
-			for _, p := range []Path{Generic, AVX2, AVX512} {
+			for _, p := range []Path{Generic, AVX2, AVX512, AMX} {
 				b.Run(p.String(), func(b *testing.B) {
 					if !p.Supported() {
 						b.Skipf("path %s not supported here", p)

@@ -16,10 +16,17 @@ func init() {
 	if !cpuHas(AVX512) {
 		return
 	}
+	k, t := avx512Tables()
+	registerPath(AVX512, k)
+	registerTiles(AVX512, t)
+}
+
+// avx512Tables returns the AVX-512 path's tables (the AMX path starts from
+// them too).
+func avx512Tables() (RowKernels, TileKernels) {
 	k, t := avx2RowKernels(), avx2TileKernels()
 	avx512Q8Kernels(&k, &t)
 	avx512FloatKernels(&k, &t)
 	avx512KQuantKernels(&k, &t)
-	registerPath(AVX512, k)
-	registerTiles(AVX512, t)
+	return k, t
 }

@@ -14,6 +14,8 @@ func cpuHas(p Path) bool {
 		return x.HasAVX2 && x.HasFMA && x.HasF16C && x.HasBMI2 &&
 			x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512VNNI &&
 			x.HasAVX512VBMI
+	case AMX:
+		return cpuHas(AVX512) && x.HasAMXTile && x.HasAMXInt8 && amxPermitted
 	}
 	return false
 }

@@ -20,9 +20,13 @@ const (
 	// Ice Lake, Sapphire Rapids, Zen 4 and later (Cascade Lake, without
 	// VBMI, runs AVX2).
 	AVX512
+	// AMX is the AVX-512 path with AMX-INT8 tile kernels for the prefill
+	// of Q4_0 and Q8_0 weights: Sapphire Rapids and later, on Linux (the
+	// process must ask the kernel for the tile state).
+	AMX
 )
 
-// EnvKernels forces a path: "generic", "avx2" or "avx512". A path the CPU
+// EnvKernels forces a path: "generic", "avx2", "avx512" or "amx". A path the CPU
 // (or the build) does not support is an error from PathFromEnv.
 const EnvKernels = "STRATA_KERNELS"
 
@@ -34,18 +38,20 @@ func (p Path) String() string {
 		return "avx2"
 	case AVX512:
 		return "avx512"
+	case AMX:
+		return "amx"
 	}
 	return fmt.Sprintf("path(%d)", int(p))
 }
 
 // ParsePath parses a path name as String prints it.
 func ParsePath(s string) (Path, error) {
-	for _, p := range []Path{Generic, AVX2, AVX512} {
+	for _, p := range []Path{Generic, AVX2, AVX512, AMX} {
 		if strings.EqualFold(s, p.String()) {
 			return p, nil
 		}
 	}
-	return 0, fmt.Errorf("kernels: unknown path %q (generic, avx2, avx512)", s)
+	return 0, fmt.Errorf("kernels: unknown path %q (generic, avx2, avx512, amx)", s)
 }
 
 // Supported reports whether this CPU and build can run path p.
@@ -55,7 +61,7 @@ func (p Path) Supported() bool {
 
 // Best is the fastest path this CPU and build support.
 func Best() Path {
-	for _, p := range []Path{AVX512, AVX2} {
+	for _, p := range []Path{AMX, AVX512, AVX2} {
 		if p.Supported() {
 			return p
 		}

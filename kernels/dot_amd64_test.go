@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"testing"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/stratanet/strata/weights/quant"
 )
 
@@ -43,13 +45,48 @@ func TestRequireAssembly(t *testing.T) {
 	if !AVX512.Supported() {
 		t.Fatal("AVX512.Supported() = false on a CPU with AVX-512 VNNI")
 	}
-	if b := Best(); b != AVX512 {
-		t.Fatalf("Best() = %s on a CPU with AVX-512 VNNI", b)
+	want := AVX512
+	if cpuHas(AMX) {
+		want = AMX
 	}
-	z := reflect.ValueOf(*AVX512.Kernels())
-	for i := range z.NumField() {
-		if z.Field(i).Pointer() == g.Field(i).Pointer() {
-			t.Errorf("AVX512 path's %s is the generic kernel", z.Type().Field(i).Name)
+	if b := Best(); b != want {
+		t.Fatalf("Best() = %s on a CPU with AVX-512 VNNI (AMX usable: %v)", b, cpuHas(AMX))
+	}
+	for _, p := range []Path{AVX512, AMX} {
+		if !cpuHas(p) {
+			continue
+		}
+		z := reflect.ValueOf(*p.Kernels())
+		for i := range z.NumField() {
+			if z.Field(i).Pointer() == g.Field(i).Pointer() {
+				t.Errorf("%s path's %s is the generic kernel", p, z.Type().Field(i).Name)
+			}
+		}
+	}
+}
+
+// TestAMXUsed fails when the CPU has AMX-INT8 and Linux hands the tile
+// state out, but the AMX path is missing or its batch kernels are not
+// the ones prefill picks.
+func TestAMXUsed(t *testing.T) {
+	if !cpuHas(AVX512) || !cpu.X86.HasAMXTile || !cpu.X86.HasAMXInt8 || !amxPermitted {
+		t.Skip("no AMX-INT8 here, or the system does not permit it")
+	}
+	if !AMX.Supported() {
+		t.Fatal("AMX.Supported() = false on a CPU with AMX-INT8 and the tile state permitted")
+	}
+	k := AMX.tiles()
+	for _, typ := range []quant.Type{quant.Q4_0, quant.Q8_0} {
+		var task matTask
+		task.w.Type, task.nTok = typ, k.BatchTokens
+		task.pickTiles(k)
+		if task.tq.Scratch == nil {
+			t.Errorf("a %s product of %d tokens on the AMX path does not pick the AMX kernel", typ, k.BatchTokens)
+		}
+		task.nTok = 1
+		task.pickTiles(k)
+		if task.tq.Scratch != nil {
+			t.Errorf("a %s product of one token on the AMX path picks the AMX kernel", typ)
 		}
 	}
 }
@@ -59,7 +96,7 @@ func TestRequireAssembly(t *testing.T) {
 func forAsmPaths(t *testing.T, f func(t *testing.T, p Path)) {
 	t.Helper()
 	ran := false
-	for _, p := range []Path{AVX2, AVX512} {
+	for _, p := range []Path{AVX2, AVX512, AMX} {
 		if !p.Supported() {
 			continue
 		}

@@ -191,8 +191,14 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 		t.q, t.d, t.bsums = e.q8k.Q, e.q8k.D, e.q8k.BSums
 	}
 	t.tile = tileRows(r, w)
-	if r == ruleDequant {
-		e.prepareScratch(t.tile * w.Cols)
+	if t.tq.Rows > 0 {
+		t.tile = t.tq.Rows
+	}
+	switch {
+	case r == ruleDequant:
+		e.prepareScratch(t.tile*w.Cols, 0)
+	case t.tq.Scratch != nil:
+		e.prepareScratch(0, t.tq.Scratch(w.Cols/Q8Block))
 	}
 	if e.pool == nil {
 		t.Run(0, w.Rows)
@@ -368,16 +374,18 @@ func (t *matTask) pickKernels(k *RowKernels) {
 // at a time. It is the one place that picks how a tile is computed.
 func (t *matTask) Run(lo, hi int) {
 	var sc *dequantScratch
-	if t.rule == ruleDequant {
+	var tsc []byte
+	if t.rule == ruleDequant || t.tq.Scratch != nil {
 		sc = t.e.getScratch()
 		defer t.e.putScratch(sc)
+		tsc = sc.t
 	}
 	ldd := t.w.Rows
 	for r0 := lo; r0 < hi; r0 += t.tile {
 		nr := min(t.tile, hi-r0)
 		dst := t.dst[r0:]
 		w := t.w.Data[r0*t.rb : (r0+nr)*t.rb]
-		if t.runTile(dst, ldd, w, nr) {
+		if t.runTile(dst, ldd, w, nr, tsc) {
 			continue
 		}
 		switch t.rule {
@@ -453,17 +461,20 @@ func tileFloat(f func(w []byte, x []float32) float32, dst []float32, ldd int, w 
 	}
 }
 
-// dequantScratch holds one tile of dequantized rows, as float32s and as
-// the little-endian bytes that the F32 row kernel reads.
+// dequantScratch is one thread's scratch memory: one tile of dequantized
+// rows, as float32s and as the little-endian bytes that the F32 row
+// kernel reads, and a tile kernel's own (TileQ8.Scratch).
 type dequantScratch struct {
 	f []float32
 	b []byte
+	t []byte
 }
 
-// prepareScratch makes every free dequantization buffer (one per thread)
-// hold n values. It runs before the workers start, so that they never
-// allocate; it allocates only when n grows.
-func (e *Engine) prepareScratch(n int) {
+// prepareScratch makes every free scratch buffer (one per thread) hold n
+// dequantized values and tb bytes of tile kernel scratch. It runs before
+// the workers start, so that they never allocate; it allocates only when
+// n or tb grows.
+func (e *Engine) prepareScratch(n, tb int) {
 	threads := 1
 	if e.pool != nil {
 		threads = e.pool.Threads()
@@ -474,6 +485,7 @@ func (e *Engine) prepareScratch(n int) {
 	for _, sc := range e.scratch {
 		sc.f = grow(sc.f, n)
 		sc.b = grow(sc.b, 4*n)
+		sc.t = grow(sc.t, tb)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestMatMulNilPool(t *testing.T) {
 // TestMatMulPaths runs the conformance suite on every other path that this
 // CPU and build support.
 func TestMatMulPaths(t *testing.T) {
-	for _, p := range []kernels.Path{kernels.AVX2, kernels.AVX512} {
+	for _, p := range []kernels.Path{kernels.AVX2, kernels.AVX512, kernels.AMX} {
 		t.Run(p.String(), func(t *testing.T) {
 			if !p.Supported() {
 				t.Skipf("%s is not supported by this CPU or build", p)

@@ -101,12 +101,12 @@ const (
 )
 
 // tileQ4_0AVX512 reads the activation in packQ8Z(8)'s form.
-func tileQ4_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+func tileQ4_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, _ []byte) {
 	tileZ(avx512Tile1Q4_0, false, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
 }
 
 // tileQ8_0AVX512 reads the activation in packQ8Z(128)'s form.
-func tileQ8_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+func tileQ8_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, _ []byte) {
 	tileZ(avx512Tile1Q8_0, true, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
 }
 

@@ -13,6 +13,10 @@ type TileKernels struct {
 	Q4_0, Q8_0 TileQ8
 	Q4_K, Q6_K TileQ8K
 	F16        TileFloat
+	// Q4_0Batch and Q8_0Batch, when set, replace Q4_0 and Q8_0 in
+	// products of at least BatchTokens tokens (prefill).
+	Q4_0Batch, Q8_0Batch TileQ8
+	BatchTokens          int
 }
 
 // TileQ8 is a tile kernel against the Q8 activation form. Run writes
@@ -22,7 +26,11 @@ type TileKernels struct {
 // the activation's exact block sums (Q8.S). With Pack, Run reads the
 // activation in the form Pack writes rather than in Q8's.
 type TileQ8 struct {
-	Run func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int)
+	Run func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte)
+	// Scratch, when set, is the size in bytes of the scratch memory sc
+	// that Run needs for rows of nb blocks (one buffer per thread; nil
+	// otherwise).
+	Scratch func(nb int) int
 	// Pack, when set, rewrites the activation of nt tokens (q, d and s as
 	// Run's doc says) into the form Run reads, in pq, pd and ps of the
 	// same lengths as q, d and s, none of them overlapping the inputs.
@@ -30,6 +38,9 @@ type TileQ8 struct {
 	// Single: Run is faster than the row kernel for one token too, so
 	// matrix-vector products (decode) use it.
 	Single bool
+	// Rows, when set, is the number of rows a worker takes at a time
+	// (tileRows otherwise).
+	Rows int
 }
 
 // TileQ8K is a tile kernel against the Q8K activation form. Run writes
@@ -84,6 +95,15 @@ func (t *matTask) pickTiles(k *TileKernels) {
 		if t.w.Type == quant.Q8_0 {
 			t.tq = k.Q8_0
 		}
+		if k.BatchTokens > 0 && t.nTok >= k.BatchTokens {
+			b := k.Q4_0Batch
+			if t.w.Type == quant.Q8_0 {
+				b = k.Q8_0Batch
+			}
+			if b.Run != nil {
+				t.tq = b
+			}
+		}
 		if one && !t.tq.Single {
 			t.tq = TileQ8{}
 		}
@@ -105,10 +125,10 @@ func (t *matTask) pickTiles(k *TileKernels) {
 
 // runTile computes a tile of nr rows at w (see tileQ8) with t's tile
 // kernel, and reports false when t has none.
-func (t *matTask) runTile(dst []float32, ldd int, w []byte, nr int) bool {
+func (t *matTask) runTile(dst []float32, ldd int, w []byte, nr int, sc []byte) bool {
 	switch {
 	case t.tq.Run != nil:
-		t.tq.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.s, t.nTok)
+		t.tq.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.s, t.nTok, sc)
 	case t.tk.Run != nil:
 		t.tk.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.bsums, t.nTok)
 	case t.tf.Run != nil:

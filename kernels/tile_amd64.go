@@ -56,7 +56,7 @@ var avx2TileQ4_0 = [...]func(dst []float32, ldd int, w []byte, rb, nr int, q []i
 }
 
 // tileQ4_0AVX2 reads q in the tile layout (packQ8Tile).
-func tileQ4_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+func tileQ4_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, _ []byte) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}
@@ -79,7 +79,7 @@ var avx2TileQ8_0 = [...]func(dst []float32, ldd int, w []byte, rb, nr int, q []i
 }
 
 // tileQ8_0AVX2 reads q in the tile layout (packQ8Tile).
-func tileQ8_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+func tileQ8_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, _ []byte) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}

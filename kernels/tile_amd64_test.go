@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stratanet/strata/weights/quant"
@@ -30,6 +31,20 @@ func tileKernel(k *TileKernels, typ quant.Type) TileQ8 {
 	return TileQ8{}
 }
 
+// tileKernelsOf returns every tile kernel of table k for typ: the one for
+// any token count and the batch one, if there is one (AMX).
+func tileKernelsOf(k *TileKernels, typ quant.Type) []TileQ8 {
+	all := []TileQ8{tileKernel(k, typ)}
+	b := k.Q4_0Batch
+	if typ == quant.Q8_0 {
+		b = k.Q8_0Batch
+	}
+	if b.Run != nil {
+		all = append(all, b)
+	}
+	return all
+}
+
 // TestRequireTiles fails when the CPU has AVX2 but the AVX2 path has no
 // tile kernel for a type that should have one.
 func TestRequireTiles(t *testing.T) {
@@ -42,6 +57,9 @@ func TestRequireTiles(t *testing.T) {
 	}
 	v := reflect.ValueOf(*k)
 	for i := range v.NumField() {
+		if v.Field(i).Kind() != reflect.Struct || strings.HasSuffix(v.Type().Field(i).Name, "Batch") {
+			continue // the batch kernels are the AMX path's
+		}
 		if v.Field(i).FieldByName("Run").IsNil() {
 			t.Errorf("AVX2 path has no %s tile kernel", v.Type().Field(i).Name)
 		}
@@ -59,6 +77,9 @@ func TestRequireTiles(t *testing.T) {
 	}
 	zv := reflect.ValueOf(*z)
 	for i := range zv.NumField() {
+		if zv.Field(i).Kind() != reflect.Struct || strings.HasSuffix(zv.Type().Field(i).Name, "Batch") {
+			continue
+		}
 		if zv.Field(i).FieldByName("Run").Pointer() == v.Field(i).FieldByName("Run").Pointer() {
 			t.Errorf("AVX512 path's %s tile kernel is AVX2's", zv.Type().Field(i).Name)
 		}
@@ -78,67 +99,81 @@ var tileGuard = math.Float32frombits(0x7fc0dead)
 func TestAsmTilesMatchGeneric(t *testing.T) {
 	forAsmPaths(t, func(t *testing.T, p Path) {
 		for _, typ := range tileTypes {
-			tile := tileKernel(p.tiles(), typ)
-			gen := rowKernelQ8(&genericKernels, typ)
-			t.Run(typ.String(), func(t *testing.T) {
-				r := rand.New(rand.NewPCG(uint64(typ), 11))
-				ts := typ.TypeSize()
-				for nb := range 71 + len(tileLongRows) {
-					if nb > 70 {
-						nb = tileLongRows[nb-71]
-					}
-					for nt := 1; nt <= 17; nt++ {
-						wk, ak := r.IntN(3), r.IntN(2)
-						nr := 1 + r.IntN(3)
-						pad := r.IntN(2) * ts // a row stride wider than the row
-						rb := nb*ts + pad
-						w := asmWeights(r, typ, nr*rb/ts, wk)
-						acts := make([]*asmAct, nt)
-						var q []int8
-						var d []float32
-						var s []int32
-						for i := range acts {
-							acts[i] = asmActivation(r, false, nb*Q8Block, ak)
-							q = append(q, acts[i].q...)
-							d = append(d, acts[i].d...)
-							s = append(s, acts[i].s...)
-						}
-						// Unaligned copies of the concatenated activations.
-						qa, da, sa := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int32](r, len(s))
-						if tile.Pack != nil {
-							tile.Pack(qa, da, sa, q, d, s, nt)
-						} else {
-							copy(qa, q)
-							copy(da, d)
-							copy(sa, s)
-						}
-						ldd := nr + r.IntN(3)
-						off := r.IntN(8)
-						buf := make([]float32, off+nt*ldd+8)
-						for i := range buf {
-							buf[i] = tileGuard
-						}
-						dst := buf[off : off+nt*ldd]
-						tile.Run(dst, ldd, w, rb, nr, qa, da, sa, nt)
-						for i, v := range buf {
-							j := i - off
-							inside := j >= 0 && j < nt*ldd && j%ldd < nr
-							if !inside {
-								if math.Float32bits(v) != math.Float32bits(tileGuard) {
-									t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", typ, nb, nt, nr, ldd, v, j)
-								}
-								continue
-							}
-							row, a := j%ldd, acts[j/ldd]
-							want := gen(w[row*rb:row*rb+nb*ts], a.q, a.d)
-							if !asmSameBits(v, want) {
-								t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, weights kind %d, activation kind %d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
-									typ, nb, nt, nr, wk, ak, row, j/ldd, v, math.Float32bits(v), want, math.Float32bits(want))
-							}
-						}
-					}
+			for ki, tile := range tileKernelsOf(p.tiles(), typ) {
+				gen := rowKernelQ8(&genericKernels, typ)
+				name := typ.String()
+				// A batch kernel takes many rows and tokens at a time: try
+				// whole and partial groups of both.
+				maxTok, rowsOf := 17, func(r *rand.Rand) int { return 1 + r.IntN(3) }
+				if ki > 0 {
+					name += "/batch"
+					maxTok = 35
+					rowsOf = func(r *rand.Rand) int { return []int{1, 5, 16, 19, 32, 37}[r.IntN(6)] }
 				}
-			})
+				t.Run(name, func(t *testing.T) {
+					r := rand.New(rand.NewPCG(uint64(typ), 11))
+					ts := typ.TypeSize()
+					for nb := range 71 + len(tileLongRows) {
+						if nb > 70 {
+							nb = tileLongRows[nb-71]
+						}
+						for nt := 1; nt <= maxTok; nt++ {
+							wk, ak := r.IntN(3), r.IntN(2)
+							nr := rowsOf(r)
+							pad := r.IntN(2) * ts // a row stride wider than the row
+							rb := nb*ts + pad
+							w := asmWeights(r, typ, nr*rb/ts, wk)
+							acts := make([]*asmAct, nt)
+							var q []int8
+							var d []float32
+							var s []int32
+							for i := range acts {
+								acts[i] = asmActivation(r, false, nb*Q8Block, ak)
+								q = append(q, acts[i].q...)
+								d = append(d, acts[i].d...)
+								s = append(s, acts[i].s...)
+							}
+							// Unaligned copies of the concatenated activations.
+							qa, da, sa := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int32](r, len(s))
+							if tile.Pack != nil {
+								tile.Pack(qa, da, sa, q, d, s, nt)
+							} else {
+								copy(qa, q)
+								copy(da, d)
+								copy(sa, s)
+							}
+							ldd := nr + r.IntN(3)
+							off := r.IntN(8)
+							buf := make([]float32, off+nt*ldd+8)
+							for i := range buf {
+								buf[i] = tileGuard
+							}
+							dst := buf[off : off+nt*ldd]
+							var sc []byte
+							if tile.Scratch != nil {
+								sc = make([]byte, tile.Scratch(nb)+64)[r.IntN(64):]
+							}
+							tile.Run(dst, ldd, w, rb, nr, qa, da, sa, nt, sc)
+							for i, v := range buf {
+								j := i - off
+								inside := j >= 0 && j < nt*ldd && j%ldd < nr
+								if !inside {
+									if math.Float32bits(v) != math.Float32bits(tileGuard) {
+										t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, ldd=%d) wrote %g at dst offset %d, outside its outputs", typ, nb, nt, nr, ldd, v, j)
+									}
+									continue
+								}
+								row, a := j%ldd, acts[j/ldd]
+								want := gen(w[row*rb:row*rb+nb*ts], a.q, a.d)
+								if !asmSameBits(v, want) {
+									t.Fatalf("%s tile (nb=%d, nt=%d, nr=%d, weights kind %d, activation kind %d): row %d token %d = %g (%#08x), generic row = %g (%#08x)",
+										typ, nb, nt, nr, wk, ak, row, j/ldd, v, math.Float32bits(v), want, math.Float32bits(want))
+								}
+							}
+						}
+					}
+				})
+			}
 		}
 	})
 }

@@ -46,6 +46,9 @@ func init() {
 		k.QuantizeQ8K = quantizeQ8KAVX512
 		registerVec(AVX512, k)
 	}
+	if cpuHas(AMX) {
+		registerVec(AMX, k)
+	}
 }
 
 // quantizeQ8KAVX512 is quantizeQ8K (_asm/q8z).

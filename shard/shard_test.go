@@ -179,7 +179,7 @@ func TestCopiedWeightsFreed(t *testing.T) {
 // supportedPaths are the kernel paths this machine and build can run.
 func supportedPaths() []kernels.Path {
 	ps := []kernels.Path{kernels.Generic}
-	for _, p := range []kernels.Path{kernels.AVX2, kernels.AVX512} {
+	for _, p := range []kernels.Path{kernels.AVX2, kernels.AVX512, kernels.AMX} {
 		if p.Supported() {
 			ps = append(ps, p)
 		}

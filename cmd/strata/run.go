@@ -46,7 +46,7 @@ func mmapFlag(fs *flag.FlagSet) *bool {
 
 func engineFlags(fs *flag.FlagSet) func() (*kernels.Pool, kernels.Path, error) {
 	threads := fs.Int("threads", 0, "threads for the kernels (0: one per core)")
-	path := fs.String("kernels", "", "kernel path: generic, avx2 or avx512 (default: $STRATA_KERNELS or the best this CPU has)")
+	path := fs.String("kernels", "", "kernel path: generic, avx2, avx512 or amx (default: $STRATA_KERNELS or the best this CPU has)")
 	return func() (*kernels.Pool, kernels.Path, error) {
 		var p kernels.Path
 		var err error

@@ -1,0 +1,349 @@
+// Command amx generates kernels/amx_amd64.s and kernels/amx_amd64_stubs.go,
+// the AMX (Advanced Matrix Extensions, AMX-TILE and AMX-INT8) tile kernels
+// of package kernels for the Q4_0 and Q8_0 weight types against the Q8
+// activation form, with avo. Run it through go generate in kernels/ (see
+// amx_amd64.go); CI regenerates and fails on a diff.
+//
+// Neither avo nor the Go assembler knows the AMX instructions, so they are
+// written out as bytes (see docs/amx.md for the encodings, checked on
+// Sapphire Rapids); every general-purpose register in these functions is
+// a physical one, so the bytes name the registers the code set.
+//
+// The work is split in two steps, both for 16 weight rows:
+//
+//   - A prepare kernel writes the rows' quants in TDPBSSD's B layout (the
+//     "VNNI" layout), one 512-byte tile per block: row j of block b's tile
+//     holds, for each weight row r < 16, quants 4j..4j+3 of that row's
+//     block b, as signed bytes (Q4_0's nibbles minus 8, Q8_0's quants as
+//     they are), and the rows' block scales as float32s, 16 per block.
+//     Rows past nr repeat row nr-1, so nothing past the matrix is read.
+//   - A dot kernel, one per token count k = 1..16, runs groups of k
+//     tokens: for every block, one TDPBSSD of the tokens' quants (A: k
+//     rows of the 32 bytes of the block, straight from the Q8 activation)
+//     with the block's B tile gives the k×16 exact integer block dots
+//     isum_b; AVX-512 then does the float step of kernels/doc.go,
+//     acc[b%8] = fma(dw_b*d_b, float32(isum_b), acc[b%8]), with a ZMM of
+//     16 rows per token. The blocks of one lane b%8 run in one pass with
+//     the k accumulators in registers (the lanes are independent sums, so
+//     doing them one after the other keeps every lane's order); each
+//     lane's sums go to scratch and the fixed tree of kernels/doc.go
+//     reduces them at the end.
+//
+// Every output is exactly the row rule: the integer dots are exact,
+// whichever unit computes them, and every float32 operation is the same
+// IEEE operation, on the same operands, as in kernels/dot_generic.go.
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	"github.com/mmcloughlin/avo/ir"
+	. "github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
+
+	"github.com/stratanet/strata/kernels/_asm/avx2"
+)
+
+// maxTokens is the most tokens one dot kernel call takes per group: the
+// rows of the A and C tiles.
+const maxTokens = 16
+
+// The dot kernels' scratch: eight lanes of 16 tokens × 16 rows of float32
+// sums, then the C tile (16 rows of 16 int32).
+const (
+	laneBytes = maxTokens * 64
+	cOffset   = 8 * laneBytes
+)
+
+var (
+	cIota Mem // int32 0..15
+	cNib  Mem // 64 × 0x0f
+	c8    Mem // 64 × 8
+)
+
+func main() {
+	ConstraintExpr("amd64,!purego")
+	iota := make([]byte, 64)
+	for i := range 16 {
+		iota[4*i] = byte(i)
+	}
+	cIota = avx2.BytesConst("amx_iota", iota)
+	cNib = avx2.BytesConst("amx_nib", avx2.Rep(0x0f, 64))
+	c8 = avx2.BytesConst("amx_8", avx2.Rep(8, 64))
+	prepare("amxPrepQ4_0", 18, true)
+	prepare("amxPrepQ8_0", 34, false)
+	for k := 1; k <= maxTokens; k++ {
+		dot(k)
+	}
+	Generate()
+}
+
+// raw emits one instruction as bytes, after a comment naming it.
+func raw(name string, b ...byte) {
+	Comment(name)
+	for _, x := range b {
+		Instruction(&ir.Instruction{Opcode: "BYTE", Operands: []Op{U8(x)}})
+	}
+}
+
+func idx(r reg.Register) byte { return byte(r.(reg.Physical).PhysicalIndex()) }
+
+// vex returns the first two payload bytes of a three-byte VEX prefix (map
+// 0F38, W0, L0) for the ModRM reg extension r, SIB index extension x, and
+// base extension b, the inverted vvvv and the pp field.
+func vex(r, x, b, vvvv, pp byte) []byte {
+	return []byte{0xc4, (^(r<<7 | x<<6 | b<<5) & 0xe0) | 0x02, (^vvvv&0xf)<<3 | pp}
+}
+
+// tileMem emits a tile load (pp 3, TILELOADD) or store (pp 2, TILESTORED)
+// of tmm t at (base)(index*1).
+func tileMem(name string, pp byte, t int, base, index reg.Register) {
+	bi, ii := idx(base), idx(index)
+	b := vex(0, ii>>3, bi>>3, 0, pp)
+	b = append(b, 0x4b, byte(t)<<3|4, (ii&7)<<3|bi&7)
+	raw(fmt.Sprintf("%s tmm%d, (%s)(%s*1)", name, t, base.Asm(), index.Asm()), b...)
+}
+
+func tileLoad(t int, base, index reg.Register)  { tileMem("TILELOADD", 3, t, base, index) }
+func tileStore(t int, base, index reg.Register) { tileMem("TILESTORED", 2, t, base, index) }
+
+func tileZero(t int) {
+	raw(fmt.Sprintf("TILEZERO tmm%d", t), append(vex(0, 0, 0, 0, 3), 0x49, 0xc0|byte(t)<<3)...)
+}
+
+// tdpbssd emits TDPBSSD tmm c, tmm a, tmm b: C[m][n] += Σ A[m][4j+i]·B[j][4n+i]
+// over signed bytes.
+func tdpbssd(c, a, b int) {
+	raw(fmt.Sprintf("TDPBSSD tmm%d, tmm%d, tmm%d", c, a, b), append(vex(0, 0, 0, byte(b), 3), 0x5e, 0xc0|byte(c)<<3|byte(a))...)
+}
+
+func ldtilecfg(base reg.Register) {
+	bi := idx(base)
+	if bi&7 == 4 || bi&7 == 5 {
+		panic("ldtilecfg: base needs a SIB or displacement")
+	}
+	raw(fmt.Sprintf("LDTILECFG (%s)", base.Asm()), append(vex(0, 0, bi>>3, 0, 0), 0x49, bi&7)...)
+}
+
+func tileRelease() { raw("TILERELEASE", append(vex(0, 0, 0, 0, 0), 0x49, 0xc0)...) }
+
+// prepare generates fn(wv []byte, dws []float32, w []byte, rb, nr, nb int):
+// the B tiles (wv, 512 bytes a block) and scales (dws, 16 a block) of the
+// nb blocks of 16 rows at w (row r at r*rb; rows from nr on repeat row
+// nr-1), for blocks of bs bytes, a float16 scale and then the quants:
+// Q4_0's 16 bytes of nibbles with q4, else Q8_0's 32 signed bytes.
+func prepare(fn string, bs int, q4 bool) {
+	TEXT(fn, NOSPLIT, "func(wv []byte, dws []float32, w []byte, rb, nr, nb int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s writes the B tiles and scales of 16 rows of %d-byte blocks (see _asm/amx).", fn, bs))
+	wv := Load(Param("wv").Base(), GP64())
+	dws := Load(Param("dws").Base(), GP64())
+	w := Load(Param("w").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+
+	// Row r's offset, min(r, nr-1)*rb, for the gathers.
+	off := ZMM()
+	t := GP64()
+	Load(Param("rb"), t)
+	VPBROADCASTD(t.As32(), off)
+	rows := ZMM()
+	Load(Param("nr"), t)
+	DECQ(t)
+	VPBROADCASTD(t.As32(), rows)
+	VPMINUD(cIota, rows, rows)
+	VPMULLD(rows, off, off)
+	nib, eight := ZMM(), ZMM()
+	if q4 {
+		VMOVDQU8(cNib, nib)
+		VMOVDQU8(c8, eight)
+	}
+
+	TESTQ(nb, nb)
+	JZ(LabelRef(fn + "_done"))
+	Label(fn + "_block")
+	mask := K()
+	gather := func(disp int) reg.VecVirtual {
+		z := ZMM()
+		KXNORW(mask, mask, mask)
+		VPXORD(z, z, z)
+		VPGATHERDD(Mem{Base: w, Index: off, Scale: 1, Disp: disp}, mask, z)
+		return z
+	}
+	{
+		z := gather(0)
+		y := YMM()
+		VPMOVDW(z, y)
+		VCVTPH2PS(y, z)
+		VMOVUPS(z, Mem{Base: dws})
+	}
+	if q4 {
+		for j := range 4 {
+			z := gather(2 + 4*j)
+			lo, hi := ZMM(), ZMM()
+			VPANDD(nib, z, lo)
+			VPSRLD(U8(4), z, hi)
+			VPANDD(nib, hi, hi)
+			VPSUBB(eight, lo, lo)
+			VPSUBB(eight, hi, hi)
+			VMOVDQU8(lo, Mem{Base: wv, Disp: 64 * j})
+			VMOVDQU8(hi, Mem{Base: wv, Disp: 64 * (j + 4)})
+		}
+	} else {
+		for j := range 8 {
+			VMOVDQU8(gather(2+4*j), Mem{Base: wv, Disp: 64 * j})
+		}
+	}
+	ADDQ(U32(bs), w)
+	ADDQ(U32(512), wv)
+	ADDQ(U32(64), dws)
+	DECQ(nb)
+	JNZ(LabelRef(fn + "_block"))
+	Label(fn + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// dot generates amxDotQ8_k(dst []float32, ldd int, q []int8, n int, pd
+// []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc
+// []float32): ng groups of k tokens (group g's token m at q[(g*k+m)*n:],
+// its block scales at pd[g*k*nb + b*k + m], its outputs at
+// dst[(g*k+m)*ldd:] for rows r < nr) against the prepared rows (wv, dws).
+// cfg is the tile configuration of k tokens; sc holds 8*16*16 + 16*16
+// float32s of scratch.
+func dot(k int) {
+	fn := fmt.Sprintf("amxDotQ8_%d", k)
+	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, q []int8, n int, pd []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s computes groups of %d tokens against 16 prepared rows (see _asm/amx).", fn, k))
+	var (
+		aPtr  = reg.RAX // A tile (tokens' quants of block b)
+		bPtr  = reg.RBX // B tile of block b
+		cPtr  = reg.RCX // the C tile's scratch
+		nStr  = reg.RDX // A's row stride, n
+		s64   = reg.RSI // B's and C's row stride, 64
+		pdPtr = reg.RDI // the group's scales of block b
+		wdPtr = reg.R8  // the rows' scales of block b
+		qg    = reg.R9  // the group's quants
+		b     = reg.R10 // block index
+		lane  = reg.R11 // lane, 0..7
+		accP  = reg.R12 // the lane's sums in scratch
+		ng    = reg.R13 // groups left
+		dstP  = reg.R14 // the group's outputs
+		pdg   = reg.R15 // the group's scales
+	)
+	nbA, _ := Param("nb").Resolve()
+	Load(Param("cfg").Base(), aPtr)
+	ldtilecfg(aPtr)
+	Load(Param("dst").Base(), dstP)
+	Load(Param("q").Base(), qg)
+	Load(Param("pd").Base(), pdg)
+	Load(Param("ng"), ng)
+	Load(Param("n"), nStr)
+	MOVQ(U32(64), s64)
+	// The row mask of the stores.
+	rmask := K()
+	MOVQ(U32(1), aPtr)
+	Load(Param("nr"), cPtr)
+	SHLQ(reg.CL, aPtr)
+	DECQ(aPtr)
+	KMOVW(aPtr.As32(), rmask)
+
+	acc := make([]reg.VecVirtual, k)
+	for m := range acc {
+		acc[m] = ZMM()
+	}
+	Label(fn + "_group")
+	XORQ(lane, lane)
+	Load(Param("sc").Base(), accP)
+	Label(fn + "_lane")
+	for _, a := range acc {
+		VPXORD(a, a, a)
+	}
+	MOVQ(lane, b)
+	CMPQ(b, nbA.Addr)
+	JGE(LabelRef(fn + "_laneDone"))
+	// aPtr = qg + 32b, bPtr = wv + 512b, wdPtr = dws + 64b, pdPtr = pdg + 4kb.
+	MOVQ(b, aPtr)
+	SHLQ(U8(5), aPtr)
+	ADDQ(qg, aPtr)
+	Load(Param("wv").Base(), bPtr)
+	MOVQ(b, wdPtr)
+	SHLQ(U8(9), wdPtr)
+	ADDQ(wdPtr, bPtr)
+	Load(Param("dws").Base(), wdPtr)
+	MOVQ(b, pdPtr)
+	SHLQ(U8(6), pdPtr)
+	ADDQ(pdPtr, wdPtr)
+	IMUL3Q(U32(4*k), b, pdPtr)
+	ADDQ(pdg, pdPtr)
+	Load(Param("sc").Base(), cPtr)
+	ADDQ(U32(cOffset), cPtr)
+
+	Label(fn + "_block")
+	tileLoad(0, aPtr, nStr)
+	tileLoad(1, bPtr, s64)
+	tileZero(2)
+	tdpbssd(2, 0, 1)
+	tileStore(2, cPtr, s64)
+	wd := ZMM()
+	VMOVUPS(Mem{Base: wdPtr}, wd)
+	for m, a := range acc {
+		s, t := ZMM(), ZMM()
+		VMULPS_BCST(Mem{Base: pdPtr, Disp: 4 * m}, wd, s)
+		VCVTDQ2PS(Mem{Base: cPtr, Disp: 64 * m}, t)
+		VFMADD231PS(t, s, a)
+	}
+	ADDQ(U32(8*32), aPtr)
+	ADDQ(U32(8*512), bPtr)
+	ADDQ(U32(8*64), wdPtr)
+	ADDQ(U32(8*4*k), pdPtr)
+	ADDQ(U8(8), b)
+	CMPQ(b, nbA.Addr)
+	JL(LabelRef(fn + "_block"))
+
+	Label(fn + "_laneDone")
+	for m, a := range acc {
+		VMOVUPS(a, Mem{Base: accP, Disp: 64 * m})
+	}
+	ADDQ(U32(laneBytes), accP)
+	INCQ(lane)
+	CMPQ(lane, U8(8))
+	JL(LabelRef(fn + "_lane"))
+
+	// The fixed tree over the lanes, per token.
+	Load(Param("sc").Base(), accP)
+	MOVQ(dstP, aPtr)
+	Load(Param("ldd"), bPtr)
+	SHLQ(U8(2), bPtr)
+	for m := range k {
+		l := func(i int) Mem { return Mem{Base: accP, Disp: i*laneBytes + 64*m} }
+		x04, x26, x15, x37 := ZMM(), ZMM(), ZMM(), ZMM()
+		VMOVUPS(l(0), x04)
+		VADDPS(l(4), x04, x04)
+		VMOVUPS(l(2), x26)
+		VADDPS(l(6), x26, x26)
+		VMOVUPS(l(1), x15)
+		VADDPS(l(5), x15, x15)
+		VMOVUPS(l(3), x37)
+		VADDPS(l(7), x37, x37)
+		VADDPS(x26, x04, x04)
+		VADDPS(x37, x15, x15)
+		VADDPS(x15, x04, x04)
+		VMOVUPS(x04, rmask, Mem{Base: aPtr})
+		ADDQ(bPtr, aPtr)
+	}
+	// Next group: k tokens on.
+	IMUL3Q(U32(k), bPtr, cPtr)
+	ADDQ(cPtr, dstP)
+	IMUL3Q(U32(k), nStr, cPtr)
+	ADDQ(cPtr, qg)
+	Load(Param("nb"), cPtr)
+	IMUL3Q(U32(4*k), cPtr, cPtr)
+	ADDQ(cPtr, pdg)
+	DECQ(ng)
+	JNZ(LabelRef(fn + "_group"))
+	tileRelease()
+	VZEROUPPER()
+	RET()
+}

@@ -1,0 +1,176 @@
+//go:build !purego
+
+package kernels
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+//go:generate sh -c "cd _asm/amx && go run . -out ../../amx_amd64.s -stubs ../../amx_amd64_stubs.go -pkg kernels"
+
+// The AMX path: the AVX-512 path's tables with AMX-INT8 tile kernels for
+// the prefill of Q4_0 and Q8_0 weights (products of amxBatchTokens tokens
+// or more; fewer, and decode, keep the AVX-512 kernels). The kernels come
+// from _asm/amx (amx_amd64.s, amx_amd64_stubs.go): TDPBSSD computes the
+// exact integer block dots of 16 tokens by 16 rows at a time, and
+// AVX-512 applies the package doc's per-block float step to them, so
+// every output has the bits of every other path.
+func init() {
+	if !cpuHas(AMX) {
+		return
+	}
+	k, t := avx512Tables()
+	t.Q4_0Batch = TileQ8{Run: tileQ4_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows}
+	t.Q8_0Batch = TileQ8{Run: tileQ8_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows}
+	t.BatchTokens = amxBatchTokens
+	registerPath(AMX, k)
+	registerTiles(AMX, t)
+}
+
+const (
+	// amxTokens is the tokens of one tile product: the A tile's rows.
+	amxTokens = 16
+	// amxRows is the rows a worker takes at a time: two B tiles' worth.
+	amxRows = 32
+	// amxBatchTokens is the fewest tokens the AMX kernels take: below,
+	// a group of 16 is mostly empty and the AVX-512 kernels are faster.
+	amxBatchTokens = 16
+	// amxAccBytes is the dot kernels' scratch: eight lanes of 16 tokens
+	// × 16 rows of float32 sums, and the C tile.
+	amxAccBytes = 8*amxTokens*64 + amxTokens*64
+)
+
+// amxScratch is TileQ8.Scratch of the AMX kernels: the dot kernels'
+// sums, and the prepared rows (a 512-byte B tile and 16 scales a block),
+// 64-byte aligned.
+func amxScratch(nb int) int {
+	return 64 + amxAccBytes + nb*(64+512)
+}
+
+// packAMX is TileQ8.Pack of the AMX kernels: the quants stay as they are
+// and the block scales of each chunk of amxTokens tokens (c.., k of them)
+// go block-major, pd[c*nb + b*k + m] = d[(c+m)*nb + b], so that a block's
+// scales of a group are consecutive. The block sums are not used.
+func packAMX(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []int32, nt int) {
+	if nt == 0 {
+		return
+	}
+	copy(pq, q)
+	nb := len(d) / nt
+	for c := 0; c < nt; c += amxTokens {
+		k := min(amxTokens, nt-c)
+		out, in := pd[c*nb:(c+k)*nb], d[c*nb:(c+k)*nb]
+		for m := range k {
+			for b, v := range in[m*nb : (m+1)*nb] {
+				out[b*k+m] = v
+			}
+		}
+	}
+}
+
+// tileQ4_0AMX reads the activation in packAMX's form.
+func tileQ4_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
+	tileAMX(amxPrepQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
+}
+
+// tileQ8_0AMX reads the activation in packAMX's form.
+func tileQ8_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
+	tileAMX(amxPrepQ8_0, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
+}
+
+// tileAMX prepares 16 rows at a time with prep (for blocks of size bytes)
+// and runs the dot kernels over their tokens, in groups of amxTokens and
+// then the rest, slicing every operand to what the kernels read so that a
+// short one panics instead.
+func tileAMX(prep func(wv []byte, dws []float32, w []byte, rb, nr, nb int), name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
+	if nt <= 0 || nr <= 0 {
+		return
+	}
+	n, nb, ok := tileQ8Shape(q, d, s, nt)
+	if !ok || len(sc) < amxScratch(nb) || rb > 1<<26 {
+		panic(fmt.Sprintf("kernels: %s AMX tile of %d tokens with len(q) = %d, len(d) = %d, len(s) = %d, rb = %d, %d bytes of scratch", name, nt, len(q), len(d), len(s), rb, len(sc)))
+	}
+	w = w[:rowsSpan(rb, nr, nb*size)]
+	_ = dst[(nt-1)*ldd+nr-1]
+	if nb == 0 { // empty rows: every sum is the tree of +0s
+		for t := range nt {
+			clear(dst[t*ldd : t*ldd+nr])
+		}
+		return
+	}
+	a := int((64 - uintptr(unsafe.Pointer(unsafe.SliceData(sc)))%64) % 64)
+	acc := unsafe.Slice((*float32)(unsafe.Pointer(&sc[a])), amxAccBytes/4)
+	dws := unsafe.Slice((*float32)(unsafe.Pointer(&sc[a+amxAccBytes])), 16*nb)
+	wv := sc[a+amxAccBytes+64*nb : a+amxAccBytes+64*nb+512*nb]
+	full, tail := nt/amxTokens, nt%amxTokens
+	var cfgFull, cfgTail [64]byte
+	amxConfig(&cfgFull, amxTokens)
+	amxConfig(&cfgTail, tail)
+	for r0 := 0; r0 < nr; r0 += 16 {
+		rows := min(16, nr-r0)
+		prep(wv, dws, w[r0*rb:], rb, rows, nb)
+		if full > 0 {
+			amxDot(amxTokens, dst[r0:(full*amxTokens-1)*ldd+r0+rows], ldd, q[:full*amxTokens*n], n, d[:full*amxTokens*nb], nb, full, rows, wv, dws, cfgFull[:], acc)
+		}
+		if tail > 0 {
+			t0 := full * amxTokens
+			amxDot(tail, dst[t0*ldd+r0:(nt-1)*ldd+r0+rows], ldd, q[t0*n:nt*n], n, d[t0*nb:nt*nb], nb, 1, rows, wv, dws, cfgTail[:], acc)
+		}
+	}
+}
+
+// amxConfig writes the tile configuration of groups of k tokens: tmm0 the
+// A tile (k rows of a block's 32 quants), tmm1 the B tile (8 rows of 16
+// rows' four quants), tmm2 the C tile (k rows of 16 int32).
+func amxConfig(c *[64]byte, k int) {
+	*c = [64]byte{0: 1}
+	set := func(t, rows, colsb int) {
+		c[16+2*t], c[17+2*t] = byte(colsb), byte(colsb>>8)
+		c[48+t] = byte(rows)
+	}
+	set(0, k, 32)
+	set(1, 8, 64)
+	set(2, k, 64)
+}
+
+// amxDot calls the dot kernel of k tokens directly (a call through a
+// function value would make its operands escape).
+func amxDot(k int, dst []float32, ldd int, q []int8, n int, pd []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc []float32) {
+	switch k {
+	case 1:
+		amxDotQ8_1(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 2:
+		amxDotQ8_2(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 3:
+		amxDotQ8_3(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 4:
+		amxDotQ8_4(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 5:
+		amxDotQ8_5(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 6:
+		amxDotQ8_6(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 7:
+		amxDotQ8_7(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 8:
+		amxDotQ8_8(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 9:
+		amxDotQ8_9(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 10:
+		amxDotQ8_10(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 11:
+		amxDotQ8_11(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 12:
+		amxDotQ8_12(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 13:
+		amxDotQ8_13(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 14:
+		amxDotQ8_14(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 15:
+		amxDotQ8_15(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 16:
+		amxDotQ8_16(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	default:
+		panic(fmt.Sprintf("kernels: no AMX dot kernel of %d tokens", k))
+	}
+}
