@@ -60,11 +60,11 @@ func dotQ5KAVX512(w []byte, q []int8, d []float32, bsums []int16) float32 {
 	return r[0]
 }
 
-func tileQ4KAVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int) {
+func tileQ4KAVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int, _ []byte) {
 	tileKZ(&avx512TileQ4_K, q4KBytes, dst, ldd, w, rb, nr, q, d, bsums, nt)
 }
 
-func tileQ6KAVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int) {
+func tileQ6KAVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int, _ []byte) {
 	tileKZ(&avx512TileQ6_K, q6KBytes, dst, ldd, w, rb, nr, q, d, bsums, nt)
 }
 

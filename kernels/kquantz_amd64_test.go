@@ -41,7 +41,7 @@ func kqzCheck(t *testing.T, typ quant.Type, tile TileQ8K, w []byte, rb, nr, nb i
 	nt := len(acts)
 	ldd := nr + 1
 	dst := make([]float32, nt*ldd)
-	tile.Run(dst, ldd, w, rb, nr, q, d, g, nt)
+	tile.Run(dst, ldd, w, rb, nr, q, d, g, nt, nil)
 	ts := typ.TypeSize()
 	for tok, a := range acts {
 		for r := range nr {
@@ -174,7 +174,7 @@ func BenchmarkKQZPrefill(b *testing.B) {
 					}
 					dst := make([]float32, nr*nt)
 					for b.Loop() {
-						tile.Run(dst, nr, w, rb, nr, q, d, g, nt)
+						tile.Run(dst, nr, w, rb, nr, q, d, g, nt, nil)
 					}
 					b.ReportMetric(2*float64(nr*cols*nt)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				})

@@ -191,14 +191,19 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 		t.q, t.d, t.bsums = e.q8k.Q, e.q8k.D, e.q8k.BSums
 	}
 	t.tile = tileRows(r, w)
-	if t.tq.Rows > 0 {
+	switch {
+	case t.tq.Rows > 0:
 		t.tile = t.tq.Rows
+	case t.tk.Rows > 0:
+		t.tile = t.tk.Rows
 	}
 	switch {
 	case r == ruleDequant:
 		e.prepareScratch(t.tile*w.Cols, 0)
 	case t.tq.Scratch != nil:
 		e.prepareScratch(0, t.tq.Scratch(w.Cols/Q8Block))
+	case t.tk.Scratch != nil:
+		e.prepareScratch(0, t.tk.Scratch(w.Cols/Q8KBlock))
 	}
 	if e.pool == nil {
 		t.Run(0, w.Rows)
@@ -375,7 +380,7 @@ func (t *matTask) pickKernels(k *RowKernels) {
 func (t *matTask) Run(lo, hi int) {
 	var sc *dequantScratch
 	var tsc []byte
-	if t.rule == ruleDequant || t.tq.Scratch != nil {
+	if t.rule == ruleDequant || t.tq.Scratch != nil || t.tk.Scratch != nil {
 		sc = t.e.getScratch()
 		defer t.e.putScratch(sc)
 		tsc = sc.t

@@ -13,9 +13,11 @@ type TileKernels struct {
 	Q4_0, Q8_0 TileQ8
 	Q4_K, Q6_K TileQ8K
 	F16        TileFloat
-	// Q4_0Batch and Q8_0Batch, when set, replace Q4_0 and Q8_0 in
-	// products of at least BatchTokens tokens (prefill).
+	// Q4_0Batch, Q8_0Batch, Q4_KBatch and Q6_KBatch, when set, replace
+	// Q4_0, Q8_0, Q4_K and Q6_K in products of at least BatchTokens
+	// tokens (prefill).
 	Q4_0Batch, Q8_0Batch TileQ8
+	Q4_KBatch, Q6_KBatch TileQ8K
 	BatchTokens          int
 }
 
@@ -50,9 +52,14 @@ type TileQ8 struct {
 // len(d)/nt; bsums holds the exact sums of q's 16-element groups
 // (Q8K.BSums).
 type TileQ8K struct {
-	Run func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int)
-	// Single: as TileQ8.Single.
+	Run func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int, sc []byte)
+	// Scratch, when set, is the size in bytes of the scratch memory sc
+	// that Run needs for rows of nb (256-element) blocks, as
+	// TileQ8.Scratch.
+	Scratch func(nb int) int
+	// Single and Rows: as TileQ8's.
 	Single bool
+	Rows   int
 }
 
 // TileFloat is a tile kernel of float weights against float32
@@ -112,6 +119,15 @@ func (t *matTask) pickTiles(k *TileKernels) {
 		if t.w.Type == quant.Q6_K {
 			t.tk = k.Q6_K
 		}
+		if k.BatchTokens > 0 && t.nTok >= k.BatchTokens {
+			b := k.Q4_KBatch
+			if t.w.Type == quant.Q6_K {
+				b = k.Q6_KBatch
+			}
+			if b.Run != nil {
+				t.tk = b
+			}
+		}
 		if one && !t.tk.Single {
 			t.tk = TileQ8K{}
 		}
@@ -130,7 +146,7 @@ func (t *matTask) runTile(dst []float32, ldd int, w []byte, nr int, sc []byte) b
 	case t.tq.Run != nil:
 		t.tq.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.s, t.nTok, sc)
 	case t.tk.Run != nil:
-		t.tk.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.bsums, t.nTok)
+		t.tk.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.bsums, t.nTok, sc)
 	case t.tf.Run != nil:
 		t.tf.Run(dst, ldd, w, t.rb, nr, t.x, t.nTok)
 	default:

@@ -104,11 +104,11 @@ var (
 
 type tileKFunc = func(dst []float32, ldd int, w []byte, q []int8, d []float32, bsums []int16, nb int)
 
-func tileQ4KAVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int) {
+func tileQ4KAVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int, _ []byte) {
 	tileKAVX2(&avx2TileQ4_K, q4KBytes, dst, ldd, w, rb, nr, q, d, bsums, nt)
 }
 
-func tileQ6KAVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int) {
+func tileQ6KAVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, bsums []int16, nt int, _ []byte) {
 	tileKAVX2(&avx2TileQ6_K, q6KBytes, dst, ldd, w, rb, nr, q, d, bsums, nt)
 }
 

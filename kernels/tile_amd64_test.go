@@ -254,7 +254,7 @@ func TestAsmKTilesMatchGeneric(t *testing.T) {
 						for i := range buf {
 							buf[i] = tileGuard
 						}
-						tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, qa, da, ga, nt)
+						tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, qa, da, ga, nt, nil)
 						for i, v := range buf {
 							j := i - off
 							if !(j >= 0 && j < nt*ldd && j%ldd < nr) {
