@@ -37,8 +37,8 @@ const (
 	// a group of 16 is mostly empty and the AVX-512 kernels are faster.
 	amxBatchTokens = 16
 	// amxAccBytes is the dot kernels' scratch: eight lanes of 16 tokens
-	// × 16 rows of float32 sums, and the C tile.
-	amxAccBytes = 8*amxTokens*64 + amxTokens*64
+	// × 16 rows of float32 sums, and two C tiles.
+	amxAccBytes = 8*amxTokens*64 + 2*amxTokens*64
 )
 
 // amxScratch is TileQ8.Scratch of the AMX kernels: the dot kernels'
@@ -48,22 +48,24 @@ func amxScratch(nb int) int {
 	return 64 + amxAccBytes + nb*(64+512)
 }
 
-// packAMX is TileQ8.Pack of the AMX kernels: the quants stay as they are
-// and the block scales of each chunk of amxTokens tokens (c.., k of them)
-// go block-major, pd[c*nb + b*k + m] = d[(c+m)*nb + b], so that a block's
-// scales of a group are consecutive. The block sums are not used.
+// packAMX is TileQ8.Pack of the AMX kernels: each chunk of amxTokens
+// tokens (c.., k of them) goes block-major, the quants as
+// pq[c*n + b*32*k + 32*m + i] = q[(c+m)*n + 32*b + i] (a block's A tile
+// is 512 contiguous bytes) and the scales as pd[c*nb + b*k + m] =
+// d[(c+m)*nb + b]. The block sums are not used.
 func packAMX(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []int32, nt int) {
 	if nt == 0 {
 		return
 	}
-	copy(pq, q)
-	nb := len(d) / nt
+	n, nb := len(q)/nt, len(d)/nt
 	for c := 0; c < nt; c += amxTokens {
 		k := min(amxTokens, nt-c)
 		out, in := pd[c*nb:(c+k)*nb], d[c*nb:(c+k)*nb]
+		oq, iq := pq[c*n:(c+k)*n], q[c*n:(c+k)*n]
 		for m := range k {
 			for b, v := range in[m*nb : (m+1)*nb] {
 				out[b*k+m] = v
+				copy(oq[b*32*k+32*m:b*32*k+32*m+32], iq[m*n+32*b:m*n+32*b+32])
 			}
 		}
 	}
@@ -122,16 +124,19 @@ func tileAMX(prep func(wv []byte, dws []float32, w []byte, rb, nr, nb int), name
 
 // amxConfig writes the tile configuration of groups of k tokens: tmm0 the
 // A tile (k rows of a block's 32 quants), tmm1 the B tile (8 rows of 16
-// rows' four quants), tmm2 the C tile (k rows of 16 int32).
+// rows' four quants), tmm2 the C tile (k rows of 16 int32), and the same
+// again in tmm3..tmm5.
 func amxConfig(c *[64]byte, k int) {
 	*c = [64]byte{0: 1}
 	set := func(t, rows, colsb int) {
 		c[16+2*t], c[17+2*t] = byte(colsb), byte(colsb>>8)
 		c[48+t] = byte(rows)
 	}
-	set(0, k, 32)
-	set(1, 8, 64)
-	set(2, k, 64)
+	for t := 0; t < 6; t += 3 { // two sets, for two products in flight
+		set(t, k, 32)
+		set(t+1, 8, 64)
+		set(t+2, k, 64)
+	}
 }
 
 // amxDot calls the dot kernel of k tokens directly (a call through a

@@ -191,7 +191,7 @@ TEXT ·amxDotQ8_1(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -205,27 +205,30 @@ amxDotQ8_1_group:
 
 amxDotQ8_1_lane:
 	VPXORD Z0, Z0, Z0
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_1_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000020, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000004, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000004, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_1_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_1_single
 
-amxDotQ8_1_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_1_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -233,7 +236,7 @@ amxDotQ8_1_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -255,7 +258,113 @@ amxDotQ8_1_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 256(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z1
+	VMULPS.BCST (DI), Z1, Z1
+	VCVTDQ2PS   (CX), Z2
+	VFMADD231PS Z2, Z1, Z0
+	VMOVUPS     512(R8), Z1
+	VMULPS.BCST 32(DI), Z1, Z1
+	VCVTDQ2PS   1024(CX), Z2
+	VFMADD231PS Z2, Z1, Z0
+	ADDQ        $0x00000200, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000040, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_1_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_1_laneDone
+
+amxDotQ8_1_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -266,13 +375,6 @@ amxDotQ8_1_block:
 	VMULPS.BCST (DI), Z1, Z1
 	VCVTDQ2PS   (CX), Z2
 	VFMADD231PS Z2, Z1, Z0
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000020, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_1_block
 
 amxDotQ8_1_laneDone:
 	VMOVUPS Z0, (R12)
@@ -299,7 +401,8 @@ amxDotQ8_1_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000001, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000001, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000001, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000004, CX, CX
@@ -331,7 +434,7 @@ TEXT ·amxDotQ8_2(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -346,27 +449,30 @@ amxDotQ8_2_group:
 amxDotQ8_2_lane:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_2_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000040, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000008, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000008, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_2_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_2_single
 
-amxDotQ8_2_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_2_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -374,7 +480,7 @@ amxDotQ8_2_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -396,7 +502,119 @@ amxDotQ8_2_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 512(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z2
+	VMULPS.BCST (DI), Z2, Z3
+	VCVTDQ2PS   (CX), Z4
+	VFMADD231PS Z4, Z3, Z0
+	VMULPS.BCST 4(DI), Z2, Z2
+	VCVTDQ2PS   64(CX), Z3
+	VFMADD231PS Z3, Z2, Z1
+	VMOVUPS     512(R8), Z2
+	VMULPS.BCST 64(DI), Z2, Z3
+	VCVTDQ2PS   1024(CX), Z4
+	VFMADD231PS Z4, Z3, Z0
+	VMULPS.BCST 68(DI), Z2, Z2
+	VCVTDQ2PS   1088(CX), Z3
+	VFMADD231PS Z3, Z2, Z1
+	ADDQ        $0x00000400, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000080, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_2_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_2_laneDone
+
+amxDotQ8_2_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -410,13 +628,6 @@ amxDotQ8_2_block:
 	VMULPS.BCST 4(DI), Z2, Z2
 	VCVTDQ2PS   64(CX), Z3
 	VFMADD231PS Z3, Z2, Z1
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000040, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_2_block
 
 amxDotQ8_2_laneDone:
 	VMOVUPS Z0, (R12)
@@ -457,7 +668,8 @@ amxDotQ8_2_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000002, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000002, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000002, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000008, CX, CX
@@ -489,7 +701,7 @@ TEXT ·amxDotQ8_3(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -505,27 +717,30 @@ amxDotQ8_3_lane:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_3_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000060, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x0000000c, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000000c, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_3_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_3_single
 
-amxDotQ8_3_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_3_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -533,7 +748,7 @@ amxDotQ8_3_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -555,7 +770,125 @@ amxDotQ8_3_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 768(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x03
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z3
+	VMULPS.BCST (DI), Z3, Z4
+	VCVTDQ2PS   (CX), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VMULPS.BCST 4(DI), Z3, Z4
+	VCVTDQ2PS   64(CX), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VMULPS.BCST 8(DI), Z3, Z3
+	VCVTDQ2PS   128(CX), Z4
+	VFMADD231PS Z4, Z3, Z2
+	VMOVUPS     512(R8), Z3
+	VMULPS.BCST 96(DI), Z3, Z4
+	VCVTDQ2PS   1024(CX), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VMULPS.BCST 100(DI), Z3, Z4
+	VCVTDQ2PS   1088(CX), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VMULPS.BCST 104(DI), Z3, Z3
+	VCVTDQ2PS   1152(CX), Z4
+	VFMADD231PS Z4, Z3, Z2
+	ADDQ        $0x00000600, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x000000c0, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_3_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_3_laneDone
+
+amxDotQ8_3_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -572,13 +905,6 @@ amxDotQ8_3_block:
 	VMULPS.BCST 8(DI), Z3, Z3
 	VCVTDQ2PS   128(CX), Z4
 	VFMADD231PS Z4, Z3, Z2
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000060, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_3_block
 
 amxDotQ8_3_laneDone:
 	VMOVUPS Z0, (R12)
@@ -633,7 +959,8 @@ amxDotQ8_3_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000003, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000003, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000003, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x0000000c, CX, CX
@@ -665,7 +992,7 @@ TEXT ·amxDotQ8_4(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -682,27 +1009,30 @@ amxDotQ8_4_lane:
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_4_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000080, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000010, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000010, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_4_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_4_single
 
-amxDotQ8_4_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_4_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -710,7 +1040,7 @@ amxDotQ8_4_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -732,7 +1062,131 @@ amxDotQ8_4_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 1024(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x04
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z4
+	VMULPS.BCST (DI), Z4, Z5
+	VCVTDQ2PS   (CX), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VMULPS.BCST 4(DI), Z4, Z5
+	VCVTDQ2PS   64(CX), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VMULPS.BCST 8(DI), Z4, Z5
+	VCVTDQ2PS   128(CX), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VMULPS.BCST 12(DI), Z4, Z4
+	VCVTDQ2PS   192(CX), Z5
+	VFMADD231PS Z5, Z4, Z3
+	VMOVUPS     512(R8), Z4
+	VMULPS.BCST 128(DI), Z4, Z5
+	VCVTDQ2PS   1024(CX), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VMULPS.BCST 132(DI), Z4, Z5
+	VCVTDQ2PS   1088(CX), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VMULPS.BCST 136(DI), Z4, Z5
+	VCVTDQ2PS   1152(CX), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VMULPS.BCST 140(DI), Z4, Z4
+	VCVTDQ2PS   1216(CX), Z5
+	VFMADD231PS Z5, Z4, Z3
+	ADDQ        $0x00000800, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000100, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_4_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_4_laneDone
+
+amxDotQ8_4_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -752,13 +1206,6 @@ amxDotQ8_4_block:
 	VMULPS.BCST 12(DI), Z4, Z4
 	VCVTDQ2PS   192(CX), Z5
 	VFMADD231PS Z5, Z4, Z3
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000080, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_4_block
 
 amxDotQ8_4_laneDone:
 	VMOVUPS Z0, (R12)
@@ -827,7 +1274,8 @@ amxDotQ8_4_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000004, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000004, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000004, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000010, CX, CX
@@ -859,7 +1307,7 @@ TEXT ·amxDotQ8_5(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -877,27 +1325,30 @@ amxDotQ8_5_lane:
 	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
 	VPXORD Z4, Z4, Z4
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_5_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x000000a0, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000014, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000014, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_5_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_5_single
 
-amxDotQ8_5_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_5_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -905,7 +1356,7 @@ amxDotQ8_5_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -927,7 +1378,137 @@ amxDotQ8_5_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 1280(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x05
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z5
+	VMULPS.BCST (DI), Z5, Z6
+	VCVTDQ2PS   (CX), Z7
+	VFMADD231PS Z7, Z6, Z0
+	VMULPS.BCST 4(DI), Z5, Z6
+	VCVTDQ2PS   64(CX), Z7
+	VFMADD231PS Z7, Z6, Z1
+	VMULPS.BCST 8(DI), Z5, Z6
+	VCVTDQ2PS   128(CX), Z7
+	VFMADD231PS Z7, Z6, Z2
+	VMULPS.BCST 12(DI), Z5, Z6
+	VCVTDQ2PS   192(CX), Z7
+	VFMADD231PS Z7, Z6, Z3
+	VMULPS.BCST 16(DI), Z5, Z5
+	VCVTDQ2PS   256(CX), Z6
+	VFMADD231PS Z6, Z5, Z4
+	VMOVUPS     512(R8), Z5
+	VMULPS.BCST 160(DI), Z5, Z6
+	VCVTDQ2PS   1024(CX), Z7
+	VFMADD231PS Z7, Z6, Z0
+	VMULPS.BCST 164(DI), Z5, Z6
+	VCVTDQ2PS   1088(CX), Z7
+	VFMADD231PS Z7, Z6, Z1
+	VMULPS.BCST 168(DI), Z5, Z6
+	VCVTDQ2PS   1152(CX), Z7
+	VFMADD231PS Z7, Z6, Z2
+	VMULPS.BCST 172(DI), Z5, Z6
+	VCVTDQ2PS   1216(CX), Z7
+	VFMADD231PS Z7, Z6, Z3
+	VMULPS.BCST 176(DI), Z5, Z5
+	VCVTDQ2PS   1280(CX), Z6
+	VFMADD231PS Z6, Z5, Z4
+	ADDQ        $0x00000a00, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000140, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_5_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_5_laneDone
+
+amxDotQ8_5_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -950,13 +1531,6 @@ amxDotQ8_5_block:
 	VMULPS.BCST 16(DI), Z5, Z5
 	VCVTDQ2PS   256(CX), Z6
 	VFMADD231PS Z6, Z5, Z4
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x000000a0, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_5_block
 
 amxDotQ8_5_laneDone:
 	VMOVUPS Z0, (R12)
@@ -1039,7 +1613,8 @@ amxDotQ8_5_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000005, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000005, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000005, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000014, CX, CX
@@ -1071,7 +1646,7 @@ TEXT ·amxDotQ8_6(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -1090,27 +1665,30 @@ amxDotQ8_6_lane:
 	VPXORD Z3, Z3, Z3
 	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_6_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x000000c0, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000018, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000018, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_6_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_6_single
 
-amxDotQ8_6_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_6_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1118,7 +1696,7 @@ amxDotQ8_6_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1140,7 +1718,143 @@ amxDotQ8_6_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 1536(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x06
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z6
+	VMULPS.BCST (DI), Z6, Z7
+	VCVTDQ2PS   (CX), Z8
+	VFMADD231PS Z8, Z7, Z0
+	VMULPS.BCST 4(DI), Z6, Z7
+	VCVTDQ2PS   64(CX), Z8
+	VFMADD231PS Z8, Z7, Z1
+	VMULPS.BCST 8(DI), Z6, Z7
+	VCVTDQ2PS   128(CX), Z8
+	VFMADD231PS Z8, Z7, Z2
+	VMULPS.BCST 12(DI), Z6, Z7
+	VCVTDQ2PS   192(CX), Z8
+	VFMADD231PS Z8, Z7, Z3
+	VMULPS.BCST 16(DI), Z6, Z7
+	VCVTDQ2PS   256(CX), Z8
+	VFMADD231PS Z8, Z7, Z4
+	VMULPS.BCST 20(DI), Z6, Z6
+	VCVTDQ2PS   320(CX), Z7
+	VFMADD231PS Z7, Z6, Z5
+	VMOVUPS     512(R8), Z6
+	VMULPS.BCST 192(DI), Z6, Z7
+	VCVTDQ2PS   1024(CX), Z8
+	VFMADD231PS Z8, Z7, Z0
+	VMULPS.BCST 196(DI), Z6, Z7
+	VCVTDQ2PS   1088(CX), Z8
+	VFMADD231PS Z8, Z7, Z1
+	VMULPS.BCST 200(DI), Z6, Z7
+	VCVTDQ2PS   1152(CX), Z8
+	VFMADD231PS Z8, Z7, Z2
+	VMULPS.BCST 204(DI), Z6, Z7
+	VCVTDQ2PS   1216(CX), Z8
+	VFMADD231PS Z8, Z7, Z3
+	VMULPS.BCST 208(DI), Z6, Z7
+	VCVTDQ2PS   1280(CX), Z8
+	VFMADD231PS Z8, Z7, Z4
+	VMULPS.BCST 212(DI), Z6, Z6
+	VCVTDQ2PS   1344(CX), Z7
+	VFMADD231PS Z7, Z6, Z5
+	ADDQ        $0x00000c00, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000180, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_6_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_6_laneDone
+
+amxDotQ8_6_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1166,13 +1880,6 @@ amxDotQ8_6_block:
 	VMULPS.BCST 20(DI), Z6, Z6
 	VCVTDQ2PS   320(CX), Z7
 	VFMADD231PS Z7, Z6, Z5
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x000000c0, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_6_block
 
 amxDotQ8_6_laneDone:
 	VMOVUPS Z0, (R12)
@@ -1269,7 +1976,8 @@ amxDotQ8_6_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000006, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000006, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000006, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000018, CX, CX
@@ -1301,7 +2009,7 @@ TEXT ·amxDotQ8_7(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -1321,27 +2029,30 @@ amxDotQ8_7_lane:
 	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_7_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x000000e0, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x0000001c, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000001c, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_7_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_7_single
 
-amxDotQ8_7_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_7_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1349,7 +2060,7 @@ amxDotQ8_7_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1371,7 +2082,149 @@ amxDotQ8_7_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 1792(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x07
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z7
+	VMULPS.BCST (DI), Z7, Z8
+	VCVTDQ2PS   (CX), Z9
+	VFMADD231PS Z9, Z8, Z0
+	VMULPS.BCST 4(DI), Z7, Z8
+	VCVTDQ2PS   64(CX), Z9
+	VFMADD231PS Z9, Z8, Z1
+	VMULPS.BCST 8(DI), Z7, Z8
+	VCVTDQ2PS   128(CX), Z9
+	VFMADD231PS Z9, Z8, Z2
+	VMULPS.BCST 12(DI), Z7, Z8
+	VCVTDQ2PS   192(CX), Z9
+	VFMADD231PS Z9, Z8, Z3
+	VMULPS.BCST 16(DI), Z7, Z8
+	VCVTDQ2PS   256(CX), Z9
+	VFMADD231PS Z9, Z8, Z4
+	VMULPS.BCST 20(DI), Z7, Z8
+	VCVTDQ2PS   320(CX), Z9
+	VFMADD231PS Z9, Z8, Z5
+	VMULPS.BCST 24(DI), Z7, Z7
+	VCVTDQ2PS   384(CX), Z8
+	VFMADD231PS Z8, Z7, Z6
+	VMOVUPS     512(R8), Z7
+	VMULPS.BCST 224(DI), Z7, Z8
+	VCVTDQ2PS   1024(CX), Z9
+	VFMADD231PS Z9, Z8, Z0
+	VMULPS.BCST 228(DI), Z7, Z8
+	VCVTDQ2PS   1088(CX), Z9
+	VFMADD231PS Z9, Z8, Z1
+	VMULPS.BCST 232(DI), Z7, Z8
+	VCVTDQ2PS   1152(CX), Z9
+	VFMADD231PS Z9, Z8, Z2
+	VMULPS.BCST 236(DI), Z7, Z8
+	VCVTDQ2PS   1216(CX), Z9
+	VFMADD231PS Z9, Z8, Z3
+	VMULPS.BCST 240(DI), Z7, Z8
+	VCVTDQ2PS   1280(CX), Z9
+	VFMADD231PS Z9, Z8, Z4
+	VMULPS.BCST 244(DI), Z7, Z8
+	VCVTDQ2PS   1344(CX), Z9
+	VFMADD231PS Z9, Z8, Z5
+	VMULPS.BCST 248(DI), Z7, Z7
+	VCVTDQ2PS   1408(CX), Z8
+	VFMADD231PS Z8, Z7, Z6
+	ADDQ        $0x00000e00, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x000001c0, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_7_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_7_laneDone
+
+amxDotQ8_7_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1400,13 +2253,6 @@ amxDotQ8_7_block:
 	VMULPS.BCST 24(DI), Z7, Z7
 	VCVTDQ2PS   384(CX), Z8
 	VFMADD231PS Z8, Z7, Z6
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x000000e0, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_7_block
 
 amxDotQ8_7_laneDone:
 	VMOVUPS Z0, (R12)
@@ -1517,7 +2363,8 @@ amxDotQ8_7_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000007, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000007, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000007, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x0000001c, CX, CX
@@ -1549,7 +2396,7 @@ TEXT ·amxDotQ8_8(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -1570,27 +2417,30 @@ amxDotQ8_8_lane:
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_8_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000100, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000020, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000020, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_8_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_8_single
 
-amxDotQ8_8_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_8_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1598,7 +2448,7 @@ amxDotQ8_8_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1620,7 +2470,155 @@ amxDotQ8_8_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 2048(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x08
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z8
+	VMULPS.BCST (DI), Z8, Z9
+	VCVTDQ2PS   (CX), Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMULPS.BCST 4(DI), Z8, Z9
+	VCVTDQ2PS   64(CX), Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMULPS.BCST 8(DI), Z8, Z9
+	VCVTDQ2PS   128(CX), Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMULPS.BCST 12(DI), Z8, Z9
+	VCVTDQ2PS   192(CX), Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMULPS.BCST 16(DI), Z8, Z9
+	VCVTDQ2PS   256(CX), Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMULPS.BCST 20(DI), Z8, Z9
+	VCVTDQ2PS   320(CX), Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMULPS.BCST 24(DI), Z8, Z9
+	VCVTDQ2PS   384(CX), Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMULPS.BCST 28(DI), Z8, Z8
+	VCVTDQ2PS   448(CX), Z9
+	VFMADD231PS Z9, Z8, Z7
+	VMOVUPS     512(R8), Z8
+	VMULPS.BCST 256(DI), Z8, Z9
+	VCVTDQ2PS   1024(CX), Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMULPS.BCST 260(DI), Z8, Z9
+	VCVTDQ2PS   1088(CX), Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMULPS.BCST 264(DI), Z8, Z9
+	VCVTDQ2PS   1152(CX), Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMULPS.BCST 268(DI), Z8, Z9
+	VCVTDQ2PS   1216(CX), Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMULPS.BCST 272(DI), Z8, Z9
+	VCVTDQ2PS   1280(CX), Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMULPS.BCST 276(DI), Z8, Z9
+	VCVTDQ2PS   1344(CX), Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMULPS.BCST 280(DI), Z8, Z9
+	VCVTDQ2PS   1408(CX), Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMULPS.BCST 284(DI), Z8, Z8
+	VCVTDQ2PS   1472(CX), Z9
+	VFMADD231PS Z9, Z8, Z7
+	ADDQ        $0x00001000, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000200, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_8_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_8_laneDone
+
+amxDotQ8_8_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1652,13 +2650,6 @@ amxDotQ8_8_block:
 	VMULPS.BCST 28(DI), Z8, Z8
 	VCVTDQ2PS   448(CX), Z9
 	VFMADD231PS Z9, Z8, Z7
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000100, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_8_block
 
 amxDotQ8_8_laneDone:
 	VMOVUPS Z0, (R12)
@@ -1783,7 +2774,8 @@ amxDotQ8_8_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000008, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000008, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000008, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000020, CX, CX
@@ -1815,7 +2807,7 @@ TEXT ·amxDotQ8_9(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -1837,27 +2829,30 @@ amxDotQ8_9_lane:
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
 	VPXORD Z8, Z8, Z8
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_9_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000120, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000024, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000024, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_9_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_9_single
 
-amxDotQ8_9_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_9_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1865,7 +2860,7 @@ amxDotQ8_9_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1887,7 +2882,161 @@ amxDotQ8_9_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 2304(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x09
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z9
+	VMULPS.BCST (DI), Z9, Z10
+	VCVTDQ2PS   (CX), Z11
+	VFMADD231PS Z11, Z10, Z0
+	VMULPS.BCST 4(DI), Z9, Z10
+	VCVTDQ2PS   64(CX), Z11
+	VFMADD231PS Z11, Z10, Z1
+	VMULPS.BCST 8(DI), Z9, Z10
+	VCVTDQ2PS   128(CX), Z11
+	VFMADD231PS Z11, Z10, Z2
+	VMULPS.BCST 12(DI), Z9, Z10
+	VCVTDQ2PS   192(CX), Z11
+	VFMADD231PS Z11, Z10, Z3
+	VMULPS.BCST 16(DI), Z9, Z10
+	VCVTDQ2PS   256(CX), Z11
+	VFMADD231PS Z11, Z10, Z4
+	VMULPS.BCST 20(DI), Z9, Z10
+	VCVTDQ2PS   320(CX), Z11
+	VFMADD231PS Z11, Z10, Z5
+	VMULPS.BCST 24(DI), Z9, Z10
+	VCVTDQ2PS   384(CX), Z11
+	VFMADD231PS Z11, Z10, Z6
+	VMULPS.BCST 28(DI), Z9, Z10
+	VCVTDQ2PS   448(CX), Z11
+	VFMADD231PS Z11, Z10, Z7
+	VMULPS.BCST 32(DI), Z9, Z9
+	VCVTDQ2PS   512(CX), Z10
+	VFMADD231PS Z10, Z9, Z8
+	VMOVUPS     512(R8), Z9
+	VMULPS.BCST 288(DI), Z9, Z10
+	VCVTDQ2PS   1024(CX), Z11
+	VFMADD231PS Z11, Z10, Z0
+	VMULPS.BCST 292(DI), Z9, Z10
+	VCVTDQ2PS   1088(CX), Z11
+	VFMADD231PS Z11, Z10, Z1
+	VMULPS.BCST 296(DI), Z9, Z10
+	VCVTDQ2PS   1152(CX), Z11
+	VFMADD231PS Z11, Z10, Z2
+	VMULPS.BCST 300(DI), Z9, Z10
+	VCVTDQ2PS   1216(CX), Z11
+	VFMADD231PS Z11, Z10, Z3
+	VMULPS.BCST 304(DI), Z9, Z10
+	VCVTDQ2PS   1280(CX), Z11
+	VFMADD231PS Z11, Z10, Z4
+	VMULPS.BCST 308(DI), Z9, Z10
+	VCVTDQ2PS   1344(CX), Z11
+	VFMADD231PS Z11, Z10, Z5
+	VMULPS.BCST 312(DI), Z9, Z10
+	VCVTDQ2PS   1408(CX), Z11
+	VFMADD231PS Z11, Z10, Z6
+	VMULPS.BCST 316(DI), Z9, Z10
+	VCVTDQ2PS   1472(CX), Z11
+	VFMADD231PS Z11, Z10, Z7
+	VMULPS.BCST 320(DI), Z9, Z9
+	VCVTDQ2PS   1536(CX), Z10
+	VFMADD231PS Z10, Z9, Z8
+	ADDQ        $0x00001200, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000240, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_9_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_9_laneDone
+
+amxDotQ8_9_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1922,13 +3071,6 @@ amxDotQ8_9_block:
 	VMULPS.BCST 32(DI), Z9, Z9
 	VCVTDQ2PS   512(CX), Z10
 	VFMADD231PS Z10, Z9, Z8
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000120, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_9_block
 
 amxDotQ8_9_laneDone:
 	VMOVUPS Z0, (R12)
@@ -2067,7 +3209,8 @@ amxDotQ8_9_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000009, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000009, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000009, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000024, CX, CX
@@ -2099,7 +3242,7 @@ TEXT ·amxDotQ8_10(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -2122,27 +3265,30 @@ amxDotQ8_10_lane:
 	VPXORD Z7, Z7, Z7
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_10_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000140, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000028, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000028, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_10_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_10_single
 
-amxDotQ8_10_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_10_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2150,7 +3296,7 @@ amxDotQ8_10_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2172,7 +3318,167 @@ amxDotQ8_10_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 2560(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x0a
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z10
+	VMULPS.BCST (DI), Z10, Z11
+	VCVTDQ2PS   (CX), Z12
+	VFMADD231PS Z12, Z11, Z0
+	VMULPS.BCST 4(DI), Z10, Z11
+	VCVTDQ2PS   64(CX), Z12
+	VFMADD231PS Z12, Z11, Z1
+	VMULPS.BCST 8(DI), Z10, Z11
+	VCVTDQ2PS   128(CX), Z12
+	VFMADD231PS Z12, Z11, Z2
+	VMULPS.BCST 12(DI), Z10, Z11
+	VCVTDQ2PS   192(CX), Z12
+	VFMADD231PS Z12, Z11, Z3
+	VMULPS.BCST 16(DI), Z10, Z11
+	VCVTDQ2PS   256(CX), Z12
+	VFMADD231PS Z12, Z11, Z4
+	VMULPS.BCST 20(DI), Z10, Z11
+	VCVTDQ2PS   320(CX), Z12
+	VFMADD231PS Z12, Z11, Z5
+	VMULPS.BCST 24(DI), Z10, Z11
+	VCVTDQ2PS   384(CX), Z12
+	VFMADD231PS Z12, Z11, Z6
+	VMULPS.BCST 28(DI), Z10, Z11
+	VCVTDQ2PS   448(CX), Z12
+	VFMADD231PS Z12, Z11, Z7
+	VMULPS.BCST 32(DI), Z10, Z11
+	VCVTDQ2PS   512(CX), Z12
+	VFMADD231PS Z12, Z11, Z8
+	VMULPS.BCST 36(DI), Z10, Z10
+	VCVTDQ2PS   576(CX), Z11
+	VFMADD231PS Z11, Z10, Z9
+	VMOVUPS     512(R8), Z10
+	VMULPS.BCST 320(DI), Z10, Z11
+	VCVTDQ2PS   1024(CX), Z12
+	VFMADD231PS Z12, Z11, Z0
+	VMULPS.BCST 324(DI), Z10, Z11
+	VCVTDQ2PS   1088(CX), Z12
+	VFMADD231PS Z12, Z11, Z1
+	VMULPS.BCST 328(DI), Z10, Z11
+	VCVTDQ2PS   1152(CX), Z12
+	VFMADD231PS Z12, Z11, Z2
+	VMULPS.BCST 332(DI), Z10, Z11
+	VCVTDQ2PS   1216(CX), Z12
+	VFMADD231PS Z12, Z11, Z3
+	VMULPS.BCST 336(DI), Z10, Z11
+	VCVTDQ2PS   1280(CX), Z12
+	VFMADD231PS Z12, Z11, Z4
+	VMULPS.BCST 340(DI), Z10, Z11
+	VCVTDQ2PS   1344(CX), Z12
+	VFMADD231PS Z12, Z11, Z5
+	VMULPS.BCST 344(DI), Z10, Z11
+	VCVTDQ2PS   1408(CX), Z12
+	VFMADD231PS Z12, Z11, Z6
+	VMULPS.BCST 348(DI), Z10, Z11
+	VCVTDQ2PS   1472(CX), Z12
+	VFMADD231PS Z12, Z11, Z7
+	VMULPS.BCST 352(DI), Z10, Z11
+	VCVTDQ2PS   1536(CX), Z12
+	VFMADD231PS Z12, Z11, Z8
+	VMULPS.BCST 356(DI), Z10, Z10
+	VCVTDQ2PS   1600(CX), Z11
+	VFMADD231PS Z11, Z10, Z9
+	ADDQ        $0x00001400, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000280, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_10_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_10_laneDone
+
+amxDotQ8_10_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2210,13 +3516,6 @@ amxDotQ8_10_block:
 	VMULPS.BCST 36(DI), Z10, Z10
 	VCVTDQ2PS   576(CX), Z11
 	VFMADD231PS Z11, Z10, Z9
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000140, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_10_block
 
 amxDotQ8_10_laneDone:
 	VMOVUPS Z0, (R12)
@@ -2369,7 +3668,8 @@ amxDotQ8_10_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x0000000a, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x0000000a, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000a, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000028, CX, CX
@@ -2401,7 +3701,7 @@ TEXT ·amxDotQ8_11(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -2425,27 +3725,30 @@ amxDotQ8_11_lane:
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_11_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000160, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x0000002c, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000002c, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_11_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_11_single
 
-amxDotQ8_11_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_11_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2453,7 +3756,7 @@ amxDotQ8_11_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2475,7 +3778,173 @@ amxDotQ8_11_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 2816(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x0b
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z11
+	VMULPS.BCST (DI), Z11, Z12
+	VCVTDQ2PS   (CX), Z13
+	VFMADD231PS Z13, Z12, Z0
+	VMULPS.BCST 4(DI), Z11, Z12
+	VCVTDQ2PS   64(CX), Z13
+	VFMADD231PS Z13, Z12, Z1
+	VMULPS.BCST 8(DI), Z11, Z12
+	VCVTDQ2PS   128(CX), Z13
+	VFMADD231PS Z13, Z12, Z2
+	VMULPS.BCST 12(DI), Z11, Z12
+	VCVTDQ2PS   192(CX), Z13
+	VFMADD231PS Z13, Z12, Z3
+	VMULPS.BCST 16(DI), Z11, Z12
+	VCVTDQ2PS   256(CX), Z13
+	VFMADD231PS Z13, Z12, Z4
+	VMULPS.BCST 20(DI), Z11, Z12
+	VCVTDQ2PS   320(CX), Z13
+	VFMADD231PS Z13, Z12, Z5
+	VMULPS.BCST 24(DI), Z11, Z12
+	VCVTDQ2PS   384(CX), Z13
+	VFMADD231PS Z13, Z12, Z6
+	VMULPS.BCST 28(DI), Z11, Z12
+	VCVTDQ2PS   448(CX), Z13
+	VFMADD231PS Z13, Z12, Z7
+	VMULPS.BCST 32(DI), Z11, Z12
+	VCVTDQ2PS   512(CX), Z13
+	VFMADD231PS Z13, Z12, Z8
+	VMULPS.BCST 36(DI), Z11, Z12
+	VCVTDQ2PS   576(CX), Z13
+	VFMADD231PS Z13, Z12, Z9
+	VMULPS.BCST 40(DI), Z11, Z11
+	VCVTDQ2PS   640(CX), Z12
+	VFMADD231PS Z12, Z11, Z10
+	VMOVUPS     512(R8), Z11
+	VMULPS.BCST 352(DI), Z11, Z12
+	VCVTDQ2PS   1024(CX), Z13
+	VFMADD231PS Z13, Z12, Z0
+	VMULPS.BCST 356(DI), Z11, Z12
+	VCVTDQ2PS   1088(CX), Z13
+	VFMADD231PS Z13, Z12, Z1
+	VMULPS.BCST 360(DI), Z11, Z12
+	VCVTDQ2PS   1152(CX), Z13
+	VFMADD231PS Z13, Z12, Z2
+	VMULPS.BCST 364(DI), Z11, Z12
+	VCVTDQ2PS   1216(CX), Z13
+	VFMADD231PS Z13, Z12, Z3
+	VMULPS.BCST 368(DI), Z11, Z12
+	VCVTDQ2PS   1280(CX), Z13
+	VFMADD231PS Z13, Z12, Z4
+	VMULPS.BCST 372(DI), Z11, Z12
+	VCVTDQ2PS   1344(CX), Z13
+	VFMADD231PS Z13, Z12, Z5
+	VMULPS.BCST 376(DI), Z11, Z12
+	VCVTDQ2PS   1408(CX), Z13
+	VFMADD231PS Z13, Z12, Z6
+	VMULPS.BCST 380(DI), Z11, Z12
+	VCVTDQ2PS   1472(CX), Z13
+	VFMADD231PS Z13, Z12, Z7
+	VMULPS.BCST 384(DI), Z11, Z12
+	VCVTDQ2PS   1536(CX), Z13
+	VFMADD231PS Z13, Z12, Z8
+	VMULPS.BCST 388(DI), Z11, Z12
+	VCVTDQ2PS   1600(CX), Z13
+	VFMADD231PS Z13, Z12, Z9
+	VMULPS.BCST 392(DI), Z11, Z11
+	VCVTDQ2PS   1664(CX), Z12
+	VFMADD231PS Z12, Z11, Z10
+	ADDQ        $0x00001600, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x000002c0, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_11_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_11_laneDone
+
+amxDotQ8_11_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2516,13 +3985,6 @@ amxDotQ8_11_block:
 	VMULPS.BCST 40(DI), Z11, Z11
 	VCVTDQ2PS   640(CX), Z12
 	VFMADD231PS Z12, Z11, Z10
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000160, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_11_block
 
 amxDotQ8_11_laneDone:
 	VMOVUPS Z0, (R12)
@@ -2689,7 +4151,8 @@ amxDotQ8_11_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x0000000b, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x0000000b, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000b, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x0000002c, CX, CX
@@ -2721,7 +4184,7 @@ TEXT ·amxDotQ8_12(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -2746,27 +4209,30 @@ amxDotQ8_12_lane:
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_12_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000180, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000030, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000030, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_12_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_12_single
 
-amxDotQ8_12_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_12_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2774,7 +4240,7 @@ amxDotQ8_12_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2796,7 +4262,179 @@ amxDotQ8_12_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 3072(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x0c
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z12
+	VMULPS.BCST (DI), Z12, Z13
+	VCVTDQ2PS   (CX), Z14
+	VFMADD231PS Z14, Z13, Z0
+	VMULPS.BCST 4(DI), Z12, Z13
+	VCVTDQ2PS   64(CX), Z14
+	VFMADD231PS Z14, Z13, Z1
+	VMULPS.BCST 8(DI), Z12, Z13
+	VCVTDQ2PS   128(CX), Z14
+	VFMADD231PS Z14, Z13, Z2
+	VMULPS.BCST 12(DI), Z12, Z13
+	VCVTDQ2PS   192(CX), Z14
+	VFMADD231PS Z14, Z13, Z3
+	VMULPS.BCST 16(DI), Z12, Z13
+	VCVTDQ2PS   256(CX), Z14
+	VFMADD231PS Z14, Z13, Z4
+	VMULPS.BCST 20(DI), Z12, Z13
+	VCVTDQ2PS   320(CX), Z14
+	VFMADD231PS Z14, Z13, Z5
+	VMULPS.BCST 24(DI), Z12, Z13
+	VCVTDQ2PS   384(CX), Z14
+	VFMADD231PS Z14, Z13, Z6
+	VMULPS.BCST 28(DI), Z12, Z13
+	VCVTDQ2PS   448(CX), Z14
+	VFMADD231PS Z14, Z13, Z7
+	VMULPS.BCST 32(DI), Z12, Z13
+	VCVTDQ2PS   512(CX), Z14
+	VFMADD231PS Z14, Z13, Z8
+	VMULPS.BCST 36(DI), Z12, Z13
+	VCVTDQ2PS   576(CX), Z14
+	VFMADD231PS Z14, Z13, Z9
+	VMULPS.BCST 40(DI), Z12, Z13
+	VCVTDQ2PS   640(CX), Z14
+	VFMADD231PS Z14, Z13, Z10
+	VMULPS.BCST 44(DI), Z12, Z12
+	VCVTDQ2PS   704(CX), Z13
+	VFMADD231PS Z13, Z12, Z11
+	VMOVUPS     512(R8), Z12
+	VMULPS.BCST 384(DI), Z12, Z13
+	VCVTDQ2PS   1024(CX), Z14
+	VFMADD231PS Z14, Z13, Z0
+	VMULPS.BCST 388(DI), Z12, Z13
+	VCVTDQ2PS   1088(CX), Z14
+	VFMADD231PS Z14, Z13, Z1
+	VMULPS.BCST 392(DI), Z12, Z13
+	VCVTDQ2PS   1152(CX), Z14
+	VFMADD231PS Z14, Z13, Z2
+	VMULPS.BCST 396(DI), Z12, Z13
+	VCVTDQ2PS   1216(CX), Z14
+	VFMADD231PS Z14, Z13, Z3
+	VMULPS.BCST 400(DI), Z12, Z13
+	VCVTDQ2PS   1280(CX), Z14
+	VFMADD231PS Z14, Z13, Z4
+	VMULPS.BCST 404(DI), Z12, Z13
+	VCVTDQ2PS   1344(CX), Z14
+	VFMADD231PS Z14, Z13, Z5
+	VMULPS.BCST 408(DI), Z12, Z13
+	VCVTDQ2PS   1408(CX), Z14
+	VFMADD231PS Z14, Z13, Z6
+	VMULPS.BCST 412(DI), Z12, Z13
+	VCVTDQ2PS   1472(CX), Z14
+	VFMADD231PS Z14, Z13, Z7
+	VMULPS.BCST 416(DI), Z12, Z13
+	VCVTDQ2PS   1536(CX), Z14
+	VFMADD231PS Z14, Z13, Z8
+	VMULPS.BCST 420(DI), Z12, Z13
+	VCVTDQ2PS   1600(CX), Z14
+	VFMADD231PS Z14, Z13, Z9
+	VMULPS.BCST 424(DI), Z12, Z13
+	VCVTDQ2PS   1664(CX), Z14
+	VFMADD231PS Z14, Z13, Z10
+	VMULPS.BCST 428(DI), Z12, Z12
+	VCVTDQ2PS   1728(CX), Z13
+	VFMADD231PS Z13, Z12, Z11
+	ADDQ        $0x00001800, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000300, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_12_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_12_laneDone
+
+amxDotQ8_12_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2840,13 +4478,6 @@ amxDotQ8_12_block:
 	VMULPS.BCST 44(DI), Z12, Z12
 	VCVTDQ2PS   704(CX), Z13
 	VFMADD231PS Z13, Z12, Z11
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000180, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_12_block
 
 amxDotQ8_12_laneDone:
 	VMOVUPS Z0, (R12)
@@ -3027,7 +4658,8 @@ amxDotQ8_12_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x0000000c, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x0000000c, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000c, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000030, CX, CX
@@ -3059,7 +4691,7 @@ TEXT ·amxDotQ8_13(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -3085,27 +4717,30 @@ amxDotQ8_13_lane:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_13_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x000001a0, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000034, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000034, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_13_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_13_single
 
-amxDotQ8_13_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_13_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3113,7 +4748,7 @@ amxDotQ8_13_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3135,7 +4770,185 @@ amxDotQ8_13_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 3328(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x0d
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z13
+	VMULPS.BCST (DI), Z13, Z14
+	VCVTDQ2PS   (CX), Z15
+	VFMADD231PS Z15, Z14, Z0
+	VMULPS.BCST 4(DI), Z13, Z14
+	VCVTDQ2PS   64(CX), Z15
+	VFMADD231PS Z15, Z14, Z1
+	VMULPS.BCST 8(DI), Z13, Z14
+	VCVTDQ2PS   128(CX), Z15
+	VFMADD231PS Z15, Z14, Z2
+	VMULPS.BCST 12(DI), Z13, Z14
+	VCVTDQ2PS   192(CX), Z15
+	VFMADD231PS Z15, Z14, Z3
+	VMULPS.BCST 16(DI), Z13, Z14
+	VCVTDQ2PS   256(CX), Z15
+	VFMADD231PS Z15, Z14, Z4
+	VMULPS.BCST 20(DI), Z13, Z14
+	VCVTDQ2PS   320(CX), Z15
+	VFMADD231PS Z15, Z14, Z5
+	VMULPS.BCST 24(DI), Z13, Z14
+	VCVTDQ2PS   384(CX), Z15
+	VFMADD231PS Z15, Z14, Z6
+	VMULPS.BCST 28(DI), Z13, Z14
+	VCVTDQ2PS   448(CX), Z15
+	VFMADD231PS Z15, Z14, Z7
+	VMULPS.BCST 32(DI), Z13, Z14
+	VCVTDQ2PS   512(CX), Z15
+	VFMADD231PS Z15, Z14, Z8
+	VMULPS.BCST 36(DI), Z13, Z14
+	VCVTDQ2PS   576(CX), Z15
+	VFMADD231PS Z15, Z14, Z9
+	VMULPS.BCST 40(DI), Z13, Z14
+	VCVTDQ2PS   640(CX), Z15
+	VFMADD231PS Z15, Z14, Z10
+	VMULPS.BCST 44(DI), Z13, Z14
+	VCVTDQ2PS   704(CX), Z15
+	VFMADD231PS Z15, Z14, Z11
+	VMULPS.BCST 48(DI), Z13, Z13
+	VCVTDQ2PS   768(CX), Z14
+	VFMADD231PS Z14, Z13, Z12
+	VMOVUPS     512(R8), Z13
+	VMULPS.BCST 416(DI), Z13, Z14
+	VCVTDQ2PS   1024(CX), Z15
+	VFMADD231PS Z15, Z14, Z0
+	VMULPS.BCST 420(DI), Z13, Z14
+	VCVTDQ2PS   1088(CX), Z15
+	VFMADD231PS Z15, Z14, Z1
+	VMULPS.BCST 424(DI), Z13, Z14
+	VCVTDQ2PS   1152(CX), Z15
+	VFMADD231PS Z15, Z14, Z2
+	VMULPS.BCST 428(DI), Z13, Z14
+	VCVTDQ2PS   1216(CX), Z15
+	VFMADD231PS Z15, Z14, Z3
+	VMULPS.BCST 432(DI), Z13, Z14
+	VCVTDQ2PS   1280(CX), Z15
+	VFMADD231PS Z15, Z14, Z4
+	VMULPS.BCST 436(DI), Z13, Z14
+	VCVTDQ2PS   1344(CX), Z15
+	VFMADD231PS Z15, Z14, Z5
+	VMULPS.BCST 440(DI), Z13, Z14
+	VCVTDQ2PS   1408(CX), Z15
+	VFMADD231PS Z15, Z14, Z6
+	VMULPS.BCST 444(DI), Z13, Z14
+	VCVTDQ2PS   1472(CX), Z15
+	VFMADD231PS Z15, Z14, Z7
+	VMULPS.BCST 448(DI), Z13, Z14
+	VCVTDQ2PS   1536(CX), Z15
+	VFMADD231PS Z15, Z14, Z8
+	VMULPS.BCST 452(DI), Z13, Z14
+	VCVTDQ2PS   1600(CX), Z15
+	VFMADD231PS Z15, Z14, Z9
+	VMULPS.BCST 456(DI), Z13, Z14
+	VCVTDQ2PS   1664(CX), Z15
+	VFMADD231PS Z15, Z14, Z10
+	VMULPS.BCST 460(DI), Z13, Z14
+	VCVTDQ2PS   1728(CX), Z15
+	VFMADD231PS Z15, Z14, Z11
+	VMULPS.BCST 464(DI), Z13, Z13
+	VCVTDQ2PS   1792(CX), Z14
+	VFMADD231PS Z14, Z13, Z12
+	ADDQ        $0x00001a00, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000340, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_13_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_13_laneDone
+
+amxDotQ8_13_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3182,13 +4995,6 @@ amxDotQ8_13_block:
 	VMULPS.BCST 48(DI), Z13, Z13
 	VCVTDQ2PS   768(CX), Z14
 	VFMADD231PS Z14, Z13, Z12
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x000001a0, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_13_block
 
 amxDotQ8_13_laneDone:
 	VMOVUPS Z0, (R12)
@@ -3383,7 +5189,8 @@ amxDotQ8_13_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x0000000d, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x0000000d, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000d, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000034, CX, CX
@@ -3415,7 +5222,7 @@ TEXT ·amxDotQ8_14(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -3442,27 +5249,30 @@ amxDotQ8_14_lane:
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
 	VPXORD Z13, Z13, Z13
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_14_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x000001c0, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000038, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000038, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_14_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_14_single
 
-amxDotQ8_14_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_14_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3470,7 +5280,7 @@ amxDotQ8_14_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3492,7 +5302,191 @@ amxDotQ8_14_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 3584(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x0e
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z14
+	VMULPS.BCST (DI), Z14, Z15
+	VCVTDQ2PS   (CX), Z16
+	VFMADD231PS Z16, Z15, Z0
+	VMULPS.BCST 4(DI), Z14, Z15
+	VCVTDQ2PS   64(CX), Z16
+	VFMADD231PS Z16, Z15, Z1
+	VMULPS.BCST 8(DI), Z14, Z15
+	VCVTDQ2PS   128(CX), Z16
+	VFMADD231PS Z16, Z15, Z2
+	VMULPS.BCST 12(DI), Z14, Z15
+	VCVTDQ2PS   192(CX), Z16
+	VFMADD231PS Z16, Z15, Z3
+	VMULPS.BCST 16(DI), Z14, Z15
+	VCVTDQ2PS   256(CX), Z16
+	VFMADD231PS Z16, Z15, Z4
+	VMULPS.BCST 20(DI), Z14, Z15
+	VCVTDQ2PS   320(CX), Z16
+	VFMADD231PS Z16, Z15, Z5
+	VMULPS.BCST 24(DI), Z14, Z15
+	VCVTDQ2PS   384(CX), Z16
+	VFMADD231PS Z16, Z15, Z6
+	VMULPS.BCST 28(DI), Z14, Z15
+	VCVTDQ2PS   448(CX), Z16
+	VFMADD231PS Z16, Z15, Z7
+	VMULPS.BCST 32(DI), Z14, Z15
+	VCVTDQ2PS   512(CX), Z16
+	VFMADD231PS Z16, Z15, Z8
+	VMULPS.BCST 36(DI), Z14, Z15
+	VCVTDQ2PS   576(CX), Z16
+	VFMADD231PS Z16, Z15, Z9
+	VMULPS.BCST 40(DI), Z14, Z15
+	VCVTDQ2PS   640(CX), Z16
+	VFMADD231PS Z16, Z15, Z10
+	VMULPS.BCST 44(DI), Z14, Z15
+	VCVTDQ2PS   704(CX), Z16
+	VFMADD231PS Z16, Z15, Z11
+	VMULPS.BCST 48(DI), Z14, Z15
+	VCVTDQ2PS   768(CX), Z16
+	VFMADD231PS Z16, Z15, Z12
+	VMULPS.BCST 52(DI), Z14, Z14
+	VCVTDQ2PS   832(CX), Z15
+	VFMADD231PS Z15, Z14, Z13
+	VMOVUPS     512(R8), Z14
+	VMULPS.BCST 448(DI), Z14, Z15
+	VCVTDQ2PS   1024(CX), Z16
+	VFMADD231PS Z16, Z15, Z0
+	VMULPS.BCST 452(DI), Z14, Z15
+	VCVTDQ2PS   1088(CX), Z16
+	VFMADD231PS Z16, Z15, Z1
+	VMULPS.BCST 456(DI), Z14, Z15
+	VCVTDQ2PS   1152(CX), Z16
+	VFMADD231PS Z16, Z15, Z2
+	VMULPS.BCST 460(DI), Z14, Z15
+	VCVTDQ2PS   1216(CX), Z16
+	VFMADD231PS Z16, Z15, Z3
+	VMULPS.BCST 464(DI), Z14, Z15
+	VCVTDQ2PS   1280(CX), Z16
+	VFMADD231PS Z16, Z15, Z4
+	VMULPS.BCST 468(DI), Z14, Z15
+	VCVTDQ2PS   1344(CX), Z16
+	VFMADD231PS Z16, Z15, Z5
+	VMULPS.BCST 472(DI), Z14, Z15
+	VCVTDQ2PS   1408(CX), Z16
+	VFMADD231PS Z16, Z15, Z6
+	VMULPS.BCST 476(DI), Z14, Z15
+	VCVTDQ2PS   1472(CX), Z16
+	VFMADD231PS Z16, Z15, Z7
+	VMULPS.BCST 480(DI), Z14, Z15
+	VCVTDQ2PS   1536(CX), Z16
+	VFMADD231PS Z16, Z15, Z8
+	VMULPS.BCST 484(DI), Z14, Z15
+	VCVTDQ2PS   1600(CX), Z16
+	VFMADD231PS Z16, Z15, Z9
+	VMULPS.BCST 488(DI), Z14, Z15
+	VCVTDQ2PS   1664(CX), Z16
+	VFMADD231PS Z16, Z15, Z10
+	VMULPS.BCST 492(DI), Z14, Z15
+	VCVTDQ2PS   1728(CX), Z16
+	VFMADD231PS Z16, Z15, Z11
+	VMULPS.BCST 496(DI), Z14, Z15
+	VCVTDQ2PS   1792(CX), Z16
+	VFMADD231PS Z16, Z15, Z12
+	VMULPS.BCST 500(DI), Z14, Z14
+	VCVTDQ2PS   1856(CX), Z15
+	VFMADD231PS Z15, Z14, Z13
+	ADDQ        $0x00001c00, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000380, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_14_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_14_laneDone
+
+amxDotQ8_14_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3542,13 +5536,6 @@ amxDotQ8_14_block:
 	VMULPS.BCST 52(DI), Z14, Z14
 	VCVTDQ2PS   832(CX), Z15
 	VFMADD231PS Z15, Z14, Z13
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x000001c0, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_14_block
 
 amxDotQ8_14_laneDone:
 	VMOVUPS Z0, (R12)
@@ -3757,7 +5744,8 @@ amxDotQ8_14_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x0000000e, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x0000000e, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000e, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000038, CX, CX
@@ -3789,7 +5777,7 @@ TEXT ·amxDotQ8_15(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -3817,27 +5805,30 @@ amxDotQ8_15_lane:
 	VPXORD Z12, Z12, Z12
 	VPXORD Z13, Z13, Z13
 	VPXORD Z14, Z14, Z14
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_15_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x000001e0, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x0000003c, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000003c, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_15_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_15_single
 
-amxDotQ8_15_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_15_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3845,7 +5836,7 @@ amxDotQ8_15_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3867,7 +5858,197 @@ amxDotQ8_15_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 3840(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x0f
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z15
+	VMULPS.BCST (DI), Z15, Z16
+	VCVTDQ2PS   (CX), Z17
+	VFMADD231PS Z17, Z16, Z0
+	VMULPS.BCST 4(DI), Z15, Z16
+	VCVTDQ2PS   64(CX), Z17
+	VFMADD231PS Z17, Z16, Z1
+	VMULPS.BCST 8(DI), Z15, Z16
+	VCVTDQ2PS   128(CX), Z17
+	VFMADD231PS Z17, Z16, Z2
+	VMULPS.BCST 12(DI), Z15, Z16
+	VCVTDQ2PS   192(CX), Z17
+	VFMADD231PS Z17, Z16, Z3
+	VMULPS.BCST 16(DI), Z15, Z16
+	VCVTDQ2PS   256(CX), Z17
+	VFMADD231PS Z17, Z16, Z4
+	VMULPS.BCST 20(DI), Z15, Z16
+	VCVTDQ2PS   320(CX), Z17
+	VFMADD231PS Z17, Z16, Z5
+	VMULPS.BCST 24(DI), Z15, Z16
+	VCVTDQ2PS   384(CX), Z17
+	VFMADD231PS Z17, Z16, Z6
+	VMULPS.BCST 28(DI), Z15, Z16
+	VCVTDQ2PS   448(CX), Z17
+	VFMADD231PS Z17, Z16, Z7
+	VMULPS.BCST 32(DI), Z15, Z16
+	VCVTDQ2PS   512(CX), Z17
+	VFMADD231PS Z17, Z16, Z8
+	VMULPS.BCST 36(DI), Z15, Z16
+	VCVTDQ2PS   576(CX), Z17
+	VFMADD231PS Z17, Z16, Z9
+	VMULPS.BCST 40(DI), Z15, Z16
+	VCVTDQ2PS   640(CX), Z17
+	VFMADD231PS Z17, Z16, Z10
+	VMULPS.BCST 44(DI), Z15, Z16
+	VCVTDQ2PS   704(CX), Z17
+	VFMADD231PS Z17, Z16, Z11
+	VMULPS.BCST 48(DI), Z15, Z16
+	VCVTDQ2PS   768(CX), Z17
+	VFMADD231PS Z17, Z16, Z12
+	VMULPS.BCST 52(DI), Z15, Z16
+	VCVTDQ2PS   832(CX), Z17
+	VFMADD231PS Z17, Z16, Z13
+	VMULPS.BCST 56(DI), Z15, Z15
+	VCVTDQ2PS   896(CX), Z16
+	VFMADD231PS Z16, Z15, Z14
+	VMOVUPS     512(R8), Z15
+	VMULPS.BCST 480(DI), Z15, Z16
+	VCVTDQ2PS   1024(CX), Z17
+	VFMADD231PS Z17, Z16, Z0
+	VMULPS.BCST 484(DI), Z15, Z16
+	VCVTDQ2PS   1088(CX), Z17
+	VFMADD231PS Z17, Z16, Z1
+	VMULPS.BCST 488(DI), Z15, Z16
+	VCVTDQ2PS   1152(CX), Z17
+	VFMADD231PS Z17, Z16, Z2
+	VMULPS.BCST 492(DI), Z15, Z16
+	VCVTDQ2PS   1216(CX), Z17
+	VFMADD231PS Z17, Z16, Z3
+	VMULPS.BCST 496(DI), Z15, Z16
+	VCVTDQ2PS   1280(CX), Z17
+	VFMADD231PS Z17, Z16, Z4
+	VMULPS.BCST 500(DI), Z15, Z16
+	VCVTDQ2PS   1344(CX), Z17
+	VFMADD231PS Z17, Z16, Z5
+	VMULPS.BCST 504(DI), Z15, Z16
+	VCVTDQ2PS   1408(CX), Z17
+	VFMADD231PS Z17, Z16, Z6
+	VMULPS.BCST 508(DI), Z15, Z16
+	VCVTDQ2PS   1472(CX), Z17
+	VFMADD231PS Z17, Z16, Z7
+	VMULPS.BCST 512(DI), Z15, Z16
+	VCVTDQ2PS   1536(CX), Z17
+	VFMADD231PS Z17, Z16, Z8
+	VMULPS.BCST 516(DI), Z15, Z16
+	VCVTDQ2PS   1600(CX), Z17
+	VFMADD231PS Z17, Z16, Z9
+	VMULPS.BCST 520(DI), Z15, Z16
+	VCVTDQ2PS   1664(CX), Z17
+	VFMADD231PS Z17, Z16, Z10
+	VMULPS.BCST 524(DI), Z15, Z16
+	VCVTDQ2PS   1728(CX), Z17
+	VFMADD231PS Z17, Z16, Z11
+	VMULPS.BCST 528(DI), Z15, Z16
+	VCVTDQ2PS   1792(CX), Z17
+	VFMADD231PS Z17, Z16, Z12
+	VMULPS.BCST 532(DI), Z15, Z16
+	VCVTDQ2PS   1856(CX), Z17
+	VFMADD231PS Z17, Z16, Z13
+	VMULPS.BCST 536(DI), Z15, Z15
+	VCVTDQ2PS   1920(CX), Z16
+	VFMADD231PS Z16, Z15, Z14
+	ADDQ        $0x00001e00, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x000003c0, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_15_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_15_laneDone
+
+amxDotQ8_15_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3920,13 +6101,6 @@ amxDotQ8_15_block:
 	VMULPS.BCST 56(DI), Z15, Z15
 	VCVTDQ2PS   896(CX), Z16
 	VFMADD231PS Z16, Z15, Z14
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x000001e0, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_15_block
 
 amxDotQ8_15_laneDone:
 	VMOVUPS Z0, (R12)
@@ -4149,7 +6323,8 @@ amxDotQ8_15_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x0000000f, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x0000000f, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000f, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x0000003c, CX, CX
@@ -4181,7 +6356,7 @@ TEXT ·amxDotQ8_16(SB), NOSPLIT, $0-208
 	MOVQ  q_base+32(FP), R9
 	MOVQ  pd_base+64(FP), R15
 	MOVQ  ng+96(FP), R13
-	MOVQ  n+56(FP), DX
+	MOVQ  $0x00000020, DX
 	MOVQ  $0x00000040, SI
 	MOVQ  $0x00000001, AX
 	MOVQ  nr+104(FP), CX
@@ -4210,27 +6385,30 @@ amxDotQ8_16_lane:
 	VPXORD Z13, Z13, Z13
 	VPXORD Z14, Z14, Z14
 	VPXORD Z15, Z15, Z15
-	MOVQ   R11, R10
-	CMPQ   R10, nb+88(FP)
-	JGE    amxDotQ8_16_laneDone
-	MOVQ   R10, AX
-	SHLQ   $0x05, AX
+	IMUL3Q $0x00000200, R11, AX
 	ADDQ   R9, AX
 	MOVQ   wv_base+112(FP), BX
-	MOVQ   R10, R8
-	SHLQ   $0x09, R8
-	ADDQ   R8, BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
 	MOVQ   dws_base+136(FP), R8
-	MOVQ   R10, DI
-	SHLQ   $0x06, DI
-	ADDQ   DI, R8
-	IMUL3Q $0x00000040, R10, DI
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000040, R11, DI
 	ADDQ   R15, DI
 	MOVQ   sc_base+184(FP), CX
 	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	SUBQ   R11, R10
+	ADDQ   $0x07, R10
+	SHRQ   $0x03, R10
+	JZ     amxDotQ8_16_laneDone
+	CMPQ   R10, $0x02
+	JL     amxDotQ8_16_single
 
-amxDotQ8_16_block:
-	// TILELOADD tmm0, (AX)(DX*1)
+amxDotQ8_16_pair:
+	// TILELOADD tmm0, 0(AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -4238,7 +6416,7 @@ amxDotQ8_16_block:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, (BX)(SI*1)
+	// TILELOADD tmm1, 0(BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -4260,7 +6438,203 @@ amxDotQ8_16_block:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, (CX)(SI*1)
+	// TILESTORED tmm2, 0(CX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+
+	// TILELOADD tmm3, 4096(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 4096(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED tmm5, 1024(CX)(SI*1)
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z16
+	VMULPS.BCST (DI), Z16, Z17
+	VCVTDQ2PS   (CX), Z18
+	VFMADD231PS Z18, Z17, Z0
+	VMULPS.BCST 4(DI), Z16, Z17
+	VCVTDQ2PS   64(CX), Z18
+	VFMADD231PS Z18, Z17, Z1
+	VMULPS.BCST 8(DI), Z16, Z17
+	VCVTDQ2PS   128(CX), Z18
+	VFMADD231PS Z18, Z17, Z2
+	VMULPS.BCST 12(DI), Z16, Z17
+	VCVTDQ2PS   192(CX), Z18
+	VFMADD231PS Z18, Z17, Z3
+	VMULPS.BCST 16(DI), Z16, Z17
+	VCVTDQ2PS   256(CX), Z18
+	VFMADD231PS Z18, Z17, Z4
+	VMULPS.BCST 20(DI), Z16, Z17
+	VCVTDQ2PS   320(CX), Z18
+	VFMADD231PS Z18, Z17, Z5
+	VMULPS.BCST 24(DI), Z16, Z17
+	VCVTDQ2PS   384(CX), Z18
+	VFMADD231PS Z18, Z17, Z6
+	VMULPS.BCST 28(DI), Z16, Z17
+	VCVTDQ2PS   448(CX), Z18
+	VFMADD231PS Z18, Z17, Z7
+	VMULPS.BCST 32(DI), Z16, Z17
+	VCVTDQ2PS   512(CX), Z18
+	VFMADD231PS Z18, Z17, Z8
+	VMULPS.BCST 36(DI), Z16, Z17
+	VCVTDQ2PS   576(CX), Z18
+	VFMADD231PS Z18, Z17, Z9
+	VMULPS.BCST 40(DI), Z16, Z17
+	VCVTDQ2PS   640(CX), Z18
+	VFMADD231PS Z18, Z17, Z10
+	VMULPS.BCST 44(DI), Z16, Z17
+	VCVTDQ2PS   704(CX), Z18
+	VFMADD231PS Z18, Z17, Z11
+	VMULPS.BCST 48(DI), Z16, Z17
+	VCVTDQ2PS   768(CX), Z18
+	VFMADD231PS Z18, Z17, Z12
+	VMULPS.BCST 52(DI), Z16, Z17
+	VCVTDQ2PS   832(CX), Z18
+	VFMADD231PS Z18, Z17, Z13
+	VMULPS.BCST 56(DI), Z16, Z17
+	VCVTDQ2PS   896(CX), Z18
+	VFMADD231PS Z18, Z17, Z14
+	VMULPS.BCST 60(DI), Z16, Z16
+	VCVTDQ2PS   960(CX), Z17
+	VFMADD231PS Z17, Z16, Z15
+	VMOVUPS     512(R8), Z16
+	VMULPS.BCST 512(DI), Z16, Z17
+	VCVTDQ2PS   1024(CX), Z18
+	VFMADD231PS Z18, Z17, Z0
+	VMULPS.BCST 516(DI), Z16, Z17
+	VCVTDQ2PS   1088(CX), Z18
+	VFMADD231PS Z18, Z17, Z1
+	VMULPS.BCST 520(DI), Z16, Z17
+	VCVTDQ2PS   1152(CX), Z18
+	VFMADD231PS Z18, Z17, Z2
+	VMULPS.BCST 524(DI), Z16, Z17
+	VCVTDQ2PS   1216(CX), Z18
+	VFMADD231PS Z18, Z17, Z3
+	VMULPS.BCST 528(DI), Z16, Z17
+	VCVTDQ2PS   1280(CX), Z18
+	VFMADD231PS Z18, Z17, Z4
+	VMULPS.BCST 532(DI), Z16, Z17
+	VCVTDQ2PS   1344(CX), Z18
+	VFMADD231PS Z18, Z17, Z5
+	VMULPS.BCST 536(DI), Z16, Z17
+	VCVTDQ2PS   1408(CX), Z18
+	VFMADD231PS Z18, Z17, Z6
+	VMULPS.BCST 540(DI), Z16, Z17
+	VCVTDQ2PS   1472(CX), Z18
+	VFMADD231PS Z18, Z17, Z7
+	VMULPS.BCST 544(DI), Z16, Z17
+	VCVTDQ2PS   1536(CX), Z18
+	VFMADD231PS Z18, Z17, Z8
+	VMULPS.BCST 548(DI), Z16, Z17
+	VCVTDQ2PS   1600(CX), Z18
+	VFMADD231PS Z18, Z17, Z9
+	VMULPS.BCST 552(DI), Z16, Z17
+	VCVTDQ2PS   1664(CX), Z18
+	VFMADD231PS Z18, Z17, Z10
+	VMULPS.BCST 556(DI), Z16, Z17
+	VCVTDQ2PS   1728(CX), Z18
+	VFMADD231PS Z18, Z17, Z11
+	VMULPS.BCST 560(DI), Z16, Z17
+	VCVTDQ2PS   1792(CX), Z18
+	VFMADD231PS Z18, Z17, Z12
+	VMULPS.BCST 564(DI), Z16, Z17
+	VCVTDQ2PS   1856(CX), Z18
+	VFMADD231PS Z18, Z17, Z13
+	VMULPS.BCST 568(DI), Z16, Z17
+	VCVTDQ2PS   1920(CX), Z18
+	VFMADD231PS Z18, Z17, Z14
+	VMULPS.BCST 572(DI), Z16, Z16
+	VCVTDQ2PS   1984(CX), Z17
+	VFMADD231PS Z17, Z16, Z15
+	ADDQ        $0x00002000, AX
+	ADDQ        $0x00002000, BX
+	ADDQ        $0x00000400, R8
+	ADDQ        $0x00000400, DI
+	SUBQ        $0x02, R10
+	CMPQ        R10, $0x02
+	JGE         amxDotQ8_16_pair
+	TESTQ       R10, R10
+	JZ          amxDotQ8_16_laneDone
+
+amxDotQ8_16_single:
+	// TILELOADD tmm0, 0(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, 0(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED tmm2, 0(CX)(SI*1)
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -4316,13 +6690,6 @@ amxDotQ8_16_block:
 	VMULPS.BCST 60(DI), Z16, Z16
 	VCVTDQ2PS   960(CX), Z17
 	VFMADD231PS Z17, Z16, Z15
-	ADDQ        $0x00000100, AX
-	ADDQ        $0x00001000, BX
-	ADDQ        $0x00000200, R8
-	ADDQ        $0x00000200, DI
-	ADDQ        $0x08, R10
-	CMPQ        R10, nb+88(FP)
-	JL          amxDotQ8_16_block
 
 amxDotQ8_16_laneDone:
 	VMOVUPS Z0, (R12)
@@ -4559,7 +6926,8 @@ amxDotQ8_16_laneDone:
 	ADDQ    BX, AX
 	IMUL3Q  $0x00000010, BX, CX
 	ADDQ    CX, R14
-	IMUL3Q  $0x00000010, DX, CX
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000010, CX, CX
 	ADDQ    CX, R9
 	MOVQ    nb+88(FP), CX
 	IMUL3Q  $0x00000040, CX, CX

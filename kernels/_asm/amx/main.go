@@ -19,7 +19,8 @@
 //     Rows past nr repeat row nr-1, so nothing past the matrix is read.
 //   - A dot kernel, one per token count k = 1..16, runs groups of k
 //     tokens: for every block, one TDPBSSD of the tokens' quants (A: k
-//     rows of the 32 bytes of the block, straight from the Q8 activation)
+//     rows of the block's 32 quants, which kernels.packAMX lays out
+//     block-major in each group so that they are 512 contiguous bytes)
 //     with the block's B tile gives the k×16 exact integer block dots
 //     isum_b; AVX-512 then does the float step of kernels/doc.go,
 //     acc[b%8] = fma(dw_b*d_b, float32(isum_b), acc[b%8]), with a ZMM of
@@ -97,16 +98,31 @@ func vex(r, x, b, vvvv, pp byte) []byte {
 }
 
 // tileMem emits a tile load (pp 3, TILELOADD) or store (pp 2, TILESTORED)
-// of tmm t at (base)(index*1).
-func tileMem(name string, pp byte, t int, base, index reg.Register) {
+// of tmm t at disp(base)(index*1).
+func tileMem(name string, pp byte, t int, base reg.Register, disp int32, index reg.Register) {
 	bi, ii := idx(base), idx(index)
+	if ii == 4 {
+		panic("tileMem: SP cannot be an index")
+	}
 	b := vex(0, ii>>3, bi>>3, 0, pp)
-	b = append(b, 0x4b, byte(t)<<3|4, (ii&7)<<3|bi&7)
-	raw(fmt.Sprintf("%s tmm%d, (%s)(%s*1)", name, t, base.Asm(), index.Asm()), b...)
+	mod := byte(0)
+	if disp != 0 || bi&7 == 5 {
+		mod = 2 // disp32
+	}
+	b = append(b, 0x4b, mod<<6|byte(t)<<3|4, (ii&7)<<3|bi&7)
+	if mod == 2 {
+		b = append(b, byte(disp), byte(disp>>8), byte(disp>>16), byte(disp>>24))
+	}
+	raw(fmt.Sprintf("%s tmm%d, %d(%s)(%s*1)", name, t, disp, base.Asm(), index.Asm()), b...)
 }
 
-func tileLoad(t int, base, index reg.Register)  { tileMem("TILELOADD", 3, t, base, index) }
-func tileStore(t int, base, index reg.Register) { tileMem("TILESTORED", 2, t, base, index) }
+func tileLoad(t int, base reg.Register, disp int32, index reg.Register) {
+	tileMem("TILELOADD", 3, t, base, disp, index)
+}
+
+func tileStore(t int, base reg.Register, disp int32, index reg.Register) {
+	tileMem("TILESTORED", 2, t, base, disp, index)
+}
 
 func tileZero(t int) {
 	raw(fmt.Sprintf("TILEZERO tmm%d", t), append(vex(0, 0, 0, 0, 3), 0x49, 0xc0|byte(t)<<3)...)
@@ -206,10 +222,11 @@ func prepare(fn string, bs int, q4 bool) {
 
 // dot generates amxDotQ8_k(dst []float32, ldd int, q []int8, n int, pd
 // []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc
-// []float32): ng groups of k tokens (group g's token m at q[(g*k+m)*n:],
-// its block scales at pd[g*k*nb + b*k + m], its outputs at
+// []float32): ng groups of k tokens (group g's block b of token m at
+// q[g*k*n + b*32*k + 32*m:], its block scales at pd[g*k*nb + b*k + m],
+// n = 32*nb, its outputs at
 // dst[(g*k+m)*ldd:] for rows r < nr) against the prepared rows (wv, dws).
-// cfg is the tile configuration of k tokens; sc holds 8*16*16 + 16*16
+// cfg is the tile configuration of k tokens; sc holds 8*16*16 + 2*16*16
 // float32s of scratch.
 func dot(k int) {
 	fn := fmt.Sprintf("amxDotQ8_%d", k)
@@ -220,26 +237,25 @@ func dot(k int) {
 		aPtr  = reg.RAX // A tile (tokens' quants of block b)
 		bPtr  = reg.RBX // B tile of block b
 		cPtr  = reg.RCX // the C tile's scratch
-		nStr  = reg.RDX // A's row stride, n
+		aStr  = reg.RDX // A's row stride, 32
 		s64   = reg.RSI // B's and C's row stride, 64
 		pdPtr = reg.RDI // the group's scales of block b
 		wdPtr = reg.R8  // the rows' scales of block b
 		qg    = reg.R9  // the group's quants
-		b     = reg.R10 // block index
+		left  = reg.R10 // blocks of the lane left
 		lane  = reg.R11 // lane, 0..7
 		accP  = reg.R12 // the lane's sums in scratch
 		ng    = reg.R13 // groups left
 		dstP  = reg.R14 // the group's outputs
 		pdg   = reg.R15 // the group's scales
 	)
-	nbA, _ := Param("nb").Resolve()
 	Load(Param("cfg").Base(), aPtr)
 	ldtilecfg(aPtr)
 	Load(Param("dst").Base(), dstP)
 	Load(Param("q").Base(), qg)
 	Load(Param("pd").Base(), pdg)
 	Load(Param("ng"), ng)
-	Load(Param("n"), nStr)
+	MOVQ(U32(32), aStr)
 	MOVQ(U32(64), s64)
 	// The row mask of the stores.
 	rmask := K()
@@ -260,47 +276,67 @@ func dot(k int) {
 	for _, a := range acc {
 		VPXORD(a, a, a)
 	}
-	MOVQ(lane, b)
-	CMPQ(b, nbA.Addr)
-	JGE(LabelRef(fn + "_laneDone"))
-	// aPtr = qg + 32b, bPtr = wv + 512b, wdPtr = dws + 64b, pdPtr = pdg + 4kb.
-	MOVQ(b, aPtr)
-	SHLQ(U8(5), aPtr)
+	// aPtr = qg + 32kl, bPtr = wv + 512l, wdPtr = dws + 64l, pdPtr = pdg + 4kl
+	// for the lane's first block l; left = the lane's blocks, (nb-l+7)/8.
+	IMUL3Q(U32(32*k), lane, aPtr)
 	ADDQ(qg, aPtr)
 	Load(Param("wv").Base(), bPtr)
-	MOVQ(b, wdPtr)
-	SHLQ(U8(9), wdPtr)
-	ADDQ(wdPtr, bPtr)
+	MOVQ(lane, left)
+	SHLQ(U8(9), left)
+	ADDQ(left, bPtr)
 	Load(Param("dws").Base(), wdPtr)
-	MOVQ(b, pdPtr)
-	SHLQ(U8(6), pdPtr)
-	ADDQ(pdPtr, wdPtr)
-	IMUL3Q(U32(4*k), b, pdPtr)
+	MOVQ(lane, left)
+	SHLQ(U8(6), left)
+	ADDQ(left, wdPtr)
+	IMUL3Q(U32(4*k), lane, pdPtr)
 	ADDQ(pdg, pdPtr)
 	Load(Param("sc").Base(), cPtr)
 	ADDQ(U32(cOffset), cPtr)
+	Load(Param("nb"), left)
+	SUBQ(lane, left)
+	ADDQ(U8(7), left)
+	SHRQ(U8(3), left)
+	JZ(LabelRef(fn + "_laneDone"))
 
-	Label(fn + "_block")
-	tileLoad(0, aPtr, nStr)
-	tileLoad(1, bPtr, s64)
-	tileZero(2)
-	tdpbssd(2, 0, 1)
-	tileStore(2, cPtr, s64)
-	wd := ZMM()
-	VMOVUPS(Mem{Base: wdPtr}, wd)
-	for m, a := range acc {
-		s, t := ZMM(), ZMM()
-		VMULPS_BCST(Mem{Base: pdPtr, Disp: 4 * m}, wd, s)
-		VCVTDQ2PS(Mem{Base: cPtr, Disp: 64 * m}, t)
-		VFMADD231PS(t, s, a)
+	// Two blocks of the lane (b and b+8) at a time, on two sets of tiles
+	// (tmm0-2, tmm3-5) and two C scratch tiles, so that one tile product
+	// runs while the other's float step does.
+	epilogue := func(c, pd, wd int) {
+		w := ZMM()
+		VMOVUPS(Mem{Base: wdPtr, Disp: wd}, w)
+		for m, a := range acc {
+			s, t := ZMM(), ZMM()
+			VMULPS_BCST(Mem{Base: pdPtr, Disp: pd + 4*m}, w, s)
+			VCVTDQ2PS(Mem{Base: cPtr, Disp: c + 64*m}, t)
+			VFMADD231PS(t, s, a)
+		}
 	}
-	ADDQ(U32(8*32), aPtr)
-	ADDQ(U32(8*512), bPtr)
-	ADDQ(U32(8*64), wdPtr)
-	ADDQ(U32(8*4*k), pdPtr)
-	ADDQ(U8(8), b)
-	CMPQ(b, nbA.Addr)
-	JL(LabelRef(fn + "_block"))
+	product := func(set int, blk int32) {
+		tileLoad(3*set, aPtr, 32*int32(k)*blk, aStr)
+		tileLoad(3*set+1, bPtr, 512*blk, s64)
+		tileZero(3*set + 2)
+		tdpbssd(3*set+2, 3*set, 3*set+1)
+		tileStore(3*set+2, cPtr, 1024*int32(set), s64)
+	}
+	CMPQ(left, U8(2))
+	JL(LabelRef(fn + "_single"))
+	Label(fn + "_pair")
+	product(0, 0)
+	product(1, 8)
+	epilogue(0, 0, 0)
+	epilogue(1024, 8*4*k, 8*64)
+	ADDQ(U32(16*32*k), aPtr)
+	ADDQ(U32(16*512), bPtr)
+	ADDQ(U32(16*64), wdPtr)
+	ADDQ(U32(16*4*k), pdPtr)
+	SUBQ(U8(2), left)
+	CMPQ(left, U8(2))
+	JGE(LabelRef(fn + "_pair"))
+	TESTQ(left, left)
+	JZ(LabelRef(fn + "_laneDone"))
+	Label(fn + "_single")
+	product(0, 0)
+	epilogue(0, 0, 0)
 
 	Label(fn + "_laneDone")
 	for m, a := range acc {
@@ -336,7 +372,8 @@ func dot(k int) {
 	// Next group: k tokens on.
 	IMUL3Q(U32(k), bPtr, cPtr)
 	ADDQ(cPtr, dstP)
-	IMUL3Q(U32(k), nStr, cPtr)
+	Load(Param("n"), cPtr)
+	IMUL3Q(U32(k), cPtr, cPtr)
 	ADDQ(cPtr, qg)
 	Load(Param("nb"), cPtr)
 	IMUL3Q(U32(4*k), cPtr, cPtr)
