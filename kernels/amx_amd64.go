@@ -73,19 +73,19 @@ func packAMX(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []int3
 
 // tileQ4_0AMX reads the activation in packAMX's form.
 func tileQ4_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
-	tileAMX(amxPrepQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
+	tileAMX(amxPrep16Q4_0, amxPrepQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
 }
 
 // tileQ8_0AMX reads the activation in packAMX's form.
 func tileQ8_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
-	tileAMX(amxPrepQ8_0, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
+	tileAMX(amxPrep16Q8_0, amxPrepQ8_0, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
 }
 
-// tileAMX prepares 16 rows at a time with prep (for blocks of size bytes)
-// and runs the dot kernels over their tokens, in groups of amxTokens and
+// tileAMX prepares 16 rows at a time with prep16 (fewer, at the end, with
+// prep; for blocks of size bytes) and runs the dot kernels over their tokens, in groups of amxTokens and
 // then the rest, slicing every operand to what the kernels read so that a
 // short one panics instead.
-func tileAMX(prep func(wv []byte, dws []float32, w []byte, rb, nr, nb int), name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
+func tileAMX(prep16 func(wv []byte, dws []float32, w []byte, rb, nb int), prep func(wv []byte, dws []float32, w []byte, rb, nr, nb int), name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}
@@ -111,7 +111,11 @@ func tileAMX(prep func(wv []byte, dws []float32, w []byte, rb, nr, nb int), name
 	amxConfig(&cfgTail, tail)
 	for r0 := 0; r0 < nr; r0 += 16 {
 		rows := min(16, nr-r0)
-		prep(wv, dws, w[r0*rb:], rb, rows, nb)
+		if rows == 16 {
+			prep16(wv, dws, w[r0*rb:], rb, nb)
+		} else {
+			prep(wv, dws, w[r0*rb:], rb, rows, nb)
+		}
 		if full > 0 {
 			amxDot(amxTokens, dst[r0:(full*amxTokens-1)*ldd+r0+rows], ldd, q[:full*amxTokens*n], n, d[:full*amxTokens*nb], nb, full, rows, wv, dws, cfgFull[:], acc)
 		}

@@ -14,6 +14,16 @@ func amxPrepQ4_0(wv []byte, dws []float32, w []byte, rb int, nr int, nb int)
 //go:noescape
 func amxPrepQ8_0(wv []byte, dws []float32, w []byte, rb int, nr int, nb int)
 
+// amxPrep16Q4_0 writes the B tiles and scales of 16 rows of 18-byte blocks (see _asm/amx).
+//
+//go:noescape
+func amxPrep16Q4_0(wv []byte, dws []float32, w []byte, rb int, nb int)
+
+// amxPrep16Q8_0 writes the B tiles and scales of 16 rows of 34-byte blocks (see _asm/amx).
+//
+//go:noescape
+func amxPrep16Q8_0(wv []byte, dws []float32, w []byte, rb int, nb int)
+
 // amxDotQ8_1 computes groups of 1 tokens against 16 prepared rows (see _asm/amx).
 //
 //go:noescape

@@ -74,6 +74,8 @@ func main() {
 	c8 = avx2.BytesConst("amx_8", avx2.Rep(8, 64))
 	prepare("amxPrepQ4_0", 18, true)
 	prepare("amxPrepQ8_0", 34, false)
+	prepare16("amxPrep16Q4_0", 18, true)
+	prepare16("amxPrep16Q8_0", 34, false)
 	for k := 1; k <= maxTokens; k++ {
 		dot(k)
 	}
@@ -220,6 +222,120 @@ func prepare(fn string, bs int, q4 bool) {
 	RET()
 }
 
+// prepare16 generates fn(wv []byte, dws []float32, w []byte, rb, nb int),
+// prepare's function for exactly 16 rows, which loads the quants rather
+// than gathering them: 16 bytes (four dwords) of each row go into one
+// 128-bit lane each of four ZMMs, Z_p lane l holding row 4l+p, and a 4×4
+// dword transposition within the lanes (VPUNPCK{L,H}DQ, then
+// VPUNPCK{L,H}QDQ) leaves dword j of row 4l+p at dword 4l+p of U_j:
+// row j of the block's B tile (Q4_0: the low nibbles in row j, the high
+// ones in row j+4; Q8_0: twice, for dwords 0..3 and 4..7).
+func prepare16(fn string, bs int, q4 bool) {
+	TEXT(fn, NOSPLIT, "func(wv []byte, dws []float32, w []byte, rb, nb int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s writes the B tiles and scales of 16 rows of %d-byte blocks (see _asm/amx).", fn, bs))
+	wv := Load(Param("wv").Base(), GP64())
+	dws := Load(Param("dws").Base(), GP64())
+	w := Load(Param("w").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	rb := GP64()
+	Load(Param("rb"), rb)
+
+	off := ZMM() // row r's offset r*rb, for the scales' gather
+	VPBROADCASTD(rb.As32(), off)
+	VPMULLD(cIota, off, off)
+	// Row p's pointers (p < 4), and the strides 4rb and 12rb to rows
+	// 4l+p.
+	var base [4]reg.GPVirtual
+	for p := range base {
+		base[p] = GP64()
+		if p == 0 {
+			MOVQ(w, base[p])
+		} else {
+			LEAQ(Mem{Base: base[p-1], Index: rb, Scale: 1}, base[p])
+		}
+	}
+	rb4, rb12 := GP64(), GP64()
+	MOVQ(rb, rb4)
+	SHLQ(U8(2), rb4)
+	LEAQ(Mem{Base: rb4, Index: rb4, Scale: 2}, rb12)
+	nib, eight := ZMM(), ZMM()
+	if q4 {
+		VMOVDQU8(cNib, nib)
+		VMOVDQU8(c8, eight)
+	}
+
+	TESTQ(nb, nb)
+	JZ(LabelRef(fn + "_done"))
+	Label(fn + "_block")
+	{
+		mask := K()
+		z := ZMM()
+		KXNORW(mask, mask, mask)
+		VPXORD(z, z, z)
+		VPGATHERDD(Mem{Base: w, Index: off, Scale: 1}, mask, z)
+		y := YMM()
+		VPMOVDW(z, y)
+		VCVTPH2PS(y, z)
+		VMOVUPS(z, Mem{Base: dws})
+	}
+	// transposed returns U_0..U_3 of the 16 bytes at disp of every row.
+	transposed := func(disp int) [4]reg.VecVirtual {
+		var z [4]reg.VecVirtual
+		for p := range z {
+			z[p] = ZMM()
+			VMOVDQU32(Mem{Base: base[p], Disp: disp}, z[p].AsX())
+			VINSERTI32X4(U8(1), Mem{Base: base[p], Index: rb4, Scale: 1, Disp: disp}, z[p], z[p])
+			VINSERTI32X4(U8(2), Mem{Base: base[p], Index: rb4, Scale: 2, Disp: disp}, z[p], z[p])
+			VINSERTI32X4(U8(3), Mem{Base: base[p], Index: rb12, Scale: 1, Disp: disp}, z[p], z[p])
+		}
+		t0, t1, t2, t3 := ZMM(), ZMM(), ZMM(), ZMM()
+		VPUNPCKLDQ(z[1], z[0], t0) // rows (p0, p1) dwords 0, 1
+		VPUNPCKHDQ(z[1], z[0], t1) // rows (p0, p1) dwords 2, 3
+		VPUNPCKLDQ(z[3], z[2], t2)
+		VPUNPCKHDQ(z[3], z[2], t3)
+		var u [4]reg.VecVirtual
+		for j := range u {
+			u[j] = ZMM()
+		}
+		VPUNPCKLQDQ(t2, t0, u[0])
+		VPUNPCKHQDQ(t2, t0, u[1])
+		VPUNPCKLQDQ(t3, t1, u[2])
+		VPUNPCKHQDQ(t3, t1, u[3])
+		return u
+	}
+	if q4 {
+		u := transposed(2)
+		for j, z := range u {
+			lo, hi := ZMM(), ZMM()
+			VPANDD(nib, z, lo)
+			VPSRLD(U8(4), z, hi)
+			VPANDD(nib, hi, hi)
+			VPSUBB(eight, lo, lo)
+			VPSUBB(eight, hi, hi)
+			VMOVDQU8(lo, Mem{Base: wv, Disp: 64 * j})
+			VMOVDQU8(hi, Mem{Base: wv, Disp: 64 * (j + 4)})
+		}
+	} else {
+		for h := range 2 {
+			for j, z := range transposed(2 + 16*h) {
+				VMOVDQU8(z, Mem{Base: wv, Disp: 64 * (4*h + j)})
+			}
+		}
+	}
+	ADDQ(U32(bs), w)
+	for _, b := range base {
+		ADDQ(U32(bs), b)
+	}
+	ADDQ(U32(512), wv)
+	ADDQ(U32(64), dws)
+	DECQ(nb)
+	JNZ(LabelRef(fn + "_block"))
+	Label(fn + "_done")
+	VZEROUPPER()
+	RET()
+}
+
 // dot generates amxDotQ8_k(dst []float32, ldd int, q []int8, n int, pd
 // []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc
 // []float32): ng groups of k tokens (group g's block b of token m at
@@ -298,45 +414,57 @@ func dot(k int) {
 	SHRQ(U8(3), left)
 	JZ(LabelRef(fn + "_laneDone"))
 
-	// Two blocks of the lane (b and b+8) at a time, on two sets of tiles
-	// (tmm0-2, tmm3-5) and two C scratch tiles, so that one tile product
-	// runs while the other's float step does.
-	epilogue := func(c, pd, wd int) {
+	// The lane's blocks go through two sets of tiles (tmm0-2, tmm3-5)
+	// and two C scratch tiles in turn, with the float step of each block
+	// after the next block's tile product is issued: the tile
+	// instructions run in order, and a tile load also waits for the
+	// vector loads before it, so the float step must never wait for the
+	// store just issued.
+	epilogue := func(slot int) {
 		w := ZMM()
-		VMOVUPS(Mem{Base: wdPtr, Disp: wd}, w)
+		VMOVUPS(Mem{Base: wdPtr}, w)
 		for m, a := range acc {
 			s, t := ZMM(), ZMM()
-			VMULPS_BCST(Mem{Base: pdPtr, Disp: pd + 4*m}, w, s)
-			VCVTDQ2PS(Mem{Base: cPtr, Disp: c + 64*m}, t)
+			VMULPS_BCST(Mem{Base: pdPtr, Disp: 4 * m}, w, s)
+			VCVTDQ2PS(Mem{Base: cPtr, Disp: 1024*slot + 64*m}, t)
 			VFMADD231PS(t, s, a)
 		}
 	}
-	product := func(set int, blk int32) {
-		tileLoad(3*set, aPtr, 32*int32(k)*blk, aStr)
-		tileLoad(3*set+1, bPtr, 512*blk, s64)
-		tileZero(3*set + 2)
-		tdpbssd(3*set+2, 3*set, 3*set+1)
-		tileStore(3*set+2, cPtr, 1024*int32(set), s64)
+	// product issues the tile product of the block blk lanes on into
+	// slot's tiles and C scratch.
+	product := func(slot int, blk int32) {
+		t := 3 * slot
+		tileLoad(t, aPtr, 32*int32(k)*8*blk, aStr)
+		tileLoad(t+1, bPtr, 512*8*blk, s64)
+		tileZero(t + 2)
+		tdpbssd(t+2, t, t+1)
+		tileStore(t+2, cPtr, 1024*int32(slot), s64)
 	}
-	CMPQ(left, U8(2))
-	JL(LabelRef(fn + "_single"))
-	Label(fn + "_pair")
+	advance := func() {
+		ADDQ(U32(8*32*k), aPtr)
+		ADDQ(U32(8*512), bPtr)
+		ADDQ(U32(8*64), wdPtr)
+		ADDQ(U32(8*4*k), pdPtr)
+	}
 	product(0, 0)
-	product(1, 8)
-	epilogue(0, 0, 0)
-	epilogue(1024, 8*4*k, 8*64)
-	ADDQ(U32(16*32*k), aPtr)
-	ADDQ(U32(16*512), bPtr)
-	ADDQ(U32(16*64), wdPtr)
-	ADDQ(U32(16*4*k), pdPtr)
-	SUBQ(U8(2), left)
-	CMPQ(left, U8(2))
-	JGE(LabelRef(fn + "_pair"))
-	TESTQ(left, left)
-	JZ(LabelRef(fn + "_laneDone"))
-	Label(fn + "_single")
-	product(0, 0)
-	epilogue(0, 0, 0)
+	DECQ(left)
+	JZ(LabelRef(fn + "_drain0"))
+	Label(fn + "_blocks")
+	product(1, 1)
+	epilogue(0)
+	advance()
+	DECQ(left)
+	JZ(LabelRef(fn + "_drain1"))
+	product(0, 1)
+	epilogue(1)
+	advance()
+	DECQ(left)
+	JNZ(LabelRef(fn + "_blocks"))
+	Label(fn + "_drain0")
+	epilogue(0)
+	JMP(LabelRef(fn + "_laneDone"))
+	Label(fn + "_drain1")
+	epilogue(1)
 
 	Label(fn + "_laneDone")
 	for m, a := range acc {
