@@ -161,3 +161,28 @@ func BenchmarkMatMul(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulSmall is a prefill of a few tokens through one 2048×2048
+// matrix on one thread: where the batch kernels (BatchTokens) start to pay.
+func BenchmarkMatMulSmall(b *testing.B) {
+	const rows, cols = 2048, 2048
+	for _, typ := range []quant.Type{quant.Q4_0, quant.Q8_0, quant.Q4_K} {
+		for _, tok := range []int{4, 8, 12, 16, 32} {
+			b.Run(fmt.Sprintf("%s/%dx%d/tok=%d", typ, rows, cols, tok), func(b *testing.B) {
+				m := benchMatrix(b, typ, rows, cols)
+				e := benchEngine(b, 1)
+				x, dst := benchActivations(tok*cols), make([]float32, tok*rows)
+				if err := e.MatMul(dst, m, x, tok); err != nil { // size the scratch
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := e.MatMul(dst, m, x, tok); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(2*float64(rows*cols*tok)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}

@@ -46,6 +46,9 @@ import (
 	"github.com/stratanet/strata/kernels/_asm/avx2"
 )
 
+// prefetchBlocks is how many blocks ahead prepare16 prefetches its rows.
+const prefetchBlocks = 8
+
 // maxTokens is the most tokens one dot kernel call takes per group: the
 // rows of the A and C tiles.
 const maxTokens = 16
@@ -303,6 +306,14 @@ func prepare16(fn string, bs int, q4 bool) {
 		VPUNPCKLQDQ(t3, t1, u[2])
 		VPUNPCKHQDQ(t3, t1, u[3])
 		return u
+	}
+	// The 16 row streams run ahead of the hardware prefetchers: ask for
+	// every row's bytes prefetchBlocks blocks on.
+	for p := range base {
+		PREFETCHT0(Mem{Base: base[p], Disp: prefetchBlocks * bs})
+		PREFETCHT0(Mem{Base: base[p], Index: rb4, Scale: 1, Disp: prefetchBlocks * bs})
+		PREFETCHT0(Mem{Base: base[p], Index: rb4, Scale: 2, Disp: prefetchBlocks * bs})
+		PREFETCHT0(Mem{Base: base[p], Index: rb12, Scale: 1, Disp: prefetchBlocks * bs})
 	}
 	if q4 {
 		u := transposed(2)
