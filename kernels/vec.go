@@ -294,8 +294,7 @@ func (k *VecKernels) rmsNorm(dst, x, w []float32, eps float32) {
 	if n == 0 {
 		return
 	}
-	ss := k.Dot(x, x)
-	mean := ss / float32(n)
+	mean := meanSquare(x)
 	scale := 1 / sqrt32(mean+eps)
 	k.ScaleMul(dst[:n], x, w[:n], scale)
 }
