@@ -117,8 +117,49 @@ type Shard struct {
 	eng    *kernels.Engine
 	rope   *kernels.RoPE
 	attn   kernels.Attention
+	rows   rowsTask
 	buf    scratch
 	kvUsed int64
+}
+
+// rowsTask is a per-token operation over tokens [lo, hi) of a batch
+// (RMSNormRows, or SwiGLU with swiglu), for the pool: tokens are
+// independent, so splitting them changes no output. It lives in the Shard
+// so that handing it to the pool does not allocate.
+type rowsTask struct {
+	path      kernels.Path
+	swiglu    bool
+	dst, x, y []float32 // SwiGLU: x is the gate, y the up projection
+	w         []float32 // RMSNorm's weights
+	n         int       // values per token
+	eps       float32
+}
+
+func (t *rowsTask) Run(lo, hi int) {
+	d, x := t.dst[lo*t.n:hi*t.n], t.x[lo*t.n:hi*t.n]
+	if t.swiglu {
+		t.path.SwiGLU(d, x, t.y[lo*t.n:hi*t.n])
+		return
+	}
+	t.path.RMSNormRows(d, x, t.w, t.eps)
+}
+
+// perToken runs t over nTok tokens, split across the pool's threads when
+// there are several tokens.
+func (s *Shard) perToken(t rowsTask, nTok int) {
+	p := s.cfg.Pool
+	if nTok < 2 || p == nil || p.Threads() < 2 {
+		t.Run(0, nTok)
+		return
+	}
+	s.rows = t
+	p.Parallel(nTok, (nTok+p.Threads()-1)/p.Threads(), &s.rows)
+	s.rows = rowsTask{}
+}
+
+// normRows is RMSNormRows of the nTok tokens of x with weights w into dst.
+func (s *Shard) normRows(dst, x, w []float32, nTok int) {
+	s.perToken(rowsTask{path: s.cfg.Path, dst: dst, x: x, w: w, n: len(w), eps: s.hp.RMSNormEps}, nTok)
 }
 
 // scratch holds the per-pass buffers, grown as needed and reused.
@@ -392,7 +433,7 @@ func (s *Shard) Logits(dst, x []float32, nTok int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	xn := grow(&s.buf.row, len(x))
-	s.cfg.Path.RMSNormRows(xn, x, s.outNorm, s.hp.RMSNormEps)
+	s.normRows(xn, x, s.outNorm, nTok)
 	return s.eng.MatMul(dst, s.out, xn, nTok)
 }
 
@@ -436,7 +477,7 @@ func (s *Shard) Forward(sess *Session, x []float32) error {
 
 	for li := range sess.hi - sess.lo {
 		b := &s.blocks[sess.lo+li]
-		s.cfg.Path.RMSNormRows(xn, x, b.attnNorm, h.RMSNormEps)
+		s.normRows(xn, x, b.attnNorm, nTok)
 		if err := s.matmul(q, b.q, xn, nTok, b.qBias); err != nil {
 			return err
 		}
@@ -455,14 +496,14 @@ func (s *Shard) Forward(sess *Session, x []float32) error {
 			return err
 		}
 		kernels.Add(x, x, o)
-		s.cfg.Path.RMSNormRows(xn, x, b.ffnNorm, h.RMSNormEps)
+		s.normRows(xn, x, b.ffnNorm, nTok)
 		if err := s.eng.MatMul(gate, b.gate, xn, nTok); err != nil {
 			return err
 		}
 		if err := s.eng.MatMul(up, b.up, xn, nTok); err != nil {
 			return err
 		}
-		s.cfg.Path.SwiGLU(gate, gate, up)
+		s.perToken(rowsTask{path: s.cfg.Path, swiglu: true, dst: gate, x: gate, y: up, n: h.FFN}, nTok)
 		if err := s.eng.MatMul(o, b.down, gate, nTok); err != nil {
 			return err
 		}
