@@ -17,6 +17,9 @@ type VecKernels struct {
 	Dot func(a, b []float32) float32
 	// DotF16 is Dot with a as IEEE half bits (dotVecF16).
 	DotF16 func(a []uint16, b []float32) float32
+	// MeanSquare is RMSNorm's mean of the squares (meanSquare); len(x)
+	// > 0.
+	MeanSquare func(x []float32) float32
 	// Sum is the float rule's sum (sumVec, = Dot with a vector of ones).
 	Sum func(x []float32) float32
 	// QuantizeQ8 writes the Q8 form of x (len(x) = 32*len(d), q and s as
@@ -91,9 +94,10 @@ var genericVec = VecKernels{
 			}
 		}
 	},
-	Dot:    dotVec,
-	DotF16: dotVecF16,
-	Sum:    sumVec,
+	Dot:        dotVec,
+	MeanSquare: meanSquare,
+	DotF16:     dotVecF16,
+	Sum:        sumVec,
 
 	QuantizeQ8:  quantizeQ8,
 	QuantizeQ8K: quantizeQ8K,
@@ -181,6 +185,9 @@ func registerVec(p Path, k VecKernels) {
 	}
 	if k.Sum == nil {
 		k.Sum = g.Sum
+	}
+	if k.MeanSquare == nil {
+		k.MeanSquare = g.MeanSquare
 	}
 	if k.QuantizeQ8 == nil {
 		k.QuantizeQ8 = g.QuantizeQ8
@@ -294,7 +301,7 @@ func (k *VecKernels) rmsNorm(dst, x, w []float32, eps float32) {
 	if n == 0 {
 		return
 	}
-	mean := meanSquare(x)
+	mean := k.MeanSquare(x)
 	scale := 1 / sqrt32(mean+eps)
 	k.ScaleMul(dst[:n], x, w[:n], scale)
 }

@@ -682,6 +682,57 @@ avx2SumF32_reduce:
 	MOVSS        X0, ret+24(FP)
 	RET
 
+// func avx2MeanSquare(x []float32) float32
+// Requires: AVX, SSE
+TEXT ·avx2MeanSquare(SB), NOSPLIT, $0-28
+	MOVQ    x_base+0(FP), AX
+	MOVQ    x_len+8(FP), CX
+	VXORPD  Y0, Y0, Y0
+	VXORPD  Y1, Y1, Y1
+	MOVQ    CX, DX
+	SHRQ    $0x03, DX
+	JZ      avx2MeanSquare_reduce
+	PCALIGN $0x20
+
+avx2MeanSquare_loop:
+	VMOVUPS      (AX), Y2
+	VMULPS       Y2, Y2, Y2
+	VCVTPS2PD    X2, Y3
+	VADDPD       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y2, X2
+	VCVTPS2PD    X2, Y3
+	VADDPD       Y3, Y1, Y1
+	ADDQ         $0x20, AX
+	DECQ         DX
+	JNZ          avx2MeanSquare_loop
+
+avx2MeanSquare_reduce:
+	VADDPD       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X1
+	VUNPCKHPD    X1, X1, X0
+	VADDSD       X0, X1, X0
+	MOVQ         CX, DX
+	ANDQ         $0x07, DX
+	JZ           avx2MeanSquare_done
+
+avx2MeanSquare_tailloop:
+	VMOVSS    (AX), X1
+	VMULSS    X1, X1, X1
+	VCVTSS2SD X1, X1, X1
+	VADDSD    X1, X0, X0
+	ADDQ      $0x04, AX
+	DECQ      DX
+	JNZ       avx2MeanSquare_tailloop
+
+avx2MeanSquare_done:
+	VCVTSI2SDQ CX, X4, X4
+	VDIVSD     X4, X0, X0
+	VCVTSD2SS  X0, X5, X5
+	VZEROUPPER
+	MOVSS      X5, ret+24(FP)
+	RET
+
 // func avx2MaxF32(x []float32) float32
 // Requires: AVX, SSE
 TEXT ·avx2MaxF32(SB), NOSPLIT, $0-28

@@ -102,6 +102,23 @@ func avx2ScaleMulF32(dst []float32, x []float32, w []float32, s float32)
 //go:noescape
 func avx2SumF32(x []float32) float32
 
+// avx2MeanSquare is RMSNorm's mean of the squares of x (kernels.meanSquare).
+// It computes exactly, for len(x) > 0:
+//
+//	var s [8]float64
+//	n8 := len(x) &^ 7
+//	for i := range n8 {
+//		s[i%8] += float64(float32(x[i] * x[i]))
+//	}
+//	ss := ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))
+//	for _, v := range x[n8:] {
+//		ss += float64(float32(v * v))
+//	}
+//	return float32(ss / float64(len(x)))
+//
+//go:noescape
+func avx2MeanSquare(x []float32) float32
+
 // avx2MaxF32 returns the largest element of x, -Inf when x is empty. With no NaN
 // in x it is the value of
 //

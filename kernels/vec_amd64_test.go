@@ -205,6 +205,11 @@ func TestAVX2VecReductions(t *testing.T) {
 		if got, want := a.DotF16(h, ys(y, off)), g.DotF16(h, y); math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
 			t.Fatalf("DotF16(%s) = %v, want %v", label, got, want)
 		}
+		if n > 0 {
+			if got, want := a.MeanSquare(xs), g.MeanSquare(x); math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
+				t.Fatalf("MeanSquare(%s) = %v, want %v", label, got, want)
+			}
+		}
 		got, want := a.Max(xs), g.Max(x)
 		if got != want {
 			t.Fatalf("Max(%s) = %v, want %v", label, got, want)

@@ -37,6 +37,7 @@ func main() {
 	scaleKernel(false)
 	scaleKernel(true)
 	sumKernel()
+	meanSquareKernel()
 	maxKernel()
 	scoresKernel(false)
 	scoresKernel(true)
@@ -443,6 +444,85 @@ func sumKernel() {
 	VADDSS(tl, lo, lo)
 	VZEROUPPER()
 	Store(lo, ReturnIndex(0))
+	RET()
+}
+
+// meanSquareKernel emits RMSNorm's mean of the squares (kernels.meanSquare):
+// the eight float64 chains are two YMMs of four doubles, lanes 0..3 and
+// 4..7.
+func meanSquareKernel() {
+	fn := "avx2MeanSquare"
+	TEXT(fn, NOSPLIT, "func(x []float32) float32")
+	Pragma("noescape")
+	Doc(
+		fmt.Sprintf("%s is RMSNorm's mean of the squares of x (kernels.meanSquare).", fn),
+		"It computes exactly, for len(x) > 0:",
+		"",
+		"	var s [8]float64",
+		"	n8 := len(x) &^ 7",
+		"	for i := range n8 {",
+		"		s[i%8] += float64(float32(x[i] * x[i]))",
+		"	}",
+		"	ss := ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))",
+		"	for _, v := range x[n8:] {",
+		"		ss += float64(float32(v * v))",
+		"	}",
+		"	return float32(ss / float64(len(x)))",
+	)
+	xp := Load(Param("x").Base(), GP64())
+	n := Load(Param("x").Len(), GP64())
+	lo, hi := YMM(), YMM()
+	VXORPD(lo, lo, lo)
+	VXORPD(hi, hi, hi)
+	loop, reduce, tailLoop, done := fn+"_loop", fn+"_reduce", fn+"_tailloop", fn+"_done"
+	n8 := GP64()
+	MOVQ(n, n8)
+	SHRQ(U8(3), n8)
+	JZ(LabelRef(reduce))
+	loopLabel(loop)
+	v := YMM()
+	VMOVUPS(Mem{Base: xp}, v)
+	VMULPS(v, v, v)
+	d := YMM()
+	VCVTPS2PD(v.AsX(), d)
+	VADDPD(d, lo, lo)
+	h := XMM()
+	VEXTRACTF128(U8(1), v, h)
+	VCVTPS2PD(h, d)
+	VADDPD(d, hi, hi)
+	ADDQ(U8(32), xp)
+	DECQ(n8)
+	JNZ(LabelRef(loop))
+
+	Label(reduce)
+	VADDPD(hi, lo, lo) // t_j = s_j + s_{j+4}
+	t := XMM()
+	VEXTRACTF128(U8(1), lo, t)
+	VADDPD(t, lo.AsX(), t) // (t0+t2, t1+t3)
+	r := XMM()
+	VUNPCKHPD(t, t, r)
+	VADDSD(r, t, r) // (t0+t2) + (t1+t3)
+	m := GP64()
+	MOVQ(n, m)
+	ANDQ(U8(7), m)
+	JZ(LabelRef(done))
+	Label(tailLoop)
+	sq := XMM()
+	VMOVSS(Mem{Base: xp}, sq)
+	VMULSS(sq, sq, sq)
+	VCVTSS2SD(sq, sq, sq)
+	VADDSD(sq, r, r)
+	ADDQ(U8(4), xp)
+	DECQ(m)
+	JNZ(LabelRef(tailLoop))
+	Label(done)
+	nd := XMM()
+	VCVTSI2SDQ(n, nd, nd)
+	VDIVSD(nd, r, r)
+	res := XMM()
+	VCVTSD2SS(r, res, res)
+	VZEROUPPER()
+	Store(res, ReturnIndex(0))
 	RET()
 }
 
