@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/stratanet/strata/internal/anonmem"
@@ -271,21 +272,76 @@ func (s *Shard) copyWeights(f *gguf.File) error {
 	// s is unreachable.
 	runtime.AddCleanup(s, func(free func()) { free() }, free)
 	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(arena)))) & (align - 1)
+	copies := make([][2][]byte, 0, len(ms))
 	for _, m := range ms {
 		if len(m.Data) == 0 {
 			continue
 		}
 		c := arena[off : off+len(m.Data) : off+len(m.Data)]
-		copy(c, m.Data)
-		f.Release(m.Data)
-		m.Data = c
+		copies = append(copies, [2][]byte{c, m.Data})
 		off += (len(c) + align - 1) &^ (align - 1)
+	}
+	if err := copyParallel(f, copies, s.cfg.Pool.Threads()); err != nil {
+		return fmt.Errorf("shard: copying the weights: %w", err)
+	}
+	i := 0
+	for _, m := range ms {
+		if len(m.Data) == 0 {
+			continue
+		}
+		f.Release(m.Data)
+		m.Data = copies[i][0]
+		i++
 	}
 	if tied {
 		s.embd.Data = s.out.Data
 	}
 	return nil
 }
+
+// copyParallel copies every copies[i][1] of f's data into copies[i][0]
+// (File.CopyTo) in pieces of copyPiece bytes shared by up to threads
+// goroutines: the time goes to the kernel's zeroing of new pages and its
+// copy out of the page cache, which threads do side by side. It returns
+// the first error.
+func copyParallel(f *gguf.File, copies [][2][]byte, threads int) error {
+	var pieces [][2][]byte
+	for _, c := range copies {
+		for lo := 0; lo < len(c[0]); lo += copyPiece {
+			hi := min(lo+copyPiece, len(c[0]))
+			pieces = append(pieces, [2][]byte{c[0][lo:hi], c[1][lo:hi]})
+		}
+	}
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		errs error
+		wg   sync.WaitGroup
+	)
+	for range max(1, min(threads, len(pieces))) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(pieces) {
+					return
+				}
+				if err := f.CopyTo(pieces[i][0], pieces[i][1]); err != nil {
+					mu.Lock()
+					if errs == nil {
+						errs = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// copyPiece is the unit of work of copyParallel.
+const copyPiece = 8 << 20
 
 func ropeMode(r weights.RopeStyle) kernels.RoPEMode {
 	if r == weights.RopeNeox {

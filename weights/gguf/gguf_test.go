@@ -402,6 +402,64 @@ func TestRelease(t *testing.T) {
 	}
 }
 
+// TestCopyTo: CopyTo gives the tensor's bytes whether it reads the file
+// (Open) or copies (Parse, or a slice not inside the file), for whole
+// tensors and parts at odd offsets; it refuses a dst of another length,
+// and reports a read that fails (the file shrank under the mapping).
+func TestCopyTo(t *testing.T) {
+	ts := []TensorInfo{{Name: "big", Type: quant.F32, Dims: []int64{5000}}, {Name: "small", Type: quant.F32, Dims: []int64{3}}}
+	data := [][]byte{make([]byte, 4*5000), make([]byte, 12)}
+	for _, d := range data {
+		for i := range d {
+			d[i] = byte(i*7 + 3)
+		}
+	}
+	file := writeFile(t, sampleMetadata(), ts, data)
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g, err := Parse(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*File{f, g} {
+		for i := range h.Tensors {
+			src := h.TensorData(&h.Tensors[i])
+			for _, part := range [][2]int{{0, len(src)}, {1, len(src) - 1}, {5, 6}} {
+				dst := make([]byte, part[1]-part[0])
+				if err := h.CopyTo(dst, src[part[0]:part[1]]); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(dst, data[i][part[0]:part[1]]) {
+					t.Errorf("CopyTo of tensor %s [%d:%d] differs", h.Tensors[i].Name, part[0], part[1])
+				}
+			}
+		}
+	}
+	outside := []byte("not in the file")
+	dst := make([]byte, len(outside))
+	if err := f.CopyTo(dst, outside); err != nil || !bytes.Equal(dst, outside) {
+		t.Errorf("CopyTo of a slice outside the file = %q, %v", dst, err)
+	}
+	if err := f.CopyTo(make([]byte, 3), outside); err == nil {
+		t.Error("CopyTo into a dst of another length succeeded")
+	}
+	// Cut the file short: the mapping's bytes past the end cannot be read.
+	big := f.TensorData(&f.Tensors[0])
+	if err := os.Truncate(path, int64(f.DataOffset)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CopyTo(make([]byte, 16), big[:16]); err == nil {
+		t.Error("CopyTo from a truncated file succeeded")
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	ts, data := sampleTensors()
 	f.Add(writeFile(f, sampleMetadata(), ts, data))

@@ -21,7 +21,8 @@ type File struct {
 	// DataOffset is the position of the data section in the file.
 	DataOffset uint64
 
-	data    []byte // the whole file
+	data    []byte   // the whole file
+	fh      *os.File // the open file, when data maps it (CopyTo reads it)
 	unmap   func() error
 	release func([]byte) // drops a range of the mapping's pages; nil: not mapped
 	byName  map[string]int
@@ -33,18 +34,54 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer fh.Close()
 	data, unmap, err := mapFile(fh)
 	if err != nil {
+		fh.Close()
 		return nil, fmt.Errorf("gguf: map %s: %w", path, err)
 	}
 	f, err := Parse(data)
 	if err != nil {
 		_ = unmap()
+		fh.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f.unmap, f.release = unmap, releasePages
+	f.fh, f.unmap, f.release = fh, unmap, releasePages
 	return f, nil
+}
+
+// CopyTo copies b, a part of the file's data (TensorData), into dst, of
+// the same length. From a file that Open mapped it reads the bytes from
+// the file (pread) rather than through the mapping, which spares a page
+// fault for every page of the mapping that the copy would touch: several
+// times faster for weights in the page cache. A read error is returned;
+// a b that is not inside the file is copied as it is.
+func (f *File) CopyTo(dst, b []byte) error {
+	if len(dst) != len(b) {
+		return fmt.Errorf("gguf: CopyTo: %d bytes into %d", len(b), len(dst))
+	}
+	off, ok := f.offsetOf(b)
+	if f.fh == nil || !ok || len(b) == 0 {
+		copy(dst, b)
+		return nil
+	}
+	if _, err := f.fh.ReadAt(dst, int64(off)); err != nil {
+		return fmt.Errorf("gguf: read %d bytes at %d: %w", len(b), off, err)
+	}
+	return nil
+}
+
+// offsetOf returns the position of b in the file's data, and false when b
+// is not inside it.
+func (f *File) offsetOf(b []byte) (uintptr, bool) {
+	if len(f.data) == 0 {
+		return 0, false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(f.data)))
+	if start < base || start+uintptr(len(b)) > base+uintptr(len(f.data)) {
+		return 0, false
+	}
+	return start - base, true
 }
 
 // Release tells the OS that b, a part of a tensor's data (TensorData)
@@ -53,17 +90,16 @@ func Open(path string) (*File, error) {
 // page cache and are read back if touched again). It is a no-op for a
 // File that is not mapped from disk, or a b that is not inside it.
 func (f *File) Release(b []byte) {
-	if f.release == nil || len(b) == 0 || len(f.data) == 0 {
+	if f.release == nil || len(b) == 0 {
 		return
 	}
-	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(f.data)))
-	if start < base || start+uintptr(len(b)) > base+uintptr(len(f.data)) {
+	start, ok := f.offsetOf(b)
+	if !ok {
 		return
 	}
 	page := uintptr(os.Getpagesize())
-	lo := (start - base + page - 1) &^ (page - 1)
-	hi := (start - base + uintptr(len(b))) &^ (page - 1)
+	lo := (start + page - 1) &^ (page - 1)
+	hi := (start + uintptr(len(b))) &^ (page - 1)
 	if lo < hi {
 		f.release(f.data[lo:hi])
 	}
@@ -75,6 +111,12 @@ func (f *File) Close() error {
 		return nil
 	}
 	err := f.unmap()
+	if f.fh != nil {
+		if cerr := f.fh.Close(); err == nil {
+			err = cerr
+		}
+		f.fh = nil
+	}
 	f.unmap = nil
 	f.data = nil
 	return err
