@@ -23,6 +23,7 @@ func init() {
 	k, t := avx512Tables()
 	t.Q4_0Batch = TileQ8{Run: tileQ4_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows}
 	t.Q8_0Batch = TileQ8{Run: tileQ8_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows}
+	amxKQuantKernels(&t)
 	t.BatchTokens = amxBatchTokens
 	registerPath(AMX, k)
 	registerTiles(AMX, t)
