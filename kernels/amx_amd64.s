@@ -447,7 +447,7 @@ amxDotQ8_1_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_1_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -455,7 +455,7 @@ amxDotQ8_1_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -477,7 +477,7 @@ amxDotQ8_1_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -526,7 +526,7 @@ amxDotQ8_1_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -586,7 +586,7 @@ amxDotQ8_1_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -710,7 +710,7 @@ amxDotQ8_2_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_2_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -718,7 +718,7 @@ amxDotQ8_2_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -740,7 +740,7 @@ amxDotQ8_2_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -789,7 +789,7 @@ amxDotQ8_2_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -852,7 +852,7 @@ amxDotQ8_2_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1000,7 +1000,7 @@ amxDotQ8_3_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_3_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1008,7 +1008,7 @@ amxDotQ8_3_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1030,7 +1030,7 @@ amxDotQ8_3_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -1079,7 +1079,7 @@ amxDotQ8_3_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1145,7 +1145,7 @@ amxDotQ8_3_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1317,7 +1317,7 @@ amxDotQ8_4_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_4_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1325,7 +1325,7 @@ amxDotQ8_4_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1347,7 +1347,7 @@ amxDotQ8_4_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -1396,7 +1396,7 @@ amxDotQ8_4_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1465,7 +1465,7 @@ amxDotQ8_4_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1661,7 +1661,7 @@ amxDotQ8_5_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_5_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1669,7 +1669,7 @@ amxDotQ8_5_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -1691,7 +1691,7 @@ amxDotQ8_5_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -1740,7 +1740,7 @@ amxDotQ8_5_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -1812,7 +1812,7 @@ amxDotQ8_5_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2032,7 +2032,7 @@ amxDotQ8_6_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_6_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2040,7 +2040,7 @@ amxDotQ8_6_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2062,7 +2062,7 @@ amxDotQ8_6_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -2111,7 +2111,7 @@ amxDotQ8_6_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2186,7 +2186,7 @@ amxDotQ8_6_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2430,7 +2430,7 @@ amxDotQ8_7_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_7_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2438,7 +2438,7 @@ amxDotQ8_7_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2460,7 +2460,7 @@ amxDotQ8_7_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -2509,7 +2509,7 @@ amxDotQ8_7_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2587,7 +2587,7 @@ amxDotQ8_7_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -2855,7 +2855,7 @@ amxDotQ8_8_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_8_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2863,7 +2863,7 @@ amxDotQ8_8_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -2885,7 +2885,7 @@ amxDotQ8_8_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -2934,7 +2934,7 @@ amxDotQ8_8_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3015,7 +3015,7 @@ amxDotQ8_8_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3307,7 +3307,7 @@ amxDotQ8_9_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_9_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3315,7 +3315,7 @@ amxDotQ8_9_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3337,7 +3337,7 @@ amxDotQ8_9_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -3386,7 +3386,7 @@ amxDotQ8_9_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3470,7 +3470,7 @@ amxDotQ8_9_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3786,7 +3786,7 @@ amxDotQ8_10_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_10_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3794,7 +3794,7 @@ amxDotQ8_10_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -3816,7 +3816,7 @@ amxDotQ8_10_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -3865,7 +3865,7 @@ amxDotQ8_10_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -3952,7 +3952,7 @@ amxDotQ8_10_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -4292,7 +4292,7 @@ amxDotQ8_11_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_11_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -4300,7 +4300,7 @@ amxDotQ8_11_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -4322,7 +4322,7 @@ amxDotQ8_11_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -4371,7 +4371,7 @@ amxDotQ8_11_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -4461,7 +4461,7 @@ amxDotQ8_11_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -4825,7 +4825,7 @@ amxDotQ8_12_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_12_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -4833,7 +4833,7 @@ amxDotQ8_12_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -4855,7 +4855,7 @@ amxDotQ8_12_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -4904,7 +4904,7 @@ amxDotQ8_12_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -4997,7 +4997,7 @@ amxDotQ8_12_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -5385,7 +5385,7 @@ amxDotQ8_13_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_13_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -5393,7 +5393,7 @@ amxDotQ8_13_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -5415,7 +5415,7 @@ amxDotQ8_13_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -5464,7 +5464,7 @@ amxDotQ8_13_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -5560,7 +5560,7 @@ amxDotQ8_13_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -5972,7 +5972,7 @@ amxDotQ8_14_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_14_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -5980,7 +5980,7 @@ amxDotQ8_14_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -6002,7 +6002,7 @@ amxDotQ8_14_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -6051,7 +6051,7 @@ amxDotQ8_14_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -6150,7 +6150,7 @@ amxDotQ8_14_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -6586,7 +6586,7 @@ amxDotQ8_15_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_15_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -6594,7 +6594,7 @@ amxDotQ8_15_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -6616,7 +6616,7 @@ amxDotQ8_15_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -6665,7 +6665,7 @@ amxDotQ8_15_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -6767,7 +6767,7 @@ amxDotQ8_15_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -7227,7 +7227,7 @@ amxDotQ8_16_lane:
 	SHRQ   $0x03, R10
 	JZ     amxDotQ8_16_laneDone
 
-	// TILELOADD tmm0, 0(AX)(DX*1)
+	// TILELOADD tmm0, (AX)(DX*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -7235,7 +7235,7 @@ amxDotQ8_16_lane:
 	BYTE $0x04
 	BYTE $0x10
 
-	// TILELOADD tmm1, 0(BX)(SI*1)
+	// TILELOADD tmm1, (BX)(SI*1)
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7b
@@ -7257,7 +7257,7 @@ amxDotQ8_16_lane:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE $0xc4
 	BYTE $0xe2
 	BYTE $0x7a
@@ -7306,7 +7306,7 @@ amxDotQ8_16_blocks:
 	BYTE $0x5e
 	BYTE $0xeb
 
-	// TILESTORED tmm5, 1024(CX)(SI*1)
+	// TILESTORED 1024(CX)(SI*1), tmm5
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a
@@ -7411,7 +7411,7 @@ amxDotQ8_16_blocks:
 	BYTE $0x5e
 	BYTE $0xd0
 
-	// TILESTORED tmm2, 0(CX)(SI*1)
+	// TILESTORED (CX)(SI*1), tmm2
 	BYTE        $0xc4
 	BYTE        $0xe2
 	BYTE        $0x7a

@@ -5,9 +5,9 @@
 // amx_amd64.go); CI regenerates and fails on a diff.
 //
 // Neither avo nor the Go assembler knows the AMX instructions, so they are
-// written out as bytes (see docs/amx.md for the encodings, checked on
-// Sapphire Rapids); every general-purpose register in these functions is
-// a physical one, so the bytes name the registers the code set.
+// written out as bytes (_asm/amxenc); every general-purpose register in
+// the functions that use them is a physical one, so the bytes name the
+// registers the code set.
 //
 // The work is split in two steps, both for 16 weight rows:
 //
@@ -39,10 +39,10 @@ import (
 	"fmt"
 
 	. "github.com/mmcloughlin/avo/build"
-	"github.com/mmcloughlin/avo/ir"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
 
+	"github.com/stratanet/strata/kernels/_asm/amxenc"
 	"github.com/stratanet/strata/kernels/_asm/avx2"
 )
 
@@ -84,70 +84,6 @@ func main() {
 	}
 	Generate()
 }
-
-// raw emits one instruction as bytes, after a comment naming it.
-func raw(name string, b ...byte) {
-	Comment(name)
-	for _, x := range b {
-		Instruction(&ir.Instruction{Opcode: "BYTE", Operands: []Op{U8(x)}})
-	}
-}
-
-func idx(r reg.Register) byte { return byte(r.(reg.Physical).PhysicalIndex()) }
-
-// vex returns the first two payload bytes of a three-byte VEX prefix (map
-// 0F38, W0, L0) for the ModRM reg extension r, SIB index extension x, and
-// base extension b, the inverted vvvv and the pp field.
-func vex(r, x, b, vvvv, pp byte) []byte {
-	return []byte{0xc4, (^(r<<7 | x<<6 | b<<5) & 0xe0) | 0x02, (^vvvv&0xf)<<3 | pp}
-}
-
-// tileMem emits a tile load (pp 3, TILELOADD) or store (pp 2, TILESTORED)
-// of tmm t at disp(base)(index*1).
-func tileMem(name string, pp byte, t int, base reg.Register, disp int32, index reg.Register) {
-	bi, ii := idx(base), idx(index)
-	if ii == 4 {
-		panic("tileMem: SP cannot be an index")
-	}
-	b := vex(0, ii>>3, bi>>3, 0, pp)
-	mod := byte(0)
-	if disp != 0 || bi&7 == 5 {
-		mod = 2 // disp32
-	}
-	b = append(b, 0x4b, mod<<6|byte(t)<<3|4, (ii&7)<<3|bi&7)
-	if mod == 2 {
-		b = append(b, byte(disp), byte(disp>>8), byte(disp>>16), byte(disp>>24))
-	}
-	raw(fmt.Sprintf("%s tmm%d, %d(%s)(%s*1)", name, t, disp, base.Asm(), index.Asm()), b...)
-}
-
-func tileLoad(t int, base reg.Register, disp int32, index reg.Register) {
-	tileMem("TILELOADD", 3, t, base, disp, index)
-}
-
-func tileStore(t int, base reg.Register, disp int32, index reg.Register) {
-	tileMem("TILESTORED", 2, t, base, disp, index)
-}
-
-func tileZero(t int) {
-	raw(fmt.Sprintf("TILEZERO tmm%d", t), append(vex(0, 0, 0, 0, 3), 0x49, 0xc0|byte(t)<<3)...)
-}
-
-// tdpbssd emits TDPBSSD tmm c, tmm a, tmm b: C[m][n] += Σ A[m][4j+i]·B[j][4n+i]
-// over signed bytes.
-func tdpbssd(c, a, b int) {
-	raw(fmt.Sprintf("TDPBSSD tmm%d, tmm%d, tmm%d", c, a, b), append(vex(0, 0, 0, byte(b), 3), 0x5e, 0xc0|byte(c)<<3|byte(a))...)
-}
-
-func ldtilecfg(base reg.Register) {
-	bi := idx(base)
-	if bi&7 == 4 || bi&7 == 5 {
-		panic("ldtilecfg: base needs a SIB or displacement")
-	}
-	raw(fmt.Sprintf("LDTILECFG (%s)", base.Asm()), append(vex(0, 0, bi>>3, 0, 0), 0x49, bi&7)...)
-}
-
-func tileRelease() { raw("TILERELEASE", append(vex(0, 0, 0, 0, 0), 0x49, 0xc0)...) }
 
 // prepare generates fn(wv []byte, dws []float32, w []byte, rb, nr, nb int):
 // the B tiles (wv, 512 bytes a block) and scales (dws, 16 a block) of the
@@ -377,7 +313,7 @@ func dot(k int) {
 		pdg   = reg.R15 // the group's scales
 	)
 	Load(Param("cfg").Base(), aPtr)
-	ldtilecfg(aPtr)
+	amxenc.LDTILECFG(aPtr)
 	Load(Param("dst").Base(), dstP)
 	Load(Param("q").Base(), qg)
 	Load(Param("pd").Base(), pdg)
@@ -445,11 +381,11 @@ func dot(k int) {
 	// slot's tiles and C scratch.
 	product := func(slot int, blk int32) {
 		t := 3 * slot
-		tileLoad(t, aPtr, 32*int32(k)*8*blk, aStr)
-		tileLoad(t+1, bPtr, 512*8*blk, s64)
-		tileZero(t + 2)
-		tdpbssd(t+2, t, t+1)
-		tileStore(t+2, cPtr, 1024*int32(slot), s64)
+		amxenc.TileLoad(t, Mem{Base: aPtr, Index: aStr, Scale: 1, Disp: 32 * k * 8 * int(blk)})
+		amxenc.TileLoad(t+1, Mem{Base: bPtr, Index: s64, Scale: 1, Disp: 512 * 8 * int(blk)})
+		amxenc.TileZero(t + 2)
+		amxenc.TDPBSSD(t+2, t, t+1)
+		amxenc.TileStore(Mem{Base: cPtr, Index: s64, Scale: 1, Disp: 1024 * slot}, t+2)
 	}
 	advance := func() {
 		ADDQ(U32(8*32*k), aPtr)
@@ -519,7 +455,7 @@ func dot(k int) {
 	ADDQ(cPtr, pdg)
 	DECQ(ng)
 	JNZ(LabelRef(fn + "_group"))
-	tileRelease()
+	amxenc.TILERELEASE()
 	VZEROUPPER()
 	RET()
 }
