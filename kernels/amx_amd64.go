@@ -10,8 +10,9 @@ import (
 //go:generate sh -c "cd _asm/amx && go run . -out ../../amx_amd64.s -stubs ../../amx_amd64_stubs.go -pkg kernels"
 
 // The AMX path: the AVX-512 path's tables with AMX-INT8 tile kernels for
-// the prefill of Q4_0 and Q8_0 weights (products of amxBatchTokens tokens
-// or more; fewer, and decode, keep the AVX-512 kernels). The kernels come
+// the prefill of Q4_0 and Q8_0 weights, and amxk_amd64.go's for Q4_K and
+// Q6_K (products of amxBatchTokens tokens or more; fewer, and decode,
+// keep the AVX-512 kernels). The kernels come
 // from _asm/amx (amx_amd64.s, amx_amd64_stubs.go): TDPBSSD computes the
 // exact integer block dots of 16 tokens by 16 rows at a time, and
 // AVX-512 applies the package doc's per-block float step to them, so

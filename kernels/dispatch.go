@@ -20,9 +20,10 @@ const (
 	// Ice Lake, Sapphire Rapids, Zen 4 and later (Cascade Lake, without
 	// VBMI, runs AVX2).
 	AVX512
-	// AMX is the AVX-512 path with AMX-INT8 tile kernels for the prefill
-	// of Q4_0 and Q8_0 weights: Sapphire Rapids and later, on Linux (the
-	// process must ask the kernel for the tile state).
+	// AMX is the AVX-512 path with AMX-INT8 tile kernels for the
+	// prefill of Q4_0, Q8_0, Q4_K and Q6_K weights: Sapphire Rapids and
+	// later, on Linux (the process must ask the kernel for the tile
+	// state).
 	AMX
 )
 
