@@ -97,16 +97,14 @@ func tileAMX(prep16 func(wv []byte, dws []float32, w []byte, rb, nb int), prep f
 	}
 	w = w[:rowsSpan(rb, nr, nb*size)]
 	_ = dst[(nt-1)*ldd+nr-1]
-	if nb == 0 { // empty rows: every sum is the tree of +0s
-		for t := range nt {
-			clear(dst[t*ldd : t*ldd+nr])
-		}
+	if nb == 0 {
+		clearTile(dst, ldd, nr, nt)
 		return
 	}
-	a := int((64 - uintptr(unsafe.Pointer(unsafe.SliceData(sc)))%64) % 64)
-	acc := unsafe.Slice((*float32)(unsafe.Pointer(&sc[a])), amxAccBytes/4)
-	dws := unsafe.Slice((*float32)(unsafe.Pointer(&sc[a+amxAccBytes])), 16*nb)
-	wv := sc[a+amxAccBytes+64*nb : a+amxAccBytes+64*nb+512*nb]
+	sc = align64(sc)
+	acc := unsafe.Slice((*float32)(unsafe.Pointer(&sc[0])), amxAccBytes/4)
+	dws := unsafe.Slice((*float32)(unsafe.Pointer(&sc[amxAccBytes])), 16*nb)
+	wv := sc[amxAccBytes+64*nb : amxAccBytes+64*nb+512*nb]
 	full, tail := nt/amxTokens, nt%amxTokens
 	var cfgFull, cfgTail [64]byte
 	amxConfig(&cfgFull, amxTokens)
@@ -126,6 +124,20 @@ func tileAMX(prep16 func(wv []byte, dws []float32, w []byte, rb, nb int), prep f
 			amxDot(tail, dst[t0*ldd+r0:(nt-1)*ldd+r0+rows], ldd, q[t0*n:nt*n], n, d[t0*nb:nt*nb], nb, 1, rows, wv, dws, cfgTail[:], acc)
 		}
 	}
+}
+
+// clearTile sets the outputs of a tile of empty rows (no blocks): every
+// sum is the tree of +0s.
+func clearTile(dst []float32, ldd, nr, nt int) {
+	for t := range nt {
+		clear(dst[t*ldd : t*ldd+nr])
+	}
+}
+
+// align64 returns sc from its first 64-byte aligned byte (a scratch
+// buffer sized with 64 bytes to spare).
+func align64(sc []byte) []byte {
+	return sc[int(-uintptr(unsafe.Pointer(unsafe.SliceData(sc))))&63:]
 }
 
 // amxConfig writes the tile configuration of groups of k tokens: tmm0 the

@@ -2,10 +2,7 @@
 
 package kernels
 
-import (
-	"fmt"
-	"unsafe"
-)
+import "fmt"
 
 //go:generate sh -c "cd _asm/amxk && go run . -out ../../amxk_amd64.s -stubs ../../amxk_amd64_stubs.go -pkg kernels"
 
@@ -71,15 +68,13 @@ func tileKAMX(q6 bool, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d
 	}
 	w = w[:rowsSpan(rb, nr, nb*size)]
 	_ = dst[(nt-1)*ldd+nr-1]
-	if nb == 0 { // empty rows: every sum is the tree of +0s
-		for t := range nt {
-			clear(dst[t*ldd : t*ldd+nr])
-		}
+	if nb == 0 {
+		clearTile(dst, ldd, nr, nt)
 		return
 	}
-	a := int((64 - uintptr(unsafe.Pointer(unsafe.SliceData(sc)))%64) % 64)
-	acc := sc[a : a+amxKAccBytes]
-	wv := sc[a+amxKAccBytes : a+amxKAccBytes+nb*blk]
+	sc = align64(sc)
+	acc := sc[:amxKAccBytes]
+	wv := sc[amxKAccBytes : amxKAccBytes+nb*blk]
 	n, ng := nb*Q8KBlock, nb*16
 	full, tail := nt/amxTokens, nt%amxTokens
 	var cfgFull, cfgTail [64]byte

@@ -44,6 +44,7 @@ import (
 
 	"github.com/stratanet/strata/kernels/_asm/amxenc"
 	"github.com/stratanet/strata/kernels/_asm/avx2"
+	"github.com/stratanet/strata/kernels/_asm/avx512"
 )
 
 // prefetchBlocks is how many blocks ahead prepare16 prefetches its rows.
@@ -120,20 +121,8 @@ func prepare(fn string, bs int, q4 bool) {
 	JZ(LabelRef(fn + "_done"))
 	Label(fn + "_block")
 	mask := K()
-	gather := func(disp int) reg.VecVirtual {
-		z := ZMM()
-		KXNORW(mask, mask, mask)
-		VPXORD(z, z, z)
-		VPGATHERDD(Mem{Base: w, Index: off, Scale: 1, Disp: disp}, mask, z)
-		return z
-	}
-	{
-		z := gather(0)
-		y := YMM()
-		VPMOVDW(z, y)
-		VCVTPH2PS(y, z)
-		VMOVUPS(z, Mem{Base: dws})
-	}
+	gather := func(disp int) reg.VecVirtual { return gatherRows(w, off, disp, mask) }
+	scales(w, off, dws, mask)
 	if q4 {
 		for j := range 4 {
 			z := gather(2 + 4*j)
@@ -159,6 +148,28 @@ func prepare(fn string, bs int, q4 bool) {
 	Label(fn + "_done")
 	VZEROUPPER()
 	RET()
+}
+
+// gatherRows returns the dword at disp of every row: row r's at
+// w + off[r] + disp.
+// mask is the function's one gather mask (KXNORW reads it: a fresh mask
+// each time would look live from the function's start).
+func gatherRows(w reg.Register, off reg.VecVirtual, disp int, mask reg.Register) reg.VecVirtual {
+	z := ZMM()
+	KXNORW(mask, mask, mask)
+	VPXORD(z, z, z)
+	VPGATHERDD(Mem{Base: w, Index: off, Scale: 1, Disp: disp}, mask, z)
+	return z
+}
+
+// scales writes the float16 block scales at w + off[r] of the 16 rows
+// as float32s to dws.
+func scales(w reg.Register, off reg.VecVirtual, dws, mask reg.Register) {
+	z := gatherRows(w, off, 0, mask)
+	y := YMM()
+	VPMOVDW(z, y)
+	VCVTPH2PS(y, z)
+	VMOVUPS(z, Mem{Base: dws})
 }
 
 // prepare16 generates fn(wv []byte, dws []float32, w []byte, rb, nb int),
@@ -207,17 +218,7 @@ func prepare16(fn string, bs int, q4 bool) {
 	TESTQ(nb, nb)
 	JZ(LabelRef(fn + "_done"))
 	Label(fn + "_block")
-	{
-		mask := K()
-		z := ZMM()
-		KXNORW(mask, mask, mask)
-		VPXORD(z, z, z)
-		VPGATHERDD(Mem{Base: w, Index: off, Scale: 1}, mask, z)
-		y := YMM()
-		VPMOVDW(z, y)
-		VCVTPH2PS(y, z)
-		VMOVUPS(z, Mem{Base: dws})
-	}
+	scales(w, off, dws, K())
 	// transposed returns U_0..U_3 of the 16 bytes at disp of every row.
 	transposed := func(disp int) [4]reg.VecVirtual {
 		var z [4]reg.VecVirtual
@@ -427,23 +428,7 @@ func dot(k int) {
 	MOVQ(dstP, aPtr)
 	Load(Param("ldd"), bPtr)
 	SHLQ(U8(2), bPtr)
-	for m := range k {
-		l := func(i int) Mem { return Mem{Base: accP, Disp: i*laneBytes + 64*m} }
-		x04, x26, x15, x37 := ZMM(), ZMM(), ZMM(), ZMM()
-		VMOVUPS(l(0), x04)
-		VADDPS(l(4), x04, x04)
-		VMOVUPS(l(2), x26)
-		VADDPS(l(6), x26, x26)
-		VMOVUPS(l(1), x15)
-		VADDPS(l(5), x15, x15)
-		VMOVUPS(l(3), x37)
-		VADDPS(l(7), x37, x37)
-		VADDPS(x26, x04, x04)
-		VADDPS(x37, x15, x15)
-		VADDPS(x15, x04, x04)
-		VMOVUPS(x04, rmask, Mem{Base: aPtr})
-		ADDQ(bPtr, aPtr)
-	}
+	avx512.LaneTrees(accP, laneBytes, k, aPtr, bPtr, rmask)
 	// Next group: k tokens on.
 	IMUL3Q(U32(k), bPtr, cPtr)
 	ADDQ(cPtr, dstP)

@@ -51,6 +51,7 @@ import (
 
 	"github.com/stratanet/strata/kernels/_asm/amxenc"
 	"github.com/stratanet/strata/kernels/_asm/avx2"
+	"github.com/stratanet/strata/kernels/_asm/avx512"
 )
 
 // maxTokens is the most tokens one dot kernel call takes per group: the
@@ -685,23 +686,7 @@ func dot(k int, t *kType) {
 	MOVQ(dstP, aPtr)
 	Load(Param("ldd"), bPtr)
 	SHLQ(U8(2), bPtr)
-	for m := range k {
-		l := func(i int) Mem { return Mem{Base: accP, Disp: i*laneBytes + 64*m} }
-		x04, x26, x15, x37 := ZMM(), ZMM(), ZMM(), ZMM()
-		VMOVUPS(l(0), x04)
-		VADDPS(l(4), x04, x04)
-		VMOVUPS(l(2), x26)
-		VADDPS(l(6), x26, x26)
-		VMOVUPS(l(1), x15)
-		VADDPS(l(5), x15, x15)
-		VMOVUPS(l(3), x37)
-		VADDPS(l(7), x37, x37)
-		VADDPS(x26, x04, x04)
-		VADDPS(x37, x15, x15)
-		VADDPS(x15, x04, x04)
-		VMOVUPS(x04, rmask, Mem{Base: aPtr})
-		ADDQ(bPtr, aPtr)
-	}
+	avx512.LaneTrees(accP, laneBytes, k, aPtr, bPtr, rmask)
 	// Next group: k tokens on.
 	IMUL3Q(U32(k), bPtr, tmp)
 	ADDQ(tmp, dstP)

@@ -41,3 +41,28 @@ func HSumI32(v reg.VecVirtual) reg.Register {
 	VPADDD(t, x, x)
 	return x
 }
+
+// LaneTrees reduces k rows of sixteen float32 lane sums kept in memory:
+// row m's eight lanes are the ZMMs at acc + i*laneBytes + 64*m (i < 8),
+// added with the package doc's fixed tree ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7));
+// row m's result goes to dst under mask, and dst advances by stride after
+// each row (dst is clobbered).
+func LaneTrees(acc reg.Register, laneBytes, k int, dst, stride reg.Register, mask reg.Register) {
+	for m := range k {
+		l := func(i int) Mem { return Mem{Base: acc, Disp: i*laneBytes + 64*m} }
+		x04, x26, x15, x37 := ZMM(), ZMM(), ZMM(), ZMM()
+		VMOVUPS(l(0), x04)
+		VADDPS(l(4), x04, x04)
+		VMOVUPS(l(2), x26)
+		VADDPS(l(6), x26, x26)
+		VMOVUPS(l(1), x15)
+		VADDPS(l(5), x15, x15)
+		VMOVUPS(l(3), x37)
+		VADDPS(l(7), x37, x37)
+		VADDPS(x26, x04, x04)
+		VADDPS(x37, x15, x15)
+		VADDPS(x15, x04, x04)
+		VMOVUPS(x04, mask, Mem{Base: dst})
+		ADDQ(stride, dst)
+	}
+}
