@@ -6745,3 +6745,7645 @@ avx512Tile4x6F16_tailloop:
 avx512Tile4x6F16_done:
 	VZEROUPPER
 	RET
+
+// func avx512Pack1F16(dst []float32, w []byte, rb int, steps int)
+// Requires: AVX, AVX512F
+TEXT ·avx512Pack1F16(SB), NOSPLIT, $0-64
+	MOVQ    dst_base+0(FP), AX
+	MOVQ    w_base+24(FP), CX
+	MOVQ    steps+56(FP), DX
+	MOVQ    DX, BX
+	SHLQ    $0x06, BX
+	TESTQ   DX, DX
+	JZ      avx512Pack1F16_done
+	PCALIGN $0x20
+
+avx512Pack1F16_loop:
+	VMOVDQU64     (CX), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, (AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, (AX)(BX*1)
+	ADDQ          $0x40, CX
+	ADDQ          $0x00000040, AX
+	DECQ          DX
+	JNZ           avx512Pack1F16_loop
+
+avx512Pack1F16_done:
+	VZEROUPPER
+	RET
+
+// func avx512Part1x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part1x1F16(SB), NOSPLIT, $0-168
+avx512Part1x1F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), DX
+	SHLQ    $0x06, DX
+	MOVQ    flags+120(FP), SI
+	TESTQ   $0x00000001, SI
+	JZ      avx512Part1x1F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	JMP     avx512Part1x1F16_p0_start
+
+avx512Part1x1F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+
+avx512Part1x1F16_p0_start:
+	MOVQ    steps+112(FP), SI
+	TESTQ   SI, SI
+	JZ      avx512Part1x1F16_p0_end
+	PCALIGN $0x20
+
+avx512Part1x1F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  512(AX)(DX*1)
+	VMOVUPS     (AX), Z2
+	VFMADD231PS (CX), Z2, Z0
+	VMOVUPS     (AX)(DX*1), Z2
+	VFMADD231PS 64(CX), Z2, Z1
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	DECQ        SI
+	JNZ         avx512Part1x1F16_p0_loop
+
+avx512Part1x1F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part1x1F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	JMP     avx512Part1x1F16_next
+
+avx512Part1x1F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DX
+	SHLQ          $0x02, DX
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y2, Y2, Y0
+	VSHUFF32X4    $0x03, Y2, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y2, Y2, Y1
+	VSHUFF32X4    $0x03, Y2, Y2, Y3
+	VADDPS        Y3, Y1, Y1
+	VSHUFF32X4    $0x00, Y2, Y2, Y3
+	VSHUFF32X4    $0x03, Y2, Y2, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y2, Y2, Y4
+	VSHUFF32X4    $0x03, Y2, Y2, Y2
+	VADDPS        Y2, Y4, Y4
+	VSHUFPS       $0x44, Y1, Y0, Y2
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x44, Y4, Y3, Y0
+	VSHUFPS       $0xee, Y4, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y2, Y1
+	VSHUFPS       $0xdd, Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, (AX)
+	MOVQ          n+80(FP), DX
+	ANDQ          $0x1f, DX
+	JZ            avx512Part1x1F16_next
+	MOVQ          wt_base+128(FP), BX
+	VMOVSS        floatzzero<>+0(SB), X0
+
+avx512Part1x1F16_tailloop:
+	MOVWLZX     (BX), SI
+	VMOVD       SI, X1
+	VCVTPH2PS   X1, X1
+	VFMADD231SS (CX), X1, X0
+	ADDQ        $0x02, BX
+	ADDQ        $0x04, CX
+	DECQ        DX
+	JNZ         avx512Part1x1F16_tailloop
+	VMOVSS      (AX), X1
+	VADDSS      X0, X1, X1
+	VMOVSS      X1, (AX)
+
+avx512Part1x1F16_next:
+	MOVQ n+80(FP), AX
+	ANDQ $-32, AX
+	SHLQ $0x02, AX
+	MOVQ w_base+32(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, w_base+32(FP)
+	MOVQ $0x00000080, AX
+	MOVQ st_base+88(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, st_base+88(FP)
+	MOVQ $0x00000004, AX
+	MOVQ dst_base+0(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, dst_base+0(FP)
+	MOVQ rb+152(FP), AX
+	MOVQ wt_base+128(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, wt_base+128(FP)
+	MOVQ blocks+160(FP), AX
+	DECQ AX
+	MOVQ AX, blocks+160(FP)
+	JNZ  avx512Part1x1F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part1x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part1x2F16(SB), NOSPLIT, $0-168
+avx512Part1x2F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part1x2F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	JMP     avx512Part1x2F16_p0_start
+
+avx512Part1x2F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+
+avx512Part1x2F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part1x2F16_p0_end
+	PCALIGN $0x20
+
+avx512Part1x2F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	VMOVUPS     (AX), Z4
+	VFMADD231PS (CX), Z4, Z0
+	VFMADD231PS (CX)(DX*1), Z4, Z2
+	VMOVUPS     (AX)(SI*1), Z4
+	VFMADD231PS 64(CX), Z4, Z1
+	VFMADD231PS 64(CX)(DX*1), Z4, Z3
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part1x2F16_p0_loop
+
+avx512Part1x2F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part1x2F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	JMP     avx512Part1x2F16_next
+
+avx512Part1x2F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y4, Y4
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y0, Y4, Y1
+	VSHUFF32X4    $0x03, Y0, Y4, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y0, Y0, Y2
+	VSHUFF32X4    $0x03, Y0, Y0, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y0, Y0, Y3
+	VSHUFF32X4    $0x03, Y0, Y0, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y0, Y0, Y4
+	VSHUFF32X4    $0x03, Y0, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y2, Y1, Y0
+	VSHUFPS       $0xee, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x44, Y4, Y3, Y1
+	VSHUFPS       $0xee, Y4, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x88, Y1, Y0, Y2
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVSS        X2, (AX)
+	VEXTRACTPS    $0x01, X2, (AX)(BX*1)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part1x2F16_next
+	MOVQ          wt_base+128(FP), DI
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+
+avx512Part1x2F16_tailloop:
+	MOVWLZX     (DI), R8
+	VMOVD       R8, X2
+	VCVTPH2PS   X2, X2
+	VFMADD231SS (CX), X2, X0
+	VFMADD231SS (CX)(DX*1), X2, X1
+	ADDQ        $0x02, DI
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part1x2F16_tailloop
+	VMOVSS      (AX), X2
+	VADDSS      X0, X2, X2
+	VMOVSS      X2, (AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+
+avx512Part1x2F16_next:
+	MOVQ n+80(FP), AX
+	ANDQ $-32, AX
+	SHLQ $0x02, AX
+	MOVQ w_base+32(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, w_base+32(FP)
+	MOVQ $0x00000100, AX
+	MOVQ st_base+88(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, st_base+88(FP)
+	MOVQ $0x00000004, AX
+	MOVQ dst_base+0(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, dst_base+0(FP)
+	MOVQ rb+152(FP), AX
+	MOVQ wt_base+128(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, wt_base+128(FP)
+	MOVQ blocks+160(FP), AX
+	DECQ AX
+	MOVQ AX, blocks+160(FP)
+	JNZ  avx512Part1x2F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part1x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part1x3F16(SB), NOSPLIT, $0-168
+avx512Part1x3F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part1x3F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	JMP     avx512Part1x3F16_p0_start
+
+avx512Part1x3F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+
+avx512Part1x3F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part1x3F16_p0_end
+	PCALIGN $0x20
+
+avx512Part1x3F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	VMOVUPS     (AX), Z6
+	VFMADD231PS (CX), Z6, Z0
+	VFMADD231PS (CX)(DX*1), Z6, Z2
+	VFMADD231PS (CX)(DX*2), Z6, Z4
+	VMOVUPS     (AX)(SI*1), Z6
+	VFMADD231PS 64(CX), Z6, Z1
+	VFMADD231PS 64(CX)(DX*1), Z6, Z3
+	VFMADD231PS 64(CX)(DX*2), Z6, Z5
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part1x3F16_p0_loop
+
+avx512Part1x3F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part1x3F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	JMP     avx512Part1x3F16_next
+
+avx512Part1x3F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y6, Y6
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF64X4 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y1, Y6, Y2
+	VSHUFF32X4    $0x03, Y1, Y6, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y1, Y0, Y3
+	VSHUFF32X4    $0x03, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFF32X4    $0x00, Y1, Y1, Y0
+	VSHUFF32X4    $0x03, Y1, Y1, Y4
+	VADDPS        Y4, Y0, Y0
+	VSHUFF32X4    $0x00, Y1, Y1, Y4
+	VSHUFF32X4    $0x03, Y1, Y1, Y1
+	VADDPS        Y1, Y4, Y4
+	VSHUFPS       $0x44, Y3, Y2, Y1
+	VSHUFPS       $0xee, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y4, Y0, Y2
+	VSHUFPS       $0xee, Y4, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*2)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part1x3F16_next
+	MOVQ          wt_base+128(FP), DI
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+
+avx512Part1x3F16_tailloop:
+	MOVWLZX     (DI), R8
+	VMOVD       R8, X3
+	VCVTPH2PS   X3, X3
+	VFMADD231SS (CX), X3, X0
+	VFMADD231SS (CX)(DX*1), X3, X1
+	VFMADD231SS (CX)(DX*2), X3, X2
+	ADDQ        $0x02, DI
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part1x3F16_tailloop
+	VMOVSS      (AX), X3
+	VADDSS      X0, X3, X3
+	VMOVSS      X3, (AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+
+avx512Part1x3F16_next:
+	MOVQ n+80(FP), AX
+	ANDQ $-32, AX
+	SHLQ $0x02, AX
+	MOVQ w_base+32(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, w_base+32(FP)
+	MOVQ $0x00000180, AX
+	MOVQ st_base+88(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, st_base+88(FP)
+	MOVQ $0x00000004, AX
+	MOVQ dst_base+0(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, dst_base+0(FP)
+	MOVQ rb+152(FP), AX
+	MOVQ wt_base+128(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, wt_base+128(FP)
+	MOVQ blocks+160(FP), AX
+	DECQ AX
+	MOVQ AX, blocks+160(FP)
+	JNZ  avx512Part1x3F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part1x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part1x4F16(SB), NOSPLIT, $0-168
+avx512Part1x4F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x06, DI
+	MOVQ    flags+120(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      avx512Part1x4F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	JMP     avx512Part1x4F16_p0_start
+
+avx512Part1x4F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+
+avx512Part1x4F16_p0_start:
+	MOVQ    steps+112(FP), R8
+	TESTQ   R8, R8
+	JZ      avx512Part1x4F16_p0_end
+	PCALIGN $0x20
+
+avx512Part1x4F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  512(AX)(DI*1)
+	VMOVUPS     (AX), Z8
+	VFMADD231PS (CX), Z8, Z0
+	VFMADD231PS (CX)(DX*1), Z8, Z2
+	VFMADD231PS (CX)(DX*2), Z8, Z4
+	VFMADD231PS (SI), Z8, Z6
+	VMOVUPS     (AX)(DI*1), Z8
+	VFMADD231PS 64(CX), Z8, Z1
+	VFMADD231PS 64(CX)(DX*1), Z8, Z3
+	VFMADD231PS 64(CX)(DX*2), Z8, Z5
+	VFMADD231PS 64(SI), Z8, Z7
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        R8
+	JNZ         avx512Part1x4F16_p0_loop
+
+avx512Part1x4F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part1x4F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	JMP     avx512Part1x4F16_next
+
+avx512Part1x4F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y8, Y8
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF64X4 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z6, Y2
+	VADDPS        Y2, Y6, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y2, Y8, Y3
+	VSHUFF32X4    $0x03, Y2, Y8, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y2, Y0, Y4
+	VSHUFF32X4    $0x03, Y2, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFF32X4    $0x00, Y2, Y1, Y0
+	VSHUFF32X4    $0x03, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y2, Y2, Y1
+	VSHUFF32X4    $0x03, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y4, Y3, Y2
+	VSHUFPS       $0xee, Y4, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*2)
+	VEXTRACTPS    $0x03, X0, (DI)
+	MOVQ          n+80(FP), R8
+	ANDQ          $0x1f, R8
+	JZ            avx512Part1x4F16_next
+	MOVQ          wt_base+128(FP), R9
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+
+avx512Part1x4F16_tailloop:
+	MOVWLZX     (R9), R10
+	VMOVD       R10, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (CX), X4, X0
+	VFMADD231SS (CX)(DX*1), X4, X1
+	VFMADD231SS (CX)(DX*2), X4, X2
+	VFMADD231SS (SI), X4, X3
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        R8
+	JNZ         avx512Part1x4F16_tailloop
+	VMOVSS      (AX), X4
+	VADDSS      X0, X4, X4
+	VMOVSS      X4, (AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      (DI), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (DI)
+
+avx512Part1x4F16_next:
+	MOVQ n+80(FP), AX
+	ANDQ $-32, AX
+	SHLQ $0x02, AX
+	MOVQ w_base+32(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, w_base+32(FP)
+	MOVQ $0x00000200, AX
+	MOVQ st_base+88(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, st_base+88(FP)
+	MOVQ $0x00000004, AX
+	MOVQ dst_base+0(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, dst_base+0(FP)
+	MOVQ rb+152(FP), AX
+	MOVQ wt_base+128(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, wt_base+128(FP)
+	MOVQ blocks+160(FP), AX
+	DECQ AX
+	MOVQ AX, blocks+160(FP)
+	JNZ  avx512Part1x4F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part1x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part1x5F16(SB), NOSPLIT, $0-168
+avx512Part1x5F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x06, DI
+	MOVQ    flags+120(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      avx512Part1x5F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	JMP     avx512Part1x5F16_p0_start
+
+avx512Part1x5F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+
+avx512Part1x5F16_p0_start:
+	MOVQ    steps+112(FP), R8
+	TESTQ   R8, R8
+	JZ      avx512Part1x5F16_p0_end
+	PCALIGN $0x20
+
+avx512Part1x5F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  512(AX)(DI*1)
+	VMOVUPS     (AX), Z10
+	VFMADD231PS (CX), Z10, Z0
+	VFMADD231PS (CX)(DX*1), Z10, Z2
+	VFMADD231PS (CX)(DX*2), Z10, Z4
+	VFMADD231PS (SI), Z10, Z6
+	VFMADD231PS (SI)(DX*1), Z10, Z8
+	VMOVUPS     (AX)(DI*1), Z10
+	VFMADD231PS 64(CX), Z10, Z1
+	VFMADD231PS 64(CX)(DX*1), Z10, Z3
+	VFMADD231PS 64(CX)(DX*2), Z10, Z5
+	VFMADD231PS 64(SI), Z10, Z7
+	VFMADD231PS 64(SI)(DX*1), Z10, Z9
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        R8
+	JNZ         avx512Part1x5F16_p0_loop
+
+avx512Part1x5F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part1x5F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	JMP     avx512Part1x5F16_next
+
+avx512Part1x5F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VEXTRACTF64X4 $0x01, Z0, Y10
+	VADDPS        Y10, Y0, Y10
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y10, Y10
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF64X4 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z6, Y2
+	VADDPS        Y2, Y6, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z8, Y3
+	VADDPS        Y3, Y8, Y3
+	VEXTRACTF64X4 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y3, Y10, Y4
+	VSHUFF32X4    $0x03, Y3, Y10, Y5
+	VADDPS        Y5, Y4, Y4
+	VSHUFF32X4    $0x00, Y3, Y0, Y5
+	VSHUFF32X4    $0x03, Y3, Y0, Y0
+	VADDPS        Y0, Y5, Y5
+	VSHUFF32X4    $0x00, Y3, Y1, Y0
+	VSHUFF32X4    $0x03, Y3, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y2, Y1
+	VSHUFF32X4    $0x03, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y5, Y4, Y2
+	VSHUFPS       $0xee, Y5, Y4, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*2)
+	VEXTRACTPS    $0x03, X0, (DI)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, (DI)(BX*1)
+	MOVQ          n+80(FP), R8
+	ANDQ          $0x1f, R8
+	JZ            avx512Part1x5F16_next
+	MOVQ          wt_base+128(FP), R9
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+
+avx512Part1x5F16_tailloop:
+	MOVWLZX     (R9), R10
+	VMOVD       R10, X5
+	VCVTPH2PS   X5, X5
+	VFMADD231SS (CX), X5, X0
+	VFMADD231SS (CX)(DX*1), X5, X1
+	VFMADD231SS (CX)(DX*2), X5, X2
+	VFMADD231SS (SI), X5, X3
+	VFMADD231SS (SI)(DX*1), X5, X4
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        R8
+	JNZ         avx512Part1x5F16_tailloop
+	VMOVSS      (AX), X5
+	VADDSS      X0, X5, X5
+	VMOVSS      X5, (AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      (DI), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (DI)
+	VMOVSS      (DI)(BX*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (DI)(BX*1)
+
+avx512Part1x5F16_next:
+	MOVQ n+80(FP), AX
+	ANDQ $-32, AX
+	SHLQ $0x02, AX
+	MOVQ w_base+32(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, w_base+32(FP)
+	MOVQ $0x00000280, AX
+	MOVQ st_base+88(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, st_base+88(FP)
+	MOVQ $0x00000004, AX
+	MOVQ dst_base+0(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, dst_base+0(FP)
+	MOVQ rb+152(FP), AX
+	MOVQ wt_base+128(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, wt_base+128(FP)
+	MOVQ blocks+160(FP), AX
+	DECQ AX
+	MOVQ AX, blocks+160(FP)
+	JNZ  avx512Part1x5F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part1x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part1x6F16(SB), NOSPLIT, $0-168
+avx512Part1x6F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x06, DI
+	MOVQ    flags+120(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      avx512Part1x6F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	JMP     avx512Part1x6F16_p0_start
+
+avx512Part1x6F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+
+avx512Part1x6F16_p0_start:
+	MOVQ    steps+112(FP), R8
+	TESTQ   R8, R8
+	JZ      avx512Part1x6F16_p0_end
+	PCALIGN $0x20
+
+avx512Part1x6F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  512(AX)(DI*1)
+	VMOVUPS     (AX), Z12
+	VFMADD231PS (CX), Z12, Z0
+	VFMADD231PS (CX)(DX*1), Z12, Z2
+	VFMADD231PS (CX)(DX*2), Z12, Z4
+	VFMADD231PS (SI), Z12, Z6
+	VFMADD231PS (SI)(DX*1), Z12, Z8
+	VFMADD231PS (SI)(DX*2), Z12, Z10
+	VMOVUPS     (AX)(DI*1), Z12
+	VFMADD231PS 64(CX), Z12, Z1
+	VFMADD231PS 64(CX)(DX*1), Z12, Z3
+	VFMADD231PS 64(CX)(DX*2), Z12, Z5
+	VFMADD231PS 64(SI), Z12, Z7
+	VFMADD231PS 64(SI)(DX*1), Z12, Z9
+	VFMADD231PS 64(SI)(DX*2), Z12, Z11
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        R8
+	JNZ         avx512Part1x6F16_p0_loop
+
+avx512Part1x6F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part1x6F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	JMP     avx512Part1x6F16_next
+
+avx512Part1x6F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y12, Y12
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF64X4 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z6, Y2
+	VADDPS        Y2, Y6, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z8, Y3
+	VADDPS        Y3, Y8, Y3
+	VEXTRACTF64X4 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VADDPS        Y4, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VEXTRACTF64X4 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VADDPS        Y5, Y4, Y4
+	VSHUFF32X4    $0x00, Y3, Y12, Y5
+	VSHUFF32X4    $0x03, Y3, Y12, Y3
+	VADDPS        Y3, Y5, Y5
+	VSHUFF32X4    $0x00, Y4, Y0, Y3
+	VSHUFF32X4    $0x03, Y4, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFF32X4    $0x00, Y4, Y1, Y0
+	VSHUFF32X4    $0x03, Y4, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y4, Y2, Y1
+	VSHUFF32X4    $0x03, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y3, Y5, Y2
+	VSHUFPS       $0xee, Y3, Y5, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*2)
+	VEXTRACTPS    $0x03, X0, (DI)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, (DI)(BX*1)
+	VEXTRACTPS    $0x01, X0, (DI)(BX*2)
+	MOVQ          n+80(FP), R8
+	ANDQ          $0x1f, R8
+	JZ            avx512Part1x6F16_next
+	MOVQ          wt_base+128(FP), R9
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+
+avx512Part1x6F16_tailloop:
+	MOVWLZX     (R9), R10
+	VMOVD       R10, X6
+	VCVTPH2PS   X6, X6
+	VFMADD231SS (CX), X6, X0
+	VFMADD231SS (CX)(DX*1), X6, X1
+	VFMADD231SS (CX)(DX*2), X6, X2
+	VFMADD231SS (SI), X6, X3
+	VFMADD231SS (SI)(DX*1), X6, X4
+	VFMADD231SS (SI)(DX*2), X6, X5
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        R8
+	JNZ         avx512Part1x6F16_tailloop
+	VMOVSS      (AX), X6
+	VADDSS      X0, X6, X6
+	VMOVSS      X6, (AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      (DI), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (DI)
+	VMOVSS      (DI)(BX*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (DI)(BX*1)
+	VMOVSS      (DI)(BX*2), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, (DI)(BX*2)
+
+avx512Part1x6F16_next:
+	MOVQ n+80(FP), AX
+	ANDQ $-32, AX
+	SHLQ $0x02, AX
+	MOVQ w_base+32(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, w_base+32(FP)
+	MOVQ $0x00000300, AX
+	MOVQ st_base+88(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, st_base+88(FP)
+	MOVQ $0x00000004, AX
+	MOVQ dst_base+0(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, dst_base+0(FP)
+	MOVQ rb+152(FP), AX
+	MOVQ wt_base+128(FP), CX
+	ADDQ AX, CX
+	MOVQ CX, wt_base+128(FP)
+	MOVQ blocks+160(FP), AX
+	DECQ AX
+	MOVQ AX, blocks+160(FP)
+	JNZ  avx512Part1x6F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Pack2F16(dst []float32, w []byte, rb int, steps int)
+// Requires: AVX, AVX512F
+TEXT ·avx512Pack2F16(SB), NOSPLIT, $0-64
+	MOVQ    dst_base+0(FP), AX
+	MOVQ    w_base+24(FP), CX
+	MOVQ    rb+48(FP), DX
+	MOVQ    steps+56(FP), BX
+	MOVQ    BX, SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000002, SI, SI
+	TESTQ   BX, BX
+	JZ      avx512Pack2F16_done
+	PCALIGN $0x20
+
+avx512Pack2F16_loop:
+	VMOVDQU64     (CX), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, (AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, (AX)(SI*1)
+	VMOVDQU64     (CX)(DX*1), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, 64(AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, 64(AX)(SI*1)
+	ADDQ          $0x40, CX
+	ADDQ          $0x00000080, AX
+	DECQ          BX
+	JNZ           avx512Pack2F16_loop
+
+avx512Pack2F16_done:
+	VZEROUPPER
+	RET
+
+// func avx512Part2x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part2x1F16(SB), NOSPLIT, $0-168
+avx512Part2x1F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), DX
+	SHLQ    $0x06, DX
+	IMUL3Q  $0x00000002, DX, DX
+	MOVQ    flags+120(FP), SI
+	TESTQ   $0x00000001, SI
+	JZ      avx512Part2x1F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	JMP     avx512Part2x1F16_p0_start
+
+avx512Part2x1F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+
+avx512Part2x1F16_p0_start:
+	MOVQ    steps+112(FP), SI
+	TESTQ   SI, SI
+	JZ      avx512Part2x1F16_p0_end
+	PCALIGN $0x20
+
+avx512Part2x1F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  512(AX)(DX*1)
+	PREFETCHT0  576(AX)(DX*1)
+	VMOVUPS     (AX), Z4
+	VMOVUPS     64(AX), Z5
+	VMOVUPS     (CX), Z6
+	VFMADD231PS Z6, Z4, Z0
+	VFMADD231PS Z6, Z5, Z2
+	VMOVUPS     (AX)(DX*1), Z4
+	VMOVUPS     64(AX)(DX*1), Z5
+	VMOVUPS     64(CX), Z6
+	VFMADD231PS Z6, Z4, Z1
+	VFMADD231PS Z6, Z5, Z3
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	DECQ        SI
+	JNZ         avx512Part2x1F16_p0_loop
+
+avx512Part2x1F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part2x1F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	JMP     avx512Part2x1F16_next
+
+avx512Part2x1F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DX
+	SHLQ          $0x02, DX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y4, Y4
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y0, Y4, Y1
+	VSHUFF32X4    $0x03, Y0, Y4, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y0, Y0, Y2
+	VSHUFF32X4    $0x03, Y0, Y0, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y0, Y0, Y3
+	VSHUFF32X4    $0x03, Y0, Y0, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y0, Y0, Y4
+	VSHUFF32X4    $0x03, Y0, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y2, Y1, Y0
+	VSHUFPS       $0xee, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x44, Y4, Y3, Y1
+	VSHUFPS       $0xee, Y4, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x88, Y1, Y0, Y2
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVSS        X2, (AX)
+	VEXTRACTPS    $0x01, X2, 4(AX)
+	MOVQ          n+80(FP), DX
+	ANDQ          $0x1f, DX
+	JZ            avx512Part2x1F16_next
+	MOVQ          wt_base+128(FP), BX
+	MOVQ          rb+152(FP), SI
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+
+avx512Part2x1F16_tailloop:
+	MOVWLZX     (BX), DI
+	VMOVD       DI, X2
+	VCVTPH2PS   X2, X2
+	VFMADD231SS (CX), X2, X0
+	MOVWLZX     (BX)(SI*1), DI
+	VMOVD       DI, X2
+	VCVTPH2PS   X2, X2
+	VFMADD231SS (CX), X2, X1
+	ADDQ        $0x02, BX
+	ADDQ        $0x04, CX
+	DECQ        DX
+	JNZ         avx512Part2x1F16_tailloop
+	VMOVSS      (AX), X2
+	VADDSS      X0, X2, X2
+	VMOVSS      X2, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, 4(AX)
+
+avx512Part2x1F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000100, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000008, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part2x1F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part2x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part2x2F16(SB), NOSPLIT, $0-168
+avx512Part2x2F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000002, SI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part2x2F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	JMP     avx512Part2x2F16_p0_start
+
+avx512Part2x2F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+
+avx512Part2x2F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part2x2F16_p0_end
+	PCALIGN $0x20
+
+avx512Part2x2F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	PREFETCHT0  576(AX)(SI*1)
+	VMOVUPS     (AX), Z8
+	VMOVUPS     64(AX), Z9
+	VMOVUPS     (CX), Z10
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	VMOVUPS     (CX)(DX*1), Z10
+	VFMADD231PS Z10, Z8, Z2
+	VFMADD231PS Z10, Z9, Z6
+	VMOVUPS     (AX)(SI*1), Z8
+	VMOVUPS     64(AX)(SI*1), Z9
+	VMOVUPS     64(CX), Z10
+	VFMADD231PS Z10, Z8, Z1
+	VFMADD231PS Z10, Z9, Z5
+	VMOVUPS     64(CX)(DX*1), Z10
+	VFMADD231PS Z10, Z8, Z3
+	VFMADD231PS Z10, Z9, Z7
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part2x2F16_p0_loop
+
+avx512Part2x2F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part2x2F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	JMP     avx512Part2x2F16_next
+
+avx512Part2x2F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y8, Y8
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF64X4 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z6, Y2
+	VADDPS        Y2, Y6, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y2, Y8, Y3
+	VSHUFF32X4    $0x03, Y2, Y8, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y2, Y0, Y4
+	VSHUFF32X4    $0x03, Y2, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFF32X4    $0x00, Y2, Y1, Y0
+	VSHUFF32X4    $0x03, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y2, Y2, Y1
+	VSHUFF32X4    $0x03, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y4, Y3, Y2
+	VSHUFPS       $0xee, Y4, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x03, X0, 4(AX)(BX*1)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part2x2F16_next
+	MOVQ          wt_base+128(FP), DI
+	MOVQ          rb+152(FP), R8
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+
+avx512Part2x2F16_tailloop:
+	MOVWLZX     (DI), R9
+	VMOVD       R9, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (CX), X4, X0
+	VFMADD231SS (CX)(DX*1), X4, X1
+	MOVWLZX     (DI)(R8*1), R9
+	VMOVD       R9, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (CX), X4, X2
+	VFMADD231SS (CX)(DX*1), X4, X3
+	ADDQ        $0x02, DI
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part2x2F16_tailloop
+	VMOVSS      (AX), X4
+	VADDSS      X0, X4, X4
+	VMOVSS      X4, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+
+avx512Part2x2F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000200, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000008, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part2x2F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part2x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part2x3F16(SB), NOSPLIT, $0-168
+avx512Part2x3F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000002, SI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part2x3F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	JMP     avx512Part2x3F16_p0_start
+
+avx512Part2x3F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+
+avx512Part2x3F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part2x3F16_p0_end
+	PCALIGN $0x20
+
+avx512Part2x3F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	PREFETCHT0  576(AX)(SI*1)
+	VMOVUPS     (AX), Z12
+	VMOVUPS     64(AX), Z13
+	VMOVUPS     (CX), Z14
+	VFMADD231PS Z14, Z12, Z0
+	VFMADD231PS Z14, Z13, Z6
+	VMOVUPS     (CX)(DX*1), Z14
+	VFMADD231PS Z14, Z12, Z2
+	VFMADD231PS Z14, Z13, Z8
+	VMOVUPS     (CX)(DX*2), Z14
+	VFMADD231PS Z14, Z12, Z4
+	VFMADD231PS Z14, Z13, Z10
+	VMOVUPS     (AX)(SI*1), Z12
+	VMOVUPS     64(AX)(SI*1), Z13
+	VMOVUPS     64(CX), Z14
+	VFMADD231PS Z14, Z12, Z1
+	VFMADD231PS Z14, Z13, Z7
+	VMOVUPS     64(CX)(DX*1), Z14
+	VFMADD231PS Z14, Z12, Z3
+	VFMADD231PS Z14, Z13, Z9
+	VMOVUPS     64(CX)(DX*2), Z14
+	VFMADD231PS Z14, Z12, Z5
+	VFMADD231PS Z14, Z13, Z11
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part2x3F16_p0_loop
+
+avx512Part2x3F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part2x3F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	JMP     avx512Part2x3F16_next
+
+avx512Part2x3F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y12, Y12
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF64X4 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF64X4 $0x01, Z9, Y3
+	VADDPS        Y3, Y9, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z4, Y3
+	VADDPS        Y3, Y4, Y3
+	VEXTRACTF64X4 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VADDPS        Y4, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VEXTRACTF64X4 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VADDPS        Y5, Y4, Y4
+	VSHUFF32X4    $0x00, Y3, Y12, Y5
+	VSHUFF32X4    $0x03, Y3, Y12, Y3
+	VADDPS        Y3, Y5, Y5
+	VSHUFF32X4    $0x00, Y4, Y0, Y3
+	VSHUFF32X4    $0x03, Y4, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFF32X4    $0x00, Y4, Y1, Y0
+	VSHUFF32X4    $0x03, Y4, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y4, Y2, Y1
+	VSHUFF32X4    $0x03, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y3, Y5, Y2
+	VSHUFPS       $0xee, Y3, Y5, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x03, X0, 4(AX)(BX*1)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, (AX)(BX*2)
+	VEXTRACTPS    $0x01, X0, 4(AX)(BX*2)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part2x3F16_next
+	MOVQ          wt_base+128(FP), DI
+	MOVQ          rb+152(FP), R8
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+
+avx512Part2x3F16_tailloop:
+	MOVWLZX     (DI), R9
+	VMOVD       R9, X6
+	VCVTPH2PS   X6, X6
+	VFMADD231SS (CX), X6, X0
+	VFMADD231SS (CX)(DX*1), X6, X1
+	VFMADD231SS (CX)(DX*2), X6, X2
+	MOVWLZX     (DI)(R8*1), R9
+	VMOVD       R9, X6
+	VCVTPH2PS   X6, X6
+	VFMADD231SS (CX), X6, X3
+	VFMADD231SS (CX)(DX*1), X6, X4
+	VFMADD231SS (CX)(DX*2), X6, X5
+	ADDQ        $0x02, DI
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part2x3F16_tailloop
+	VMOVSS      (AX), X6
+	VADDSS      X0, X6, X6
+	VMOVSS      X6, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      4(AX)(BX*2), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)(BX*2)
+
+avx512Part2x3F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000300, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000008, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part2x3F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part2x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part2x4F16(SB), NOSPLIT, $0-168
+avx512Part2x4F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x06, DI
+	IMUL3Q  $0x00000002, DI, DI
+	MOVQ    flags+120(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      avx512Part2x4F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	VMOVUPS 768(BX), Z12
+	VMOVUPS 832(BX), Z13
+	VMOVUPS 896(BX), Z14
+	VMOVUPS 960(BX), Z15
+	JMP     avx512Part2x4F16_p0_start
+
+avx512Part2x4F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+
+avx512Part2x4F16_p0_start:
+	MOVQ    steps+112(FP), R8
+	TESTQ   R8, R8
+	JZ      avx512Part2x4F16_p0_end
+	PCALIGN $0x20
+
+avx512Part2x4F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  512(AX)(DI*1)
+	PREFETCHT0  576(AX)(DI*1)
+	VMOVUPS     (AX), Z16
+	VMOVUPS     64(AX), Z17
+	VMOVUPS     (CX), Z18
+	VFMADD231PS Z18, Z16, Z0
+	VFMADD231PS Z18, Z17, Z8
+	VMOVUPS     (CX)(DX*1), Z18
+	VFMADD231PS Z18, Z16, Z2
+	VFMADD231PS Z18, Z17, Z10
+	VMOVUPS     (CX)(DX*2), Z18
+	VFMADD231PS Z18, Z16, Z4
+	VFMADD231PS Z18, Z17, Z12
+	VMOVUPS     (SI), Z18
+	VFMADD231PS Z18, Z16, Z6
+	VFMADD231PS Z18, Z17, Z14
+	VMOVUPS     (AX)(DI*1), Z16
+	VMOVUPS     64(AX)(DI*1), Z17
+	VMOVUPS     64(CX), Z18
+	VFMADD231PS Z18, Z16, Z1
+	VFMADD231PS Z18, Z17, Z9
+	VMOVUPS     64(CX)(DX*1), Z18
+	VFMADD231PS Z18, Z16, Z3
+	VFMADD231PS Z18, Z17, Z11
+	VMOVUPS     64(CX)(DX*2), Z18
+	VFMADD231PS Z18, Z16, Z5
+	VFMADD231PS Z18, Z17, Z13
+	VMOVUPS     64(SI), Z18
+	VFMADD231PS Z18, Z16, Z7
+	VFMADD231PS Z18, Z17, Z15
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        R8
+	JNZ         avx512Part2x4F16_p0_loop
+
+avx512Part2x4F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part2x4F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	VMOVUPS Z12, 768(BX)
+	VMOVUPS Z13, 832(BX)
+	VMOVUPS Z14, 896(BX)
+	VMOVUPS Z15, 960(BX)
+	JMP     avx512Part2x4F16_next
+
+avx512Part2x4F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y16, Y16
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF64X4 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF64X4 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z4, Y3
+	VADDPS        Y3, Y4, Y3
+	VEXTRACTF64X4 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VADDPS        Y4, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z12, Y4
+	VADDPS        Y4, Y12, Y4
+	VEXTRACTF64X4 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VADDPS        Y5, Y4, Y4
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF64X4 $0x01, Z7, Y6
+	VADDPS        Y6, Y7, Y6
+	VADDPS        Y6, Y5, Y5
+	VEXTRACTF64X4 $0x01, Z14, Y6
+	VADDPS        Y6, Y14, Y6
+	VEXTRACTF64X4 $0x01, Z15, Y7
+	VADDPS        Y7, Y15, Y7
+	VADDPS        Y7, Y6, Y6
+	VSHUFF32X4    $0x00, Y3, Y16, Y7
+	VSHUFF32X4    $0x03, Y3, Y16, Y3
+	VADDPS        Y3, Y7, Y7
+	VSHUFF32X4    $0x00, Y4, Y0, Y3
+	VSHUFF32X4    $0x03, Y4, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFF32X4    $0x00, Y5, Y1, Y0
+	VSHUFF32X4    $0x03, Y5, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y6, Y2, Y1
+	VSHUFF32X4    $0x03, Y6, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y3, Y7, Y2
+	VSHUFPS       $0xee, Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x03, X0, 4(AX)(BX*1)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, (AX)(BX*2)
+	VEXTRACTPS    $0x01, X0, 4(AX)(BX*2)
+	VEXTRACTPS    $0x02, X0, (DI)
+	VEXTRACTPS    $0x03, X0, 4(DI)
+	MOVQ          n+80(FP), R8
+	ANDQ          $0x1f, R8
+	JZ            avx512Part2x4F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+
+avx512Part2x4F16_tailloop:
+	MOVWLZX     (R9), R11
+	VMOVD       R11, X8
+	VCVTPH2PS   X8, X8
+	VFMADD231SS (CX), X8, X0
+	VFMADD231SS (CX)(DX*1), X8, X1
+	VFMADD231SS (CX)(DX*2), X8, X2
+	VFMADD231SS (SI), X8, X3
+	MOVWLZX     (R9)(R10*1), R11
+	VMOVD       R11, X8
+	VCVTPH2PS   X8, X8
+	VFMADD231SS (CX), X8, X4
+	VFMADD231SS (CX)(DX*1), X8, X5
+	VFMADD231SS (CX)(DX*2), X8, X6
+	VFMADD231SS (SI), X8, X7
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        R8
+	JNZ         avx512Part2x4F16_tailloop
+	VMOVSS      (AX), X8
+	VADDSS      X0, X8, X8
+	VMOVSS      X8, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      4(AX)(BX*2), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)(BX*2)
+	VMOVSS      (DI), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (DI)
+	VMOVSS      4(DI), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(DI)
+
+avx512Part2x4F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000400, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000008, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part2x4F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part2x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part2x5F16(SB), NOSPLIT, $0-168
+avx512Part2x5F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x06, DI
+	IMUL3Q  $0x00000002, DI, DI
+	MOVQ    flags+120(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      avx512Part2x5F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	VMOVUPS 768(BX), Z12
+	VMOVUPS 832(BX), Z13
+	VMOVUPS 896(BX), Z14
+	VMOVUPS 960(BX), Z15
+	VMOVUPS 1024(BX), Z16
+	VMOVUPS 1088(BX), Z17
+	VMOVUPS 1152(BX), Z18
+	VMOVUPS 1216(BX), Z19
+	JMP     avx512Part2x5F16_p0_start
+
+avx512Part2x5F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+
+avx512Part2x5F16_p0_start:
+	MOVQ    steps+112(FP), R8
+	TESTQ   R8, R8
+	JZ      avx512Part2x5F16_p0_end
+	PCALIGN $0x20
+
+avx512Part2x5F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  512(AX)(DI*1)
+	PREFETCHT0  576(AX)(DI*1)
+	VMOVUPS     (AX), Z20
+	VMOVUPS     64(AX), Z21
+	VMOVUPS     (CX), Z22
+	VFMADD231PS Z22, Z20, Z0
+	VFMADD231PS Z22, Z21, Z10
+	VMOVUPS     (CX)(DX*1), Z22
+	VFMADD231PS Z22, Z20, Z2
+	VFMADD231PS Z22, Z21, Z12
+	VMOVUPS     (CX)(DX*2), Z22
+	VFMADD231PS Z22, Z20, Z4
+	VFMADD231PS Z22, Z21, Z14
+	VMOVUPS     (SI), Z22
+	VFMADD231PS Z22, Z20, Z6
+	VFMADD231PS Z22, Z21, Z16
+	VMOVUPS     (SI)(DX*1), Z22
+	VFMADD231PS Z22, Z20, Z8
+	VFMADD231PS Z22, Z21, Z18
+	VMOVUPS     (AX)(DI*1), Z20
+	VMOVUPS     64(AX)(DI*1), Z21
+	VMOVUPS     64(CX), Z22
+	VFMADD231PS Z22, Z20, Z1
+	VFMADD231PS Z22, Z21, Z11
+	VMOVUPS     64(CX)(DX*1), Z22
+	VFMADD231PS Z22, Z20, Z3
+	VFMADD231PS Z22, Z21, Z13
+	VMOVUPS     64(CX)(DX*2), Z22
+	VFMADD231PS Z22, Z20, Z5
+	VFMADD231PS Z22, Z21, Z15
+	VMOVUPS     64(SI), Z22
+	VFMADD231PS Z22, Z20, Z7
+	VFMADD231PS Z22, Z21, Z17
+	VMOVUPS     64(SI)(DX*1), Z22
+	VFMADD231PS Z22, Z20, Z9
+	VFMADD231PS Z22, Z21, Z19
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        R8
+	JNZ         avx512Part2x5F16_p0_loop
+
+avx512Part2x5F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part2x5F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	VMOVUPS Z12, 768(BX)
+	VMOVUPS Z13, 832(BX)
+	VMOVUPS Z14, 896(BX)
+	VMOVUPS Z15, 960(BX)
+	VMOVUPS Z16, 1024(BX)
+	VMOVUPS Z17, 1088(BX)
+	VMOVUPS Z18, 1152(BX)
+	VMOVUPS Z19, 1216(BX)
+	JMP     avx512Part2x5F16_next
+
+avx512Part2x5F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VEXTRACTF64X4 $0x01, Z0, Y20
+	VADDPS        Y20, Y0, Y20
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y20, Y20
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VEXTRACTF64X4 $0x01, Z11, Y1
+	VADDPS        Y1, Y11, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z12, Y2
+	VADDPS        Y2, Y12, Y2
+	VEXTRACTF64X4 $0x01, Z13, Y3
+	VADDPS        Y3, Y13, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z4, Y3
+	VADDPS        Y3, Y4, Y3
+	VEXTRACTF64X4 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VADDPS        Y4, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z14, Y4
+	VADDPS        Y4, Y14, Y4
+	VEXTRACTF64X4 $0x01, Z15, Y5
+	VADDPS        Y5, Y15, Y5
+	VADDPS        Y5, Y4, Y4
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF64X4 $0x01, Z7, Y6
+	VADDPS        Y6, Y7, Y6
+	VADDPS        Y6, Y5, Y5
+	VEXTRACTF64X4 $0x01, Z16, Y6
+	VADDPS        Y6, Y16, Y6
+	VEXTRACTF64X4 $0x01, Z17, Y7
+	VADDPS        Y7, Y17, Y7
+	VADDPS        Y7, Y6, Y6
+	VSHUFF32X4    $0x00, Y3, Y20, Y7
+	VSHUFF32X4    $0x03, Y3, Y20, Y3
+	VADDPS        Y3, Y7, Y7
+	VSHUFF32X4    $0x00, Y4, Y0, Y3
+	VSHUFF32X4    $0x03, Y4, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFF32X4    $0x00, Y5, Y1, Y0
+	VSHUFF32X4    $0x03, Y5, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y6, Y2, Y1
+	VSHUFF32X4    $0x03, Y6, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y3, Y7, Y2
+	VSHUFPS       $0xee, Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x03, X0, 4(AX)(BX*1)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, (AX)(BX*2)
+	VEXTRACTPS    $0x01, X0, 4(AX)(BX*2)
+	VEXTRACTPS    $0x02, X0, (DI)
+	VEXTRACTPS    $0x03, X0, 4(DI)
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF64X4 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z18, Y1
+	VADDPS        Y1, Y18, Y1
+	VEXTRACTF64X4 $0x01, Z19, Y2
+	VADDPS        Y2, Y19, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y1, Y0, Y2
+	VSHUFF32X4    $0x03, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y1, Y1, Y0
+	VSHUFF32X4    $0x03, Y1, Y1, Y3
+	VADDPS        Y3, Y0, Y0
+	VSHUFF32X4    $0x00, Y1, Y1, Y3
+	VSHUFF32X4    $0x03, Y1, Y1, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y1, Y1, Y4
+	VSHUFF32X4    $0x03, Y1, Y1, Y1
+	VADDPS        Y1, Y4, Y4
+	VSHUFPS       $0x44, Y0, Y2, Y1
+	VSHUFPS       $0xee, Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VSHUFPS       $0x44, Y4, Y3, Y0
+	VSHUFPS       $0xee, Y4, Y3, Y2
+	VADDPS        Y2, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y1, Y2
+	VSHUFPS       $0xdd, Y0, Y1, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVSS        X2, (DI)(BX*1)
+	VEXTRACTPS    $0x01, X2, 4(DI)(BX*1)
+	MOVQ          n+80(FP), R8
+	ANDQ          $0x1f, R8
+	JZ            avx512Part2x5F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+
+avx512Part2x5F16_tailloop:
+	MOVWLZX     (R9), R11
+	VMOVD       R11, X10
+	VCVTPH2PS   X10, X10
+	VFMADD231SS (CX), X10, X0
+	VFMADD231SS (CX)(DX*1), X10, X1
+	VFMADD231SS (CX)(DX*2), X10, X2
+	VFMADD231SS (SI), X10, X3
+	VFMADD231SS (SI)(DX*1), X10, X4
+	MOVWLZX     (R9)(R10*1), R11
+	VMOVD       R11, X10
+	VCVTPH2PS   X10, X10
+	VFMADD231SS (CX), X10, X5
+	VFMADD231SS (CX)(DX*1), X10, X6
+	VFMADD231SS (CX)(DX*2), X10, X7
+	VFMADD231SS (SI), X10, X8
+	VFMADD231SS (SI)(DX*1), X10, X9
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        R8
+	JNZ         avx512Part2x5F16_tailloop
+	VMOVSS      (AX), X10
+	VADDSS      X0, X10, X10
+	VMOVSS      X10, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      4(AX)(BX*2), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(AX)(BX*2)
+	VMOVSS      (DI), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (DI)
+	VMOVSS      4(DI), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 4(DI)
+	VMOVSS      (DI)(BX*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (DI)(BX*1)
+	VMOVSS      4(DI)(BX*1), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 4(DI)(BX*1)
+
+avx512Part2x5F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000500, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000008, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part2x5F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part2x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part2x6F16(SB), NOSPLIT, $0-168
+avx512Part2x6F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x06, DI
+	IMUL3Q  $0x00000002, DI, DI
+	MOVQ    flags+120(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      avx512Part2x6F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	VMOVUPS 768(BX), Z12
+	VMOVUPS 832(BX), Z13
+	VMOVUPS 896(BX), Z14
+	VMOVUPS 960(BX), Z15
+	VMOVUPS 1024(BX), Z16
+	VMOVUPS 1088(BX), Z17
+	VMOVUPS 1152(BX), Z18
+	VMOVUPS 1216(BX), Z19
+	VMOVUPS 1280(BX), Z20
+	VMOVUPS 1344(BX), Z21
+	VMOVUPS 1408(BX), Z22
+	VMOVUPS 1472(BX), Z23
+	JMP     avx512Part2x6F16_p0_start
+
+avx512Part2x6F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+	VMOVUPS floatzzero<>+0(SB), Z20
+	VMOVUPS floatzzero<>+0(SB), Z21
+	VMOVUPS floatzzero<>+0(SB), Z22
+	VMOVUPS floatzzero<>+0(SB), Z23
+
+avx512Part2x6F16_p0_start:
+	MOVQ    steps+112(FP), R8
+	TESTQ   R8, R8
+	JZ      avx512Part2x6F16_p0_end
+	PCALIGN $0x20
+
+avx512Part2x6F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  512(AX)(DI*1)
+	PREFETCHT0  576(AX)(DI*1)
+	VMOVUPS     (AX), Z24
+	VMOVUPS     64(AX), Z25
+	VMOVUPS     (CX), Z26
+	VFMADD231PS Z26, Z24, Z0
+	VFMADD231PS Z26, Z25, Z12
+	VMOVUPS     (CX)(DX*1), Z26
+	VFMADD231PS Z26, Z24, Z2
+	VFMADD231PS Z26, Z25, Z14
+	VMOVUPS     (CX)(DX*2), Z26
+	VFMADD231PS Z26, Z24, Z4
+	VFMADD231PS Z26, Z25, Z16
+	VMOVUPS     (SI), Z26
+	VFMADD231PS Z26, Z24, Z6
+	VFMADD231PS Z26, Z25, Z18
+	VMOVUPS     (SI)(DX*1), Z26
+	VFMADD231PS Z26, Z24, Z8
+	VFMADD231PS Z26, Z25, Z20
+	VMOVUPS     (SI)(DX*2), Z26
+	VFMADD231PS Z26, Z24, Z10
+	VFMADD231PS Z26, Z25, Z22
+	VMOVUPS     (AX)(DI*1), Z24
+	VMOVUPS     64(AX)(DI*1), Z25
+	VMOVUPS     64(CX), Z26
+	VFMADD231PS Z26, Z24, Z1
+	VFMADD231PS Z26, Z25, Z13
+	VMOVUPS     64(CX)(DX*1), Z26
+	VFMADD231PS Z26, Z24, Z3
+	VFMADD231PS Z26, Z25, Z15
+	VMOVUPS     64(CX)(DX*2), Z26
+	VFMADD231PS Z26, Z24, Z5
+	VFMADD231PS Z26, Z25, Z17
+	VMOVUPS     64(SI), Z26
+	VFMADD231PS Z26, Z24, Z7
+	VFMADD231PS Z26, Z25, Z19
+	VMOVUPS     64(SI)(DX*1), Z26
+	VFMADD231PS Z26, Z24, Z9
+	VFMADD231PS Z26, Z25, Z21
+	VMOVUPS     64(SI)(DX*2), Z26
+	VFMADD231PS Z26, Z24, Z11
+	VFMADD231PS Z26, Z25, Z23
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        R8
+	JNZ         avx512Part2x6F16_p0_loop
+
+avx512Part2x6F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part2x6F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	VMOVUPS Z12, 768(BX)
+	VMOVUPS Z13, 832(BX)
+	VMOVUPS Z14, 896(BX)
+	VMOVUPS Z15, 960(BX)
+	VMOVUPS Z16, 1024(BX)
+	VMOVUPS Z17, 1088(BX)
+	VMOVUPS Z18, 1152(BX)
+	VMOVUPS Z19, 1216(BX)
+	VMOVUPS Z20, 1280(BX)
+	VMOVUPS Z21, 1344(BX)
+	VMOVUPS Z22, 1408(BX)
+	VMOVUPS Z23, 1472(BX)
+	JMP     avx512Part2x6F16_next
+
+avx512Part2x6F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VEXTRACTF64X4 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y24, Y24
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF64X4 $0x01, Z13, Y1
+	VADDPS        Y1, Y13, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF64X4 $0x01, Z15, Y3
+	VADDPS        Y3, Y15, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z4, Y3
+	VADDPS        Y3, Y4, Y3
+	VEXTRACTF64X4 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VADDPS        Y4, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z16, Y4
+	VADDPS        Y4, Y16, Y4
+	VEXTRACTF64X4 $0x01, Z17, Y5
+	VADDPS        Y5, Y17, Y5
+	VADDPS        Y5, Y4, Y4
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF64X4 $0x01, Z7, Y6
+	VADDPS        Y6, Y7, Y6
+	VADDPS        Y6, Y5, Y5
+	VEXTRACTF64X4 $0x01, Z18, Y6
+	VADDPS        Y6, Y18, Y6
+	VEXTRACTF64X4 $0x01, Z19, Y7
+	VADDPS        Y7, Y19, Y7
+	VADDPS        Y7, Y6, Y6
+	VSHUFF32X4    $0x00, Y3, Y24, Y7
+	VSHUFF32X4    $0x03, Y3, Y24, Y3
+	VADDPS        Y3, Y7, Y7
+	VSHUFF32X4    $0x00, Y4, Y0, Y3
+	VSHUFF32X4    $0x03, Y4, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFF32X4    $0x00, Y5, Y1, Y0
+	VSHUFF32X4    $0x03, Y5, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y6, Y2, Y1
+	VSHUFF32X4    $0x03, Y6, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y3, Y7, Y2
+	VSHUFPS       $0xee, Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*1)
+	VEXTRACTPS    $0x03, X0, 4(AX)(BX*1)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, (AX)(BX*2)
+	VEXTRACTPS    $0x01, X0, 4(AX)(BX*2)
+	VEXTRACTPS    $0x02, X0, (DI)
+	VEXTRACTPS    $0x03, X0, 4(DI)
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF64X4 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z20, Y1
+	VADDPS        Y1, Y20, Y1
+	VEXTRACTF64X4 $0x01, Z21, Y2
+	VADDPS        Y2, Y21, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF64X4 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z22, Y3
+	VADDPS        Y3, Y22, Y3
+	VEXTRACTF64X4 $0x01, Z23, Y4
+	VADDPS        Y4, Y23, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y3, Y0, Y4
+	VSHUFF32X4    $0x03, Y3, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFF32X4    $0x00, Y3, Y1, Y0
+	VSHUFF32X4    $0x03, Y3, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y2, Y1
+	VSHUFF32X4    $0x03, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y3, Y3, Y2
+	VSHUFF32X4    $0x03, Y3, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y0, Y4, Y3
+	VSHUFPS       $0xee, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x44, Y2, Y1, Y0
+	VSHUFPS       $0xee, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y3, Y1
+	VSHUFPS       $0xdd, Y0, Y3, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, (DI)(BX*1)
+	VEXTRACTPS    $0x01, X1, 4(DI)(BX*1)
+	VEXTRACTPS    $0x02, X1, (DI)(BX*2)
+	VEXTRACTPS    $0x03, X1, 4(DI)(BX*2)
+	MOVQ          n+80(FP), R8
+	ANDQ          $0x1f, R8
+	JZ            avx512Part2x6F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+
+avx512Part2x6F16_tailloop:
+	MOVWLZX     (R9), R11
+	VMOVD       R11, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X0
+	VFMADD231SS (CX)(DX*1), X12, X1
+	VFMADD231SS (CX)(DX*2), X12, X2
+	VFMADD231SS (SI), X12, X3
+	VFMADD231SS (SI)(DX*1), X12, X4
+	VFMADD231SS (SI)(DX*2), X12, X5
+	MOVWLZX     (R9)(R10*1), R11
+	VMOVD       R11, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X6
+	VFMADD231SS (CX)(DX*1), X12, X7
+	VFMADD231SS (CX)(DX*2), X12, X8
+	VFMADD231SS (SI), X12, X9
+	VFMADD231SS (SI)(DX*1), X12, X10
+	VFMADD231SS (SI)(DX*2), X12, X11
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        R8
+	JNZ         avx512Part2x6F16_tailloop
+	VMOVSS      (AX), X12
+	VADDSS      X0, X12, X12
+	VMOVSS      X12, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      4(AX)(BX*2), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 4(AX)(BX*2)
+	VMOVSS      (DI), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (DI)
+	VMOVSS      4(DI), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 4(DI)
+	VMOVSS      (DI)(BX*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (DI)(BX*1)
+	VMOVSS      4(DI)(BX*1), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 4(DI)(BX*1)
+	VMOVSS      (DI)(BX*2), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, (DI)(BX*2)
+	VMOVSS      4(DI)(BX*2), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 4(DI)(BX*2)
+
+avx512Part2x6F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000600, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000008, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000002, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part2x6F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Pack3F16(dst []float32, w []byte, rb int, steps int)
+// Requires: AVX, AVX512F
+TEXT ·avx512Pack3F16(SB), NOSPLIT, $0-64
+	MOVQ    dst_base+0(FP), AX
+	MOVQ    w_base+24(FP), CX
+	MOVQ    rb+48(FP), DX
+	MOVQ    steps+56(FP), BX
+	MOVQ    BX, SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000003, SI, SI
+	TESTQ   BX, BX
+	JZ      avx512Pack3F16_done
+	PCALIGN $0x20
+
+avx512Pack3F16_loop:
+	VMOVDQU64     (CX), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, (AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, (AX)(SI*1)
+	VMOVDQU64     (CX)(DX*1), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, 64(AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, 64(AX)(SI*1)
+	VMOVDQU64     (CX)(DX*2), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, 128(AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, 128(AX)(SI*1)
+	ADDQ          $0x40, CX
+	ADDQ          $0x000000c0, AX
+	DECQ          BX
+	JNZ           avx512Pack3F16_loop
+
+avx512Pack3F16_done:
+	VZEROUPPER
+	RET
+
+// func avx512Part3x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part3x1F16(SB), NOSPLIT, $0-168
+avx512Part3x1F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), DX
+	SHLQ    $0x06, DX
+	IMUL3Q  $0x00000003, DX, DX
+	MOVQ    flags+120(FP), SI
+	TESTQ   $0x00000001, SI
+	JZ      avx512Part3x1F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	JMP     avx512Part3x1F16_p0_start
+
+avx512Part3x1F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+
+avx512Part3x1F16_p0_start:
+	MOVQ    steps+112(FP), SI
+	TESTQ   SI, SI
+	JZ      avx512Part3x1F16_p0_end
+	PCALIGN $0x20
+
+avx512Part3x1F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  512(AX)(DX*1)
+	PREFETCHT0  576(AX)(DX*1)
+	PREFETCHT0  640(AX)(DX*1)
+	VMOVUPS     (AX), Z6
+	VMOVUPS     64(AX), Z7
+	VMOVUPS     128(AX), Z8
+	VMOVUPS     (CX), Z9
+	VFMADD231PS Z9, Z6, Z0
+	VFMADD231PS Z9, Z7, Z2
+	VFMADD231PS Z9, Z8, Z4
+	VMOVUPS     (AX)(DX*1), Z6
+	VMOVUPS     64(AX)(DX*1), Z7
+	VMOVUPS     128(AX)(DX*1), Z8
+	VMOVUPS     64(CX), Z9
+	VFMADD231PS Z9, Z6, Z1
+	VFMADD231PS Z9, Z7, Z3
+	VFMADD231PS Z9, Z8, Z5
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	DECQ        SI
+	JNZ         avx512Part3x1F16_p0_loop
+
+avx512Part3x1F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part3x1F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	JMP     avx512Part3x1F16_next
+
+avx512Part3x1F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DX
+	SHLQ          $0x02, DX
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y6, Y6
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF64X4 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y1, Y6, Y2
+	VSHUFF32X4    $0x03, Y1, Y6, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y1, Y0, Y3
+	VSHUFF32X4    $0x03, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFF32X4    $0x00, Y1, Y1, Y0
+	VSHUFF32X4    $0x03, Y1, Y1, Y4
+	VADDPS        Y4, Y0, Y0
+	VSHUFF32X4    $0x00, Y1, Y1, Y4
+	VSHUFF32X4    $0x03, Y1, Y1, Y1
+	VADDPS        Y1, Y4, Y4
+	VSHUFPS       $0x44, Y3, Y2, Y1
+	VSHUFPS       $0xee, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y4, Y0, Y2
+	VSHUFPS       $0xee, Y4, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x88, Y2, Y1, Y0
+	VSHUFPS       $0xdd, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	MOVQ          n+80(FP), DX
+	ANDQ          $0x1f, DX
+	JZ            avx512Part3x1F16_next
+	MOVQ          wt_base+128(FP), BX
+	MOVQ          rb+152(FP), SI
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+
+avx512Part3x1F16_tailloop:
+	MOVWLZX     (BX), DI
+	VMOVD       DI, X3
+	VCVTPH2PS   X3, X3
+	VFMADD231SS (CX), X3, X0
+	MOVWLZX     (BX)(SI*1), DI
+	VMOVD       DI, X3
+	VCVTPH2PS   X3, X3
+	VFMADD231SS (CX), X3, X1
+	MOVWLZX     (BX)(SI*2), DI
+	VMOVD       DI, X3
+	VCVTPH2PS   X3, X3
+	VFMADD231SS (CX), X3, X2
+	ADDQ        $0x02, BX
+	ADDQ        $0x04, CX
+	DECQ        DX
+	JNZ         avx512Part3x1F16_tailloop
+	VMOVSS      (AX), X3
+	VADDSS      X0, X3, X3
+	VMOVSS      X3, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, 8(AX)
+
+avx512Part3x1F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000180, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x0000000c, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part3x1F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part3x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part3x2F16(SB), NOSPLIT, $0-168
+avx512Part3x2F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000003, SI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part3x2F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	JMP     avx512Part3x2F16_p0_start
+
+avx512Part3x2F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+
+avx512Part3x2F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part3x2F16_p0_end
+	PCALIGN $0x20
+
+avx512Part3x2F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	PREFETCHT0  576(AX)(SI*1)
+	PREFETCHT0  640(AX)(SI*1)
+	VMOVUPS     (AX), Z12
+	VMOVUPS     64(AX), Z13
+	VMOVUPS     128(AX), Z14
+	VMOVUPS     (CX), Z15
+	VFMADD231PS Z15, Z12, Z0
+	VFMADD231PS Z15, Z13, Z4
+	VFMADD231PS Z15, Z14, Z8
+	VMOVUPS     (CX)(DX*1), Z15
+	VFMADD231PS Z15, Z12, Z2
+	VFMADD231PS Z15, Z13, Z6
+	VFMADD231PS Z15, Z14, Z10
+	VMOVUPS     (AX)(SI*1), Z12
+	VMOVUPS     64(AX)(SI*1), Z13
+	VMOVUPS     128(AX)(SI*1), Z14
+	VMOVUPS     64(CX), Z15
+	VFMADD231PS Z15, Z12, Z1
+	VFMADD231PS Z15, Z13, Z5
+	VFMADD231PS Z15, Z14, Z9
+	VMOVUPS     64(CX)(DX*1), Z15
+	VFMADD231PS Z15, Z12, Z3
+	VFMADD231PS Z15, Z13, Z7
+	VFMADD231PS Z15, Z14, Z11
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part3x2F16_p0_loop
+
+avx512Part3x2F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part3x2F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	JMP     avx512Part3x2F16_next
+
+avx512Part3x2F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y12, Y12
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF64X4 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF64X4 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y4, Y4
+	VEXTRACTF64X4 $0x01, Z6, Y2
+	VADDPS        Y2, Y6, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z10, Y3
+	VADDPS        Y3, Y10, Y3
+	VEXTRACTF64X4 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VADDPS        Y5, Y3, Y3
+	VSHUFF32X4    $0x00, Y2, Y12, Y5
+	VSHUFF32X4    $0x03, Y2, Y12, Y2
+	VADDPS        Y2, Y5, Y5
+	VSHUFF32X4    $0x00, Y3, Y0, Y2
+	VSHUFF32X4    $0x03, Y3, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y3, Y1, Y0
+	VSHUFF32X4    $0x03, Y3, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y4, Y1
+	VSHUFF32X4    $0x03, Y3, Y4, Y3
+	VADDPS        Y3, Y1, Y1
+	VSHUFPS       $0x44, Y2, Y5, Y3
+	VSHUFPS       $0xee, Y2, Y5, Y2
+	VADDPS        Y2, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y2
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x88, Y2, Y3, Y0
+	VSHUFPS       $0xdd, Y2, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	VEXTRACTPS    $0x03, X0, (AX)(BX*1)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, 4(AX)(BX*1)
+	VEXTRACTPS    $0x01, X0, 8(AX)(BX*1)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part3x2F16_next
+	MOVQ          wt_base+128(FP), DI
+	MOVQ          rb+152(FP), R8
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+
+avx512Part3x2F16_tailloop:
+	MOVWLZX     (DI), R9
+	VMOVD       R9, X6
+	VCVTPH2PS   X6, X6
+	VFMADD231SS (CX), X6, X0
+	VFMADD231SS (CX)(DX*1), X6, X1
+	MOVWLZX     (DI)(R8*1), R9
+	VMOVD       R9, X6
+	VCVTPH2PS   X6, X6
+	VFMADD231SS (CX), X6, X2
+	VFMADD231SS (CX)(DX*1), X6, X3
+	MOVWLZX     (DI)(R8*2), R9
+	VMOVD       R9, X6
+	VCVTPH2PS   X6, X6
+	VFMADD231SS (CX), X6, X4
+	VFMADD231SS (CX)(DX*1), X6, X5
+	ADDQ        $0x02, DI
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part3x2F16_tailloop
+	VMOVSS      (AX), X6
+	VADDSS      X0, X6, X6
+	VMOVSS      X6, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      8(AX)(BX*1), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 8(AX)(BX*1)
+
+avx512Part3x2F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000300, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x0000000c, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part3x2F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part3x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part3x3F16(SB), NOSPLIT, $0-168
+avx512Part3x3F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000003, SI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part3x3F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	VMOVUPS 768(BX), Z12
+	VMOVUPS 832(BX), Z13
+	VMOVUPS 896(BX), Z14
+	VMOVUPS 960(BX), Z15
+	VMOVUPS 1024(BX), Z16
+	VMOVUPS 1088(BX), Z17
+	JMP     avx512Part3x3F16_p0_start
+
+avx512Part3x3F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+
+avx512Part3x3F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part3x3F16_p0_end
+	PCALIGN $0x20
+
+avx512Part3x3F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	PREFETCHT0  576(AX)(SI*1)
+	PREFETCHT0  640(AX)(SI*1)
+	VMOVUPS     (AX), Z18
+	VMOVUPS     64(AX), Z19
+	VMOVUPS     128(AX), Z20
+	VMOVUPS     (CX), Z21
+	VFMADD231PS Z21, Z18, Z0
+	VFMADD231PS Z21, Z19, Z6
+	VFMADD231PS Z21, Z20, Z12
+	VMOVUPS     (CX)(DX*1), Z21
+	VFMADD231PS Z21, Z18, Z2
+	VFMADD231PS Z21, Z19, Z8
+	VFMADD231PS Z21, Z20, Z14
+	VMOVUPS     (CX)(DX*2), Z21
+	VFMADD231PS Z21, Z18, Z4
+	VFMADD231PS Z21, Z19, Z10
+	VFMADD231PS Z21, Z20, Z16
+	VMOVUPS     (AX)(SI*1), Z18
+	VMOVUPS     64(AX)(SI*1), Z19
+	VMOVUPS     128(AX)(SI*1), Z20
+	VMOVUPS     64(CX), Z21
+	VFMADD231PS Z21, Z18, Z1
+	VFMADD231PS Z21, Z19, Z7
+	VFMADD231PS Z21, Z20, Z13
+	VMOVUPS     64(CX)(DX*1), Z21
+	VFMADD231PS Z21, Z18, Z3
+	VFMADD231PS Z21, Z19, Z9
+	VFMADD231PS Z21, Z20, Z15
+	VMOVUPS     64(CX)(DX*2), Z21
+	VFMADD231PS Z21, Z18, Z5
+	VFMADD231PS Z21, Z19, Z11
+	VFMADD231PS Z21, Z20, Z17
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part3x3F16_p0_loop
+
+avx512Part3x3F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part3x3F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	VMOVUPS Z12, 768(BX)
+	VMOVUPS Z13, 832(BX)
+	VMOVUPS Z14, 896(BX)
+	VMOVUPS Z15, 960(BX)
+	VMOVUPS Z16, 1024(BX)
+	VMOVUPS Z17, 1088(BX)
+	JMP     avx512Part3x3F16_next
+
+avx512Part3x3F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y18
+	VADDPS        Y18, Y0, Y18
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y18, Y18
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF64X4 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF64X4 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VADDPS        Y6, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y6, Y6
+	VEXTRACTF64X4 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF64X4 $0x01, Z9, Y3
+	VADDPS        Y3, Y9, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z14, Y3
+	VADDPS        Y3, Y14, Y3
+	VEXTRACTF64X4 $0x01, Z15, Y7
+	VADDPS        Y7, Y15, Y7
+	VADDPS        Y7, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF64X4 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VADDPS        Y4, Y7, Y7
+	VEXTRACTF64X4 $0x01, Z10, Y4
+	VADDPS        Y4, Y10, Y4
+	VEXTRACTF64X4 $0x01, Z11, Y5
+	VADDPS        Y5, Y11, Y5
+	VADDPS        Y5, Y4, Y4
+	VSHUFF32X4    $0x00, Y2, Y18, Y5
+	VSHUFF32X4    $0x03, Y2, Y18, Y2
+	VADDPS        Y2, Y5, Y5
+	VSHUFF32X4    $0x00, Y3, Y0, Y2
+	VSHUFF32X4    $0x03, Y3, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y7, Y1, Y0
+	VSHUFF32X4    $0x03, Y7, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y4, Y6, Y1
+	VSHUFF32X4    $0x03, Y4, Y6, Y3
+	VADDPS        Y3, Y1, Y1
+	VSHUFPS       $0x44, Y2, Y5, Y3
+	VSHUFPS       $0xee, Y2, Y5, Y2
+	VADDPS        Y2, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y2
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x88, Y2, Y3, Y0
+	VSHUFPS       $0xdd, Y2, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	VEXTRACTPS    $0x03, X0, (AX)(BX*1)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, 4(AX)(BX*1)
+	VEXTRACTPS    $0x01, X0, 8(AX)(BX*1)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*2)
+	VEXTRACTPS    $0x03, X0, 4(AX)(BX*2)
+	VEXTRACTF64X4 $0x01, Z16, Y0
+	VADDPS        Y0, Y16, Y0
+	VEXTRACTF64X4 $0x01, Z17, Y1
+	VADDPS        Y1, Y17, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y0, Y0, Y1
+	VSHUFF32X4    $0x03, Y0, Y0, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y0, Y0, Y2
+	VSHUFF32X4    $0x03, Y0, Y0, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y0, Y0, Y3
+	VSHUFF32X4    $0x03, Y0, Y0, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y0, Y0, Y4
+	VSHUFF32X4    $0x03, Y0, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y2, Y1, Y0
+	VSHUFPS       $0xee, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x44, Y4, Y3, Y1
+	VSHUFPS       $0xee, Y4, Y3, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x88, Y1, Y0, Y2
+	VSHUFPS       $0xdd, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVSS        X2, 8(AX)(BX*2)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part3x3F16_next
+	MOVQ          wt_base+128(FP), DI
+	MOVQ          rb+152(FP), R8
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+
+avx512Part3x3F16_tailloop:
+	MOVWLZX     (DI), R9
+	VMOVD       R9, X9
+	VCVTPH2PS   X9, X9
+	VFMADD231SS (CX), X9, X0
+	VFMADD231SS (CX)(DX*1), X9, X1
+	VFMADD231SS (CX)(DX*2), X9, X2
+	MOVWLZX     (DI)(R8*1), R9
+	VMOVD       R9, X9
+	VCVTPH2PS   X9, X9
+	VFMADD231SS (CX), X9, X3
+	VFMADD231SS (CX)(DX*1), X9, X4
+	VFMADD231SS (CX)(DX*2), X9, X5
+	MOVWLZX     (DI)(R8*2), R9
+	VMOVD       R9, X9
+	VCVTPH2PS   X9, X9
+	VFMADD231SS (CX), X9, X6
+	VFMADD231SS (CX)(DX*1), X9, X7
+	VFMADD231SS (CX)(DX*2), X9, X8
+	ADDQ        $0x02, DI
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part3x3F16_tailloop
+	VMOVSS      (AX), X9
+	VADDSS      X0, X9, X9
+	VMOVSS      X9, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      8(AX)(BX*1), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 8(AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      4(AX)(BX*2), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)(BX*2)
+	VMOVSS      8(AX)(BX*2), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 8(AX)(BX*2)
+
+avx512Part3x3F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000480, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x0000000c, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part3x3F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part3x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part3x4F16(SB), NOSPLIT, $0-168
+avx512Part3x4F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x06, DI
+	IMUL3Q  $0x00000003, DI, DI
+	MOVQ    flags+120(FP), R8
+	TESTQ   $0x00000001, R8
+	JZ      avx512Part3x4F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	VMOVUPS 768(BX), Z12
+	VMOVUPS 832(BX), Z13
+	VMOVUPS 896(BX), Z14
+	VMOVUPS 960(BX), Z15
+	VMOVUPS 1024(BX), Z16
+	VMOVUPS 1088(BX), Z17
+	VMOVUPS 1152(BX), Z18
+	VMOVUPS 1216(BX), Z19
+	VMOVUPS 1280(BX), Z20
+	VMOVUPS 1344(BX), Z21
+	VMOVUPS 1408(BX), Z22
+	VMOVUPS 1472(BX), Z23
+	JMP     avx512Part3x4F16_p0_start
+
+avx512Part3x4F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+	VMOVUPS floatzzero<>+0(SB), Z20
+	VMOVUPS floatzzero<>+0(SB), Z21
+	VMOVUPS floatzzero<>+0(SB), Z22
+	VMOVUPS floatzzero<>+0(SB), Z23
+
+avx512Part3x4F16_p0_start:
+	MOVQ    steps+112(FP), R8
+	TESTQ   R8, R8
+	JZ      avx512Part3x4F16_p0_end
+	PCALIGN $0x20
+
+avx512Part3x4F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  512(AX)(DI*1)
+	PREFETCHT0  576(AX)(DI*1)
+	PREFETCHT0  640(AX)(DI*1)
+	VMOVUPS     (AX), Z24
+	VMOVUPS     64(AX), Z25
+	VMOVUPS     128(AX), Z26
+	VMOVUPS     (CX), Z27
+	VFMADD231PS Z27, Z24, Z0
+	VFMADD231PS Z27, Z25, Z8
+	VFMADD231PS Z27, Z26, Z16
+	VMOVUPS     (CX)(DX*1), Z27
+	VFMADD231PS Z27, Z24, Z2
+	VFMADD231PS Z27, Z25, Z10
+	VFMADD231PS Z27, Z26, Z18
+	VMOVUPS     (CX)(DX*2), Z27
+	VFMADD231PS Z27, Z24, Z4
+	VFMADD231PS Z27, Z25, Z12
+	VFMADD231PS Z27, Z26, Z20
+	VMOVUPS     (SI), Z27
+	VFMADD231PS Z27, Z24, Z6
+	VFMADD231PS Z27, Z25, Z14
+	VFMADD231PS Z27, Z26, Z22
+	VMOVUPS     (AX)(DI*1), Z24
+	VMOVUPS     64(AX)(DI*1), Z25
+	VMOVUPS     128(AX)(DI*1), Z26
+	VMOVUPS     64(CX), Z27
+	VFMADD231PS Z27, Z24, Z1
+	VFMADD231PS Z27, Z25, Z9
+	VFMADD231PS Z27, Z26, Z17
+	VMOVUPS     64(CX)(DX*1), Z27
+	VFMADD231PS Z27, Z24, Z3
+	VFMADD231PS Z27, Z25, Z11
+	VFMADD231PS Z27, Z26, Z19
+	VMOVUPS     64(CX)(DX*2), Z27
+	VFMADD231PS Z27, Z24, Z5
+	VFMADD231PS Z27, Z25, Z13
+	VFMADD231PS Z27, Z26, Z21
+	VMOVUPS     64(SI), Z27
+	VFMADD231PS Z27, Z24, Z7
+	VFMADD231PS Z27, Z25, Z15
+	VFMADD231PS Z27, Z26, Z23
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        R8
+	JNZ         avx512Part3x4F16_p0_loop
+
+avx512Part3x4F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part3x4F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	VMOVUPS Z12, 768(BX)
+	VMOVUPS Z13, 832(BX)
+	VMOVUPS Z14, 896(BX)
+	VMOVUPS Z15, 960(BX)
+	VMOVUPS Z16, 1024(BX)
+	VMOVUPS Z17, 1088(BX)
+	VMOVUPS Z18, 1152(BX)
+	VMOVUPS Z19, 1216(BX)
+	VMOVUPS Z20, 1280(BX)
+	VMOVUPS Z21, 1344(BX)
+	VMOVUPS Z22, 1408(BX)
+	VMOVUPS Z23, 1472(BX)
+	JMP     avx512Part3x4F16_next
+
+avx512Part3x4F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VEXTRACTF64X4 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y24, Y24
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF64X4 $0x01, Z9, Y1
+	VADDPS        Y1, Y9, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z16, Y1
+	VADDPS        Y1, Y16, Y1
+	VEXTRACTF64X4 $0x01, Z17, Y8
+	VADDPS        Y8, Y17, Y8
+	VADDPS        Y8, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y8, Y8
+	VEXTRACTF64X4 $0x01, Z10, Y2
+	VADDPS        Y2, Y10, Y2
+	VEXTRACTF64X4 $0x01, Z11, Y3
+	VADDPS        Y3, Y11, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z18, Y3
+	VADDPS        Y3, Y18, Y3
+	VEXTRACTF64X4 $0x01, Z19, Y9
+	VADDPS        Y9, Y19, Y9
+	VADDPS        Y9, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z4, Y9
+	VADDPS        Y9, Y4, Y9
+	VEXTRACTF64X4 $0x01, Z5, Y4
+	VADDPS        Y4, Y5, Y4
+	VADDPS        Y4, Y9, Y9
+	VEXTRACTF64X4 $0x01, Z12, Y4
+	VADDPS        Y4, Y12, Y4
+	VEXTRACTF64X4 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VADDPS        Y5, Y4, Y4
+	VSHUFF32X4    $0x00, Y2, Y24, Y5
+	VSHUFF32X4    $0x03, Y2, Y24, Y2
+	VADDPS        Y2, Y5, Y5
+	VSHUFF32X4    $0x00, Y3, Y0, Y2
+	VSHUFF32X4    $0x03, Y3, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y9, Y1, Y0
+	VSHUFF32X4    $0x03, Y9, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y4, Y8, Y1
+	VSHUFF32X4    $0x03, Y4, Y8, Y3
+	VADDPS        Y3, Y1, Y1
+	VSHUFPS       $0x44, Y2, Y5, Y3
+	VSHUFPS       $0xee, Y2, Y5, Y2
+	VADDPS        Y2, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y2
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x88, Y2, Y3, Y0
+	VSHUFPS       $0xdd, Y2, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVSS        X0, (AX)
+	VEXTRACTPS    $0x01, X0, 4(AX)
+	VEXTRACTPS    $0x02, X0, 8(AX)
+	VEXTRACTPS    $0x03, X0, (AX)(BX*1)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVSS        X0, 4(AX)(BX*1)
+	VEXTRACTPS    $0x01, X0, 8(AX)(BX*1)
+	VEXTRACTPS    $0x02, X0, (AX)(BX*2)
+	VEXTRACTPS    $0x03, X0, 4(AX)(BX*2)
+	VEXTRACTF64X4 $0x01, Z20, Y0
+	VADDPS        Y0, Y20, Y0
+	VEXTRACTF64X4 $0x01, Z21, Y1
+	VADDPS        Y1, Y21, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z6, Y1
+	VADDPS        Y1, Y6, Y1
+	VEXTRACTF64X4 $0x01, Z7, Y2
+	VADDPS        Y2, Y7, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z14, Y2
+	VADDPS        Y2, Y14, Y2
+	VEXTRACTF64X4 $0x01, Z15, Y3
+	VADDPS        Y3, Y15, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z22, Y3
+	VADDPS        Y3, Y22, Y3
+	VEXTRACTF64X4 $0x01, Z23, Y4
+	VADDPS        Y4, Y23, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y3, Y0, Y4
+	VSHUFF32X4    $0x03, Y3, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFF32X4    $0x00, Y3, Y1, Y0
+	VSHUFF32X4    $0x03, Y3, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y2, Y1
+	VSHUFF32X4    $0x03, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y3, Y3, Y2
+	VSHUFF32X4    $0x03, Y3, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y0, Y4, Y3
+	VSHUFPS       $0xee, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x44, Y2, Y1, Y0
+	VSHUFPS       $0xee, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y3, Y1
+	VSHUFPS       $0xdd, Y0, Y3, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, 8(AX)(BX*2)
+	VEXTRACTPS    $0x01, X1, (DI)
+	VEXTRACTPS    $0x02, X1, 4(DI)
+	VEXTRACTPS    $0x03, X1, 8(DI)
+	MOVQ          n+80(FP), R8
+	ANDQ          $0x1f, R8
+	JZ            avx512Part3x4F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+
+avx512Part3x4F16_tailloop:
+	MOVWLZX     (R9), R11
+	VMOVD       R11, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X0
+	VFMADD231SS (CX)(DX*1), X12, X1
+	VFMADD231SS (CX)(DX*2), X12, X2
+	VFMADD231SS (SI), X12, X3
+	MOVWLZX     (R9)(R10*1), R11
+	VMOVD       R11, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X4
+	VFMADD231SS (CX)(DX*1), X12, X5
+	VFMADD231SS (CX)(DX*2), X12, X6
+	VFMADD231SS (SI), X12, X7
+	MOVWLZX     (R9)(R10*2), R11
+	VMOVD       R11, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X8
+	VFMADD231SS (CX)(DX*1), X12, X9
+	VFMADD231SS (CX)(DX*2), X12, X10
+	VFMADD231SS (SI), X12, X11
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        R8
+	JNZ         avx512Part3x4F16_tailloop
+	VMOVSS      (AX), X12
+	VADDSS      X0, X12, X12
+	VMOVSS      X12, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      8(AX)(BX*1), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 8(AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      4(AX)(BX*2), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)(BX*2)
+	VMOVSS      8(AX)(BX*2), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 8(AX)(BX*2)
+	VMOVSS      (DI), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (DI)
+	VMOVSS      4(DI), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(DI)
+	VMOVSS      8(DI), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 8(DI)
+
+avx512Part3x4F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000600, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x0000000c, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part3x4F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part3x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part3x5F16(SB), NOSPLIT, $0-168
+avx512Part3x5F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part3x5F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 128(BX), Z1
+	VMOVUPS 256(BX), Z2
+	VMOVUPS 384(BX), Z3
+	VMOVUPS 512(BX), Z4
+	VMOVUPS 640(BX), Z5
+	VMOVUPS 768(BX), Z6
+	VMOVUPS 896(BX), Z7
+	VMOVUPS 1024(BX), Z8
+	VMOVUPS 1152(BX), Z9
+	VMOVUPS 1280(BX), Z10
+	VMOVUPS 1408(BX), Z11
+	VMOVUPS 1536(BX), Z12
+	VMOVUPS 1664(BX), Z13
+	VMOVUPS 1792(BX), Z14
+	JMP     avx512Part3x5F16_p0_start
+
+avx512Part3x5F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+
+avx512Part3x5F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part3x5F16_p0_end
+	PCALIGN $0x20
+
+avx512Part3x5F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	VMOVUPS     (AX), Z15
+	VMOVUPS     64(AX), Z16
+	VMOVUPS     128(AX), Z17
+	VMOVUPS     (CX), Z18
+	VFMADD231PS Z18, Z15, Z0
+	VFMADD231PS Z18, Z16, Z5
+	VFMADD231PS Z18, Z17, Z10
+	VMOVUPS     (CX)(DX*1), Z18
+	VFMADD231PS Z18, Z15, Z1
+	VFMADD231PS Z18, Z16, Z6
+	VFMADD231PS Z18, Z17, Z11
+	VMOVUPS     (CX)(DX*2), Z18
+	VFMADD231PS Z18, Z15, Z2
+	VFMADD231PS Z18, Z16, Z7
+	VFMADD231PS Z18, Z17, Z12
+	VMOVUPS     (SI), Z18
+	VFMADD231PS Z18, Z15, Z3
+	VFMADD231PS Z18, Z16, Z8
+	VFMADD231PS Z18, Z17, Z13
+	VMOVUPS     (SI)(DX*1), Z18
+	VFMADD231PS Z18, Z15, Z4
+	VFMADD231PS Z18, Z16, Z9
+	VFMADD231PS Z18, Z17, Z14
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part3x5F16_p0_loop
+
+avx512Part3x5F16_p0_end:
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 128(BX)
+	VMOVUPS Z2, 256(BX)
+	VMOVUPS Z3, 384(BX)
+	VMOVUPS Z4, 512(BX)
+	VMOVUPS Z5, 640(BX)
+	VMOVUPS Z6, 768(BX)
+	VMOVUPS Z7, 896(BX)
+	VMOVUPS Z8, 1024(BX)
+	VMOVUPS Z9, 1152(BX)
+	VMOVUPS Z10, 1280(BX)
+	VMOVUPS Z11, 1408(BX)
+	VMOVUPS Z12, 1536(BX)
+	VMOVUPS Z13, 1664(BX)
+	VMOVUPS Z14, 1792(BX)
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x07, DI
+	SUBQ    DI, CX
+	SUBQ    DI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part3x5F16_p1_zero
+	VMOVUPS 64(BX), Z0
+	VMOVUPS 192(BX), Z1
+	VMOVUPS 320(BX), Z2
+	VMOVUPS 448(BX), Z3
+	VMOVUPS 576(BX), Z4
+	VMOVUPS 704(BX), Z5
+	VMOVUPS 832(BX), Z6
+	VMOVUPS 960(BX), Z7
+	VMOVUPS 1088(BX), Z8
+	VMOVUPS 1216(BX), Z9
+	VMOVUPS 1344(BX), Z10
+	VMOVUPS 1472(BX), Z11
+	VMOVUPS 1600(BX), Z12
+	VMOVUPS 1728(BX), Z13
+	VMOVUPS 1856(BX), Z14
+	JMP     avx512Part3x5F16_p1_start
+
+avx512Part3x5F16_p1_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+
+avx512Part3x5F16_p1_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part3x5F16_p1_end
+	PCALIGN $0x20
+
+avx512Part3x5F16_p1_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	VMOVUPS     (AX), Z15
+	VMOVUPS     64(AX), Z16
+	VMOVUPS     128(AX), Z17
+	VMOVUPS     64(CX), Z18
+	VFMADD231PS Z18, Z15, Z0
+	VFMADD231PS Z18, Z16, Z5
+	VFMADD231PS Z18, Z17, Z10
+	VMOVUPS     64(CX)(DX*1), Z18
+	VFMADD231PS Z18, Z15, Z1
+	VFMADD231PS Z18, Z16, Z6
+	VFMADD231PS Z18, Z17, Z11
+	VMOVUPS     64(CX)(DX*2), Z18
+	VFMADD231PS Z18, Z15, Z2
+	VFMADD231PS Z18, Z16, Z7
+	VFMADD231PS Z18, Z17, Z12
+	VMOVUPS     64(SI), Z18
+	VFMADD231PS Z18, Z15, Z3
+	VFMADD231PS Z18, Z16, Z8
+	VFMADD231PS Z18, Z17, Z13
+	VMOVUPS     64(SI)(DX*1), Z18
+	VFMADD231PS Z18, Z15, Z4
+	VFMADD231PS Z18, Z16, Z9
+	VFMADD231PS Z18, Z17, Z14
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part3x5F16_p1_loop
+
+avx512Part3x5F16_p1_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part3x5F16_last
+	VMOVUPS Z0, 64(BX)
+	VMOVUPS Z1, 192(BX)
+	VMOVUPS Z2, 320(BX)
+	VMOVUPS Z3, 448(BX)
+	VMOVUPS Z4, 576(BX)
+	VMOVUPS Z5, 704(BX)
+	VMOVUPS Z6, 832(BX)
+	VMOVUPS Z7, 960(BX)
+	VMOVUPS Z8, 1088(BX)
+	VMOVUPS Z9, 1216(BX)
+	VMOVUPS Z10, 1344(BX)
+	VMOVUPS Z11, 1472(BX)
+	VMOVUPS Z12, 1600(BX)
+	VMOVUPS Z13, 1728(BX)
+	VMOVUPS Z14, 1856(BX)
+	JMP     avx512Part3x5F16_next
+
+avx512Part3x5F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DI
+	SHLQ          $0x02, DI
+	LEAQ          (AX)(DI*2), R8
+	ADDQ          DI, R8
+	VMOVUPS       (BX), Z15
+	VEXTRACTF64X4 $0x01, Z15, Y16
+	VADDPS        Y16, Y15, Y16
+	VEXTRACTF64X4 $0x01, Z0, Y15
+	VADDPS        Y15, Y0, Y15
+	VADDPS        Y15, Y16, Y16
+	VMOVUPS       640(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y15
+	VADDPS        Y15, Y0, Y15
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VADDPS        Y0, Y15, Y15
+	VMOVUPS       1280(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VADDPS        Y0, Y5, Y5
+	VMOVUPS       128(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y10
+	VADDPS        Y10, Y0, Y10
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y10, Y10
+	VMOVUPS       768(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1408(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       256(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y11
+	VADDPS        Y11, Y0, Y11
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VADDPS        Y0, Y11, Y11
+	VMOVUPS       896(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y1, Y16, Y0
+	VSHUFF32X4    $0x03, Y1, Y16, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y6, Y15, Y1
+	VSHUFF32X4    $0x03, Y6, Y15, Y6
+	VADDPS        Y6, Y1, Y1
+	VSHUFF32X4    $0x00, Y11, Y5, Y6
+	VSHUFF32X4    $0x03, Y11, Y5, Y5
+	VADDPS        Y5, Y6, Y6
+	VSHUFF32X4    $0x00, Y2, Y10, Y5
+	VSHUFF32X4    $0x03, Y2, Y10, Y2
+	VADDPS        Y2, Y5, Y5
+	VSHUFPS       $0x44, Y1, Y0, Y2
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x44, Y5, Y6, Y0
+	VSHUFPS       $0xee, Y5, Y6, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y2, Y1
+	VSHUFPS       $0xdd, Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, (AX)
+	VEXTRACTPS    $0x01, X1, 4(AX)
+	VEXTRACTPS    $0x02, X1, 8(AX)
+	VEXTRACTPS    $0x03, X1, (AX)(DI*1)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVSS        X0, 4(AX)(DI*1)
+	VEXTRACTPS    $0x01, X0, 8(AX)(DI*1)
+	VEXTRACTPS    $0x02, X0, (AX)(DI*2)
+	VEXTRACTPS    $0x03, X0, 4(AX)(DI*2)
+	VMOVUPS       1536(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       384(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVUPS       1024(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VADDPS        Y0, Y3, Y3
+	VMOVUPS       1664(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VADDPS        Y0, Y5, Y5
+	VMOVUPS       512(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       1152(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VADDPS        Y0, Y4, Y4
+	VMOVUPS       1792(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VADDPS        Y0, Y7, Y7
+	VSHUFF32X4    $0x00, Y6, Y1, Y0
+	VSHUFF32X4    $0x03, Y6, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y4, Y2, Y1
+	VSHUFF32X4    $0x03, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y7, Y3, Y2
+	VSHUFF32X4    $0x03, Y7, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y7, Y5, Y3
+	VSHUFF32X4    $0x03, Y7, Y5, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y4
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y3, Y2, Y0
+	VSHUFPS       $0xee, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y4, Y1
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, 8(AX)(DI*2)
+	VEXTRACTPS    $0x01, X1, (R8)
+	VEXTRACTPS    $0x02, X1, 4(R8)
+	VEXTRACTPS    $0x03, X1, 8(R8)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVSS        X0, (R8)(DI*1)
+	VEXTRACTPS    $0x01, X0, 4(R8)(DI*1)
+	VEXTRACTPS    $0x02, X0, 8(R8)(DI*1)
+	MOVQ          n+80(FP), BX
+	ANDQ          $0x1f, BX
+	JZ            avx512Part3x5F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+	VMOVSS        floatzzero<>+0(SB), X12
+	VMOVSS        floatzzero<>+0(SB), X13
+	VMOVSS        floatzzero<>+0(SB), X14
+
+avx512Part3x5F16_tailloop:
+	MOVWLZX     (R9), R11
+	VMOVD       R11, X15
+	VCVTPH2PS   X15, X15
+	VFMADD231SS (CX), X15, X0
+	VFMADD231SS (CX)(DX*1), X15, X1
+	VFMADD231SS (CX)(DX*2), X15, X2
+	VFMADD231SS (SI), X15, X3
+	VFMADD231SS (SI)(DX*1), X15, X4
+	MOVWLZX     (R9)(R10*1), R11
+	VMOVD       R11, X15
+	VCVTPH2PS   X15, X15
+	VFMADD231SS (CX), X15, X5
+	VFMADD231SS (CX)(DX*1), X15, X6
+	VFMADD231SS (CX)(DX*2), X15, X7
+	VFMADD231SS (SI), X15, X8
+	VFMADD231SS (SI)(DX*1), X15, X9
+	MOVWLZX     (R9)(R10*2), R11
+	VMOVD       R11, X15
+	VCVTPH2PS   X15, X15
+	VFMADD231SS (CX), X15, X10
+	VFMADD231SS (CX)(DX*1), X15, X11
+	VFMADD231SS (CX)(DX*2), X15, X12
+	VFMADD231SS (SI), X15, X13
+	VFMADD231SS (SI)(DX*1), X15, X14
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        BX
+	JNZ         avx512Part3x5F16_tailloop
+	VMOVSS      (AX), X15
+	VADDSS      X0, X15, X15
+	VMOVSS      X15, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      (AX)(DI*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(DI*1)
+	VMOVSS      4(AX)(DI*1), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)(DI*1)
+	VMOVSS      8(AX)(DI*1), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 8(AX)(DI*1)
+	VMOVSS      (AX)(DI*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(DI*2)
+	VMOVSS      4(AX)(DI*2), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(AX)(DI*2)
+	VMOVSS      8(AX)(DI*2), X0
+	VADDSS      X12, X0, X0
+	VMOVSS      X0, 8(AX)(DI*2)
+	VMOVSS      (R8), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (R8)
+	VMOVSS      4(R8), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 4(R8)
+	VMOVSS      8(R8), X0
+	VADDSS      X13, X0, X0
+	VMOVSS      X0, 8(R8)
+	VMOVSS      (R8)(DI*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (R8)(DI*1)
+	VMOVSS      4(R8)(DI*1), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 4(R8)(DI*1)
+	VMOVSS      8(R8)(DI*1), X0
+	VADDSS      X14, X0, X0
+	VMOVSS      X0, 8(R8)(DI*1)
+
+avx512Part3x5F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000780, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x0000000c, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part3x5F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part3x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part3x6F16(SB), NOSPLIT, $0-168
+avx512Part3x6F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part3x6F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 128(BX), Z1
+	VMOVUPS 256(BX), Z2
+	VMOVUPS 384(BX), Z3
+	VMOVUPS 512(BX), Z4
+	VMOVUPS 640(BX), Z5
+	VMOVUPS 768(BX), Z6
+	VMOVUPS 896(BX), Z7
+	VMOVUPS 1024(BX), Z8
+	VMOVUPS 1152(BX), Z9
+	VMOVUPS 1280(BX), Z10
+	VMOVUPS 1408(BX), Z11
+	VMOVUPS 1536(BX), Z12
+	VMOVUPS 1664(BX), Z13
+	VMOVUPS 1792(BX), Z14
+	VMOVUPS 1920(BX), Z15
+	VMOVUPS 2048(BX), Z16
+	VMOVUPS 2176(BX), Z17
+	JMP     avx512Part3x6F16_p0_start
+
+avx512Part3x6F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+
+avx512Part3x6F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part3x6F16_p0_end
+	PCALIGN $0x20
+
+avx512Part3x6F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	VMOVUPS     (AX), Z18
+	VMOVUPS     64(AX), Z19
+	VMOVUPS     128(AX), Z20
+	VMOVUPS     (CX), Z21
+	VFMADD231PS Z21, Z18, Z0
+	VFMADD231PS Z21, Z19, Z6
+	VFMADD231PS Z21, Z20, Z12
+	VMOVUPS     (CX)(DX*1), Z21
+	VFMADD231PS Z21, Z18, Z1
+	VFMADD231PS Z21, Z19, Z7
+	VFMADD231PS Z21, Z20, Z13
+	VMOVUPS     (CX)(DX*2), Z21
+	VFMADD231PS Z21, Z18, Z2
+	VFMADD231PS Z21, Z19, Z8
+	VFMADD231PS Z21, Z20, Z14
+	VMOVUPS     (SI), Z21
+	VFMADD231PS Z21, Z18, Z3
+	VFMADD231PS Z21, Z19, Z9
+	VFMADD231PS Z21, Z20, Z15
+	VMOVUPS     (SI)(DX*1), Z21
+	VFMADD231PS Z21, Z18, Z4
+	VFMADD231PS Z21, Z19, Z10
+	VFMADD231PS Z21, Z20, Z16
+	VMOVUPS     (SI)(DX*2), Z21
+	VFMADD231PS Z21, Z18, Z5
+	VFMADD231PS Z21, Z19, Z11
+	VFMADD231PS Z21, Z20, Z17
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part3x6F16_p0_loop
+
+avx512Part3x6F16_p0_end:
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 128(BX)
+	VMOVUPS Z2, 256(BX)
+	VMOVUPS Z3, 384(BX)
+	VMOVUPS Z4, 512(BX)
+	VMOVUPS Z5, 640(BX)
+	VMOVUPS Z6, 768(BX)
+	VMOVUPS Z7, 896(BX)
+	VMOVUPS Z8, 1024(BX)
+	VMOVUPS Z9, 1152(BX)
+	VMOVUPS Z10, 1280(BX)
+	VMOVUPS Z11, 1408(BX)
+	VMOVUPS Z12, 1536(BX)
+	VMOVUPS Z13, 1664(BX)
+	VMOVUPS Z14, 1792(BX)
+	VMOVUPS Z15, 1920(BX)
+	VMOVUPS Z16, 2048(BX)
+	VMOVUPS Z17, 2176(BX)
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x07, DI
+	SUBQ    DI, CX
+	SUBQ    DI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part3x6F16_p1_zero
+	VMOVUPS 64(BX), Z0
+	VMOVUPS 192(BX), Z1
+	VMOVUPS 320(BX), Z2
+	VMOVUPS 448(BX), Z3
+	VMOVUPS 576(BX), Z4
+	VMOVUPS 704(BX), Z5
+	VMOVUPS 832(BX), Z6
+	VMOVUPS 960(BX), Z7
+	VMOVUPS 1088(BX), Z8
+	VMOVUPS 1216(BX), Z9
+	VMOVUPS 1344(BX), Z10
+	VMOVUPS 1472(BX), Z11
+	VMOVUPS 1600(BX), Z12
+	VMOVUPS 1728(BX), Z13
+	VMOVUPS 1856(BX), Z14
+	VMOVUPS 1984(BX), Z15
+	VMOVUPS 2112(BX), Z16
+	VMOVUPS 2240(BX), Z17
+	JMP     avx512Part3x6F16_p1_start
+
+avx512Part3x6F16_p1_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+
+avx512Part3x6F16_p1_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part3x6F16_p1_end
+	PCALIGN $0x20
+
+avx512Part3x6F16_p1_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	VMOVUPS     (AX), Z18
+	VMOVUPS     64(AX), Z19
+	VMOVUPS     128(AX), Z20
+	VMOVUPS     64(CX), Z21
+	VFMADD231PS Z21, Z18, Z0
+	VFMADD231PS Z21, Z19, Z6
+	VFMADD231PS Z21, Z20, Z12
+	VMOVUPS     64(CX)(DX*1), Z21
+	VFMADD231PS Z21, Z18, Z1
+	VFMADD231PS Z21, Z19, Z7
+	VFMADD231PS Z21, Z20, Z13
+	VMOVUPS     64(CX)(DX*2), Z21
+	VFMADD231PS Z21, Z18, Z2
+	VFMADD231PS Z21, Z19, Z8
+	VFMADD231PS Z21, Z20, Z14
+	VMOVUPS     64(SI), Z21
+	VFMADD231PS Z21, Z18, Z3
+	VFMADD231PS Z21, Z19, Z9
+	VFMADD231PS Z21, Z20, Z15
+	VMOVUPS     64(SI)(DX*1), Z21
+	VFMADD231PS Z21, Z18, Z4
+	VFMADD231PS Z21, Z19, Z10
+	VFMADD231PS Z21, Z20, Z16
+	VMOVUPS     64(SI)(DX*2), Z21
+	VFMADD231PS Z21, Z18, Z5
+	VFMADD231PS Z21, Z19, Z11
+	VFMADD231PS Z21, Z20, Z17
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part3x6F16_p1_loop
+
+avx512Part3x6F16_p1_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part3x6F16_last
+	VMOVUPS Z0, 64(BX)
+	VMOVUPS Z1, 192(BX)
+	VMOVUPS Z2, 320(BX)
+	VMOVUPS Z3, 448(BX)
+	VMOVUPS Z4, 576(BX)
+	VMOVUPS Z5, 704(BX)
+	VMOVUPS Z6, 832(BX)
+	VMOVUPS Z7, 960(BX)
+	VMOVUPS Z8, 1088(BX)
+	VMOVUPS Z9, 1216(BX)
+	VMOVUPS Z10, 1344(BX)
+	VMOVUPS Z11, 1472(BX)
+	VMOVUPS Z12, 1600(BX)
+	VMOVUPS Z13, 1728(BX)
+	VMOVUPS Z14, 1856(BX)
+	VMOVUPS Z15, 1984(BX)
+	VMOVUPS Z16, 2112(BX)
+	VMOVUPS Z17, 2240(BX)
+	JMP     avx512Part3x6F16_next
+
+avx512Part3x6F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DI
+	SHLQ          $0x02, DI
+	LEAQ          (AX)(DI*2), R8
+	ADDQ          DI, R8
+	VMOVUPS       (BX), Z18
+	VEXTRACTF64X4 $0x01, Z18, Y19
+	VADDPS        Y19, Y18, Y19
+	VEXTRACTF64X4 $0x01, Z0, Y18
+	VADDPS        Y18, Y0, Y18
+	VADDPS        Y18, Y19, Y19
+	VMOVUPS       768(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y18
+	VADDPS        Y18, Y0, Y18
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VADDPS        Y0, Y18, Y18
+	VMOVUPS       1536(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       128(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y12, Y12
+	VMOVUPS       896(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1664(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VADDPS        Y0, Y7, Y7
+	VMOVUPS       256(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y13
+	VADDPS        Y13, Y0, Y13
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VADDPS        Y0, Y13, Y13
+	VMOVUPS       1024(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y1, Y19, Y0
+	VSHUFF32X4    $0x03, Y1, Y19, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y7, Y18, Y1
+	VSHUFF32X4    $0x03, Y7, Y18, Y7
+	VADDPS        Y7, Y1, Y1
+	VSHUFF32X4    $0x00, Y13, Y6, Y7
+	VSHUFF32X4    $0x03, Y13, Y6, Y6
+	VADDPS        Y6, Y7, Y7
+	VSHUFF32X4    $0x00, Y2, Y12, Y6
+	VSHUFF32X4    $0x03, Y2, Y12, Y2
+	VADDPS        Y2, Y6, Y6
+	VSHUFPS       $0x44, Y1, Y0, Y2
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x44, Y6, Y7, Y0
+	VSHUFPS       $0xee, Y6, Y7, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y2, Y1
+	VSHUFPS       $0xdd, Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, (AX)
+	VEXTRACTPS    $0x01, X1, 4(AX)
+	VEXTRACTPS    $0x02, X1, 8(AX)
+	VEXTRACTPS    $0x03, X1, (AX)(DI*1)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVSS        X0, 4(AX)(DI*1)
+	VEXTRACTPS    $0x01, X0, 8(AX)(DI*1)
+	VEXTRACTPS    $0x02, X0, (AX)(DI*2)
+	VEXTRACTPS    $0x03, X0, 4(AX)(DI*2)
+	VMOVUPS       1792(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       384(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVUPS       1152(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VADDPS        Y0, Y3, Y3
+	VMOVUPS       1920(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       512(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VADDPS        Y0, Y7, Y7
+	VMOVUPS       1280(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VADDPS        Y0, Y4, Y4
+	VMOVUPS       2048(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z16, Y0
+	VADDPS        Y0, Y16, Y0
+	VADDPS        Y0, Y8, Y8
+	VMOVUPS       640(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y9
+	VADDPS        Y9, Y0, Y9
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VADDPS        Y0, Y9, Y9
+	VSHUFF32X4    $0x00, Y7, Y1, Y0
+	VSHUFF32X4    $0x03, Y7, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y4, Y2, Y1
+	VSHUFF32X4    $0x03, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y8, Y3, Y2
+	VSHUFF32X4    $0x03, Y8, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y9, Y6, Y3
+	VSHUFF32X4    $0x03, Y9, Y6, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y4
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y3, Y2, Y0
+	VSHUFPS       $0xee, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y4, Y1
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, 8(AX)(DI*2)
+	VEXTRACTPS    $0x01, X1, (R8)
+	VEXTRACTPS    $0x02, X1, 4(R8)
+	VEXTRACTPS    $0x03, X1, 8(R8)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVSS        X0, (R8)(DI*1)
+	VEXTRACTPS    $0x01, X0, 4(R8)(DI*1)
+	VEXTRACTPS    $0x02, X0, 8(R8)(DI*1)
+	VEXTRACTPS    $0x03, X0, (R8)(DI*2)
+	VMOVUPS       1408(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       2176(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z17, Y0
+	VADDPS        Y0, Y17, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFF32X4    $0x00, Y2, Y1, Y0
+	VSHUFF32X4    $0x03, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y2, Y2, Y1
+	VSHUFF32X4    $0x03, Y2, Y2, Y3
+	VADDPS        Y3, Y1, Y1
+	VSHUFF32X4    $0x00, Y2, Y2, Y3
+	VSHUFF32X4    $0x03, Y2, Y2, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y2, Y2, Y4
+	VSHUFF32X4    $0x03, Y2, Y2, Y2
+	VADDPS        Y2, Y4, Y4
+	VSHUFPS       $0x44, Y1, Y0, Y2
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y2, Y2
+	VSHUFPS       $0x44, Y4, Y3, Y0
+	VSHUFPS       $0xee, Y4, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y2, Y1
+	VSHUFPS       $0xdd, Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVSS        X1, 4(R8)(DI*2)
+	VEXTRACTPS    $0x01, X1, 8(R8)(DI*2)
+	MOVQ          n+80(FP), BX
+	ANDQ          $0x1f, BX
+	JZ            avx512Part3x6F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+	VMOVSS        floatzzero<>+0(SB), X12
+	VMOVSS        floatzzero<>+0(SB), X13
+	VMOVSS        floatzzero<>+0(SB), X14
+	VMOVSS        floatzzero<>+0(SB), X15
+	VMOVSS        floatzzero<>+0(SB), X16
+	VMOVSS        floatzzero<>+0(SB), X17
+
+avx512Part3x6F16_tailloop:
+	MOVWLZX     (R9), R11
+	VMOVD       R11, X18
+	VCVTPH2PS   X18, X18
+	VFMADD231SS (CX), X18, X0
+	VFMADD231SS (CX)(DX*1), X18, X1
+	VFMADD231SS (CX)(DX*2), X18, X2
+	VFMADD231SS (SI), X18, X3
+	VFMADD231SS (SI)(DX*1), X18, X4
+	VFMADD231SS (SI)(DX*2), X18, X5
+	MOVWLZX     (R9)(R10*1), R11
+	VMOVD       R11, X18
+	VCVTPH2PS   X18, X18
+	VFMADD231SS (CX), X18, X6
+	VFMADD231SS (CX)(DX*1), X18, X7
+	VFMADD231SS (CX)(DX*2), X18, X8
+	VFMADD231SS (SI), X18, X9
+	VFMADD231SS (SI)(DX*1), X18, X10
+	VFMADD231SS (SI)(DX*2), X18, X11
+	MOVWLZX     (R9)(R10*2), R11
+	VMOVD       R11, X18
+	VCVTPH2PS   X18, X18
+	VFMADD231SS (CX), X18, X12
+	VFMADD231SS (CX)(DX*1), X18, X13
+	VFMADD231SS (CX)(DX*2), X18, X14
+	VFMADD231SS (SI), X18, X15
+	VFMADD231SS (SI)(DX*1), X18, X16
+	VFMADD231SS (SI)(DX*2), X18, X17
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        BX
+	JNZ         avx512Part3x6F16_tailloop
+	VMOVSS      (AX), X18
+	VADDSS      X0, X18, X18
+	VMOVSS      X18, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X12, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      (AX)(DI*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(DI*1)
+	VMOVSS      4(AX)(DI*1), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(AX)(DI*1)
+	VMOVSS      8(AX)(DI*1), X0
+	VADDSS      X13, X0, X0
+	VMOVSS      X0, 8(AX)(DI*1)
+	VMOVSS      (AX)(DI*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(DI*2)
+	VMOVSS      4(AX)(DI*2), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 4(AX)(DI*2)
+	VMOVSS      8(AX)(DI*2), X0
+	VADDSS      X14, X0, X0
+	VMOVSS      X0, 8(AX)(DI*2)
+	VMOVSS      (R8), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (R8)
+	VMOVSS      4(R8), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 4(R8)
+	VMOVSS      8(R8), X0
+	VADDSS      X15, X0, X0
+	VMOVSS      X0, 8(R8)
+	VMOVSS      (R8)(DI*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (R8)(DI*1)
+	VMOVSS      4(R8)(DI*1), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 4(R8)(DI*1)
+	VMOVSS      8(R8)(DI*1), X0
+	VADDSS      X16, X0, X0
+	VMOVSS      X0, 8(R8)(DI*1)
+	VMOVSS      (R8)(DI*2), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, (R8)(DI*2)
+	VMOVSS      4(R8)(DI*2), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 4(R8)(DI*2)
+	VMOVSS      8(R8)(DI*2), X0
+	VADDSS      X17, X0, X0
+	VMOVSS      X0, 8(R8)(DI*2)
+
+avx512Part3x6F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000900, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x0000000c, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000003, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part3x6F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Pack4F16(dst []float32, w []byte, rb int, steps int)
+// Requires: AVX, AVX512F
+TEXT ·avx512Pack4F16(SB), NOSPLIT, $0-64
+	MOVQ    dst_base+0(FP), AX
+	MOVQ    w_base+24(FP), CX
+	MOVQ    rb+48(FP), DX
+	MOVQ    steps+56(FP), BX
+	MOVQ    BX, SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000004, SI, SI
+	LEAQ    (CX)(DX*2), DI
+	ADDQ    DX, DI
+	TESTQ   BX, BX
+	JZ      avx512Pack4F16_done
+	PCALIGN $0x20
+
+avx512Pack4F16_loop:
+	VMOVDQU64     (CX), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, (AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, (AX)(SI*1)
+	VMOVDQU64     (CX)(DX*1), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, 64(AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, 64(AX)(SI*1)
+	VMOVDQU64     (CX)(DX*2), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, 128(AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, 128(AX)(SI*1)
+	VMOVDQU64     (DI), Z0
+	VCVTPH2PS     Y0, Z1
+	VMOVUPS       Z1, 192(AX)
+	VEXTRACTI64X4 $0x01, Z0, Y0
+	VCVTPH2PS     Y0, Z0
+	VMOVUPS       Z0, 192(AX)(SI*1)
+	ADDQ          $0x40, CX
+	ADDQ          $0x40, DI
+	ADDQ          $0x00000100, AX
+	DECQ          BX
+	JNZ           avx512Pack4F16_loop
+
+avx512Pack4F16_done:
+	VZEROUPPER
+	RET
+
+// func avx512Part4x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part4x1F16(SB), NOSPLIT, $0-168
+avx512Part4x1F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), DX
+	SHLQ    $0x06, DX
+	IMUL3Q  $0x00000004, DX, DX
+	MOVQ    flags+120(FP), SI
+	TESTQ   $0x00000001, SI
+	JZ      avx512Part4x1F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	JMP     avx512Part4x1F16_p0_start
+
+avx512Part4x1F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+
+avx512Part4x1F16_p0_start:
+	MOVQ    steps+112(FP), SI
+	TESTQ   SI, SI
+	JZ      avx512Part4x1F16_p0_end
+	PCALIGN $0x20
+
+avx512Part4x1F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	PREFETCHT0  512(AX)(DX*1)
+	PREFETCHT0  576(AX)(DX*1)
+	PREFETCHT0  640(AX)(DX*1)
+	PREFETCHT0  704(AX)(DX*1)
+	VMOVUPS     (AX), Z8
+	VMOVUPS     64(AX), Z9
+	VMOVUPS     128(AX), Z10
+	VMOVUPS     192(AX), Z11
+	VMOVUPS     (CX), Z12
+	VFMADD231PS Z12, Z8, Z0
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     (AX)(DX*1), Z8
+	VMOVUPS     64(AX)(DX*1), Z9
+	VMOVUPS     128(AX)(DX*1), Z10
+	VMOVUPS     192(AX)(DX*1), Z11
+	VMOVUPS     64(CX), Z12
+	VFMADD231PS Z12, Z8, Z1
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z7
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	DECQ        SI
+	JNZ         avx512Part4x1F16_p0_loop
+
+avx512Part4x1F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part4x1F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	JMP     avx512Part4x1F16_next
+
+avx512Part4x1F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DX
+	SHLQ          $0x02, DX
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y8, Y8
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF64X4 $0x01, Z5, Y2
+	VADDPS        Y2, Y5, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z6, Y2
+	VADDPS        Y2, Y6, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y2, Y8, Y3
+	VSHUFF32X4    $0x03, Y2, Y8, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y2, Y0, Y4
+	VSHUFF32X4    $0x03, Y2, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFF32X4    $0x00, Y2, Y1, Y0
+	VSHUFF32X4    $0x03, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y2, Y2, Y1
+	VSHUFF32X4    $0x03, Y2, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y4, Y3, Y2
+	VSHUFPS       $0xee, Y4, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVUPS       X0, (AX)
+	MOVQ          n+80(FP), DX
+	ANDQ          $0x1f, DX
+	JZ            avx512Part4x1F16_next
+	MOVQ          wt_base+128(FP), BX
+	MOVQ          rb+152(FP), SI
+	LEAQ          (BX)(SI*2), DI
+	ADDQ          SI, DI
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+
+avx512Part4x1F16_tailloop:
+	MOVWLZX     (BX), R8
+	VMOVD       R8, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (CX), X4, X0
+	MOVWLZX     (BX)(SI*1), R8
+	VMOVD       R8, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (CX), X4, X1
+	MOVWLZX     (BX)(SI*2), R8
+	VMOVD       R8, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (CX), X4, X2
+	MOVWLZX     (DI), R8
+	VMOVD       R8, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (CX), X4, X3
+	ADDQ        $0x02, BX
+	ADDQ        $0x02, DI
+	ADDQ        $0x04, CX
+	DECQ        DX
+	JNZ         avx512Part4x1F16_tailloop
+	VMOVSS      (AX), X4
+	VADDSS      X0, X4, X4
+	VMOVSS      X4, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      12(AX), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, 12(AX)
+
+avx512Part4x1F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000200, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000010, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part4x1F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part4x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part4x2F16(SB), NOSPLIT, $0-168
+avx512Part4x2F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000004, SI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x2F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	VMOVUPS 768(BX), Z12
+	VMOVUPS 832(BX), Z13
+	VMOVUPS 896(BX), Z14
+	VMOVUPS 960(BX), Z15
+	JMP     avx512Part4x2F16_p0_start
+
+avx512Part4x2F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+
+avx512Part4x2F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x2F16_p0_end
+	PCALIGN $0x20
+
+avx512Part4x2F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	PREFETCHT0  576(AX)(SI*1)
+	PREFETCHT0  640(AX)(SI*1)
+	PREFETCHT0  704(AX)(SI*1)
+	VMOVUPS     (AX), Z16
+	VMOVUPS     64(AX), Z17
+	VMOVUPS     128(AX), Z18
+	VMOVUPS     192(AX), Z19
+	VMOVUPS     (CX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	VMOVUPS     (CX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	VMOVUPS     (AX)(SI*1), Z16
+	VMOVUPS     64(AX)(SI*1), Z17
+	VMOVUPS     128(AX)(SI*1), Z18
+	VMOVUPS     192(AX)(SI*1), Z19
+	VMOVUPS     64(CX), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	VMOVUPS     64(CX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part4x2F16_p0_loop
+
+avx512Part4x2F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part4x2F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	VMOVUPS Z12, 768(BX)
+	VMOVUPS Z13, 832(BX)
+	VMOVUPS Z14, 896(BX)
+	VMOVUPS Z15, 960(BX)
+	JMP     avx512Part4x2F16_next
+
+avx512Part4x2F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y16, Y16
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF64X4 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z8, Y1
+	VADDPS        Y1, Y8, Y1
+	VEXTRACTF64X4 $0x01, Z9, Y4
+	VADDPS        Y4, Y9, Y4
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z12, Y4
+	VADDPS        Y4, Y12, Y4
+	VEXTRACTF64X4 $0x01, Z13, Y5
+	VADDPS        Y5, Y13, Y5
+	VADDPS        Y5, Y4, Y4
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y5
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y5, Y5
+	VEXTRACTF64X4 $0x01, Z6, Y2
+	VADDPS        Y2, Y6, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y3
+	VADDPS        Y3, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z10, Y3
+	VADDPS        Y3, Y10, Y3
+	VEXTRACTF64X4 $0x01, Z11, Y6
+	VADDPS        Y6, Y11, Y6
+	VADDPS        Y6, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z14, Y6
+	VADDPS        Y6, Y14, Y6
+	VEXTRACTF64X4 $0x01, Z15, Y7
+	VADDPS        Y7, Y15, Y7
+	VADDPS        Y7, Y6, Y6
+	VSHUFF32X4    $0x00, Y5, Y16, Y7
+	VSHUFF32X4    $0x03, Y5, Y16, Y5
+	VADDPS        Y5, Y7, Y7
+	VSHUFF32X4    $0x00, Y2, Y0, Y5
+	VSHUFF32X4    $0x03, Y2, Y0, Y0
+	VADDPS        Y0, Y5, Y5
+	VSHUFF32X4    $0x00, Y3, Y1, Y0
+	VSHUFF32X4    $0x03, Y3, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y6, Y4, Y1
+	VSHUFF32X4    $0x03, Y6, Y4, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y5, Y7, Y2
+	VSHUFPS       $0xee, Y5, Y7, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVUPS       X0, (AX)(BX*1)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part4x2F16_next
+	MOVQ          wt_base+128(FP), DI
+	MOVQ          rb+152(FP), R8
+	LEAQ          (DI)(R8*2), R9
+	ADDQ          R8, R9
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+
+avx512Part4x2F16_tailloop:
+	MOVWLZX     (DI), R10
+	VMOVD       R10, X8
+	VCVTPH2PS   X8, X8
+	VFMADD231SS (CX), X8, X0
+	VFMADD231SS (CX)(DX*1), X8, X1
+	MOVWLZX     (DI)(R8*1), R10
+	VMOVD       R10, X8
+	VCVTPH2PS   X8, X8
+	VFMADD231SS (CX), X8, X2
+	VFMADD231SS (CX)(DX*1), X8, X3
+	MOVWLZX     (DI)(R8*2), R10
+	VMOVD       R10, X8
+	VCVTPH2PS   X8, X8
+	VFMADD231SS (CX), X8, X4
+	VFMADD231SS (CX)(DX*1), X8, X5
+	MOVWLZX     (R9), R10
+	VMOVD       R10, X8
+	VCVTPH2PS   X8, X8
+	VFMADD231SS (CX), X8, X6
+	VFMADD231SS (CX)(DX*1), X8, X7
+	ADDQ        $0x02, DI
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part4x2F16_tailloop
+	VMOVSS      (AX), X8
+	VADDSS      X0, X8, X8
+	VMOVSS      X8, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      12(AX), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 12(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      8(AX)(BX*1), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 8(AX)(BX*1)
+	VMOVSS      12(AX)(BX*1), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 12(AX)(BX*1)
+
+avx512Part4x2F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000400, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000010, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part4x2F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part4x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part4x3F16(SB), NOSPLIT, $0-168
+avx512Part4x3F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	MOVQ    steps+112(FP), SI
+	SHLQ    $0x06, SI
+	IMUL3Q  $0x00000004, SI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x3F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 64(BX), Z1
+	VMOVUPS 128(BX), Z2
+	VMOVUPS 192(BX), Z3
+	VMOVUPS 256(BX), Z4
+	VMOVUPS 320(BX), Z5
+	VMOVUPS 384(BX), Z6
+	VMOVUPS 448(BX), Z7
+	VMOVUPS 512(BX), Z8
+	VMOVUPS 576(BX), Z9
+	VMOVUPS 640(BX), Z10
+	VMOVUPS 704(BX), Z11
+	VMOVUPS 768(BX), Z12
+	VMOVUPS 832(BX), Z13
+	VMOVUPS 896(BX), Z14
+	VMOVUPS 960(BX), Z15
+	VMOVUPS 1024(BX), Z16
+	VMOVUPS 1088(BX), Z17
+	VMOVUPS 1152(BX), Z18
+	VMOVUPS 1216(BX), Z19
+	VMOVUPS 1280(BX), Z20
+	VMOVUPS 1344(BX), Z21
+	VMOVUPS 1408(BX), Z22
+	VMOVUPS 1472(BX), Z23
+	JMP     avx512Part4x3F16_p0_start
+
+avx512Part4x3F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+	VMOVUPS floatzzero<>+0(SB), Z20
+	VMOVUPS floatzzero<>+0(SB), Z21
+	VMOVUPS floatzzero<>+0(SB), Z22
+	VMOVUPS floatzzero<>+0(SB), Z23
+
+avx512Part4x3F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x3F16_p0_end
+	PCALIGN $0x20
+
+avx512Part4x3F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	PREFETCHT0  512(AX)(SI*1)
+	PREFETCHT0  576(AX)(SI*1)
+	PREFETCHT0  640(AX)(SI*1)
+	PREFETCHT0  704(AX)(SI*1)
+	VMOVUPS     (AX), Z24
+	VMOVUPS     64(AX), Z25
+	VMOVUPS     128(AX), Z26
+	VMOVUPS     192(AX), Z27
+	VMOVUPS     (CX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	VMOVUPS     (CX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	VMOVUPS     (CX)(DX*2), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     (AX)(SI*1), Z24
+	VMOVUPS     64(AX)(SI*1), Z25
+	VMOVUPS     128(AX)(SI*1), Z26
+	VMOVUPS     192(AX)(SI*1), Z27
+	VMOVUPS     64(CX), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	VMOVUPS     64(CX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	VMOVUPS     64(CX)(DX*2), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	DECQ        DI
+	JNZ         avx512Part4x3F16_p0_loop
+
+avx512Part4x3F16_p0_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part4x3F16_last
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	VMOVUPS Z2, 128(BX)
+	VMOVUPS Z3, 192(BX)
+	VMOVUPS Z4, 256(BX)
+	VMOVUPS Z5, 320(BX)
+	VMOVUPS Z6, 384(BX)
+	VMOVUPS Z7, 448(BX)
+	VMOVUPS Z8, 512(BX)
+	VMOVUPS Z9, 576(BX)
+	VMOVUPS Z10, 640(BX)
+	VMOVUPS Z11, 704(BX)
+	VMOVUPS Z12, 768(BX)
+	VMOVUPS Z13, 832(BX)
+	VMOVUPS Z14, 896(BX)
+	VMOVUPS Z15, 960(BX)
+	VMOVUPS Z16, 1024(BX)
+	VMOVUPS Z17, 1088(BX)
+	VMOVUPS Z18, 1152(BX)
+	VMOVUPS Z19, 1216(BX)
+	VMOVUPS Z20, 1280(BX)
+	VMOVUPS Z21, 1344(BX)
+	VMOVUPS Z22, 1408(BX)
+	VMOVUPS Z23, 1472(BX)
+	JMP     avx512Part4x3F16_next
+
+avx512Part4x3F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), BX
+	SHLQ          $0x02, BX
+	VEXTRACTF64X4 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y24, Y24
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF64X4 $0x01, Z7, Y1
+	VADDPS        Y1, Y7, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z12, Y1
+	VADDPS        Y1, Y12, Y1
+	VEXTRACTF64X4 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VADDPS        Y6, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z18, Y6
+	VADDPS        Y6, Y18, Y6
+	VEXTRACTF64X4 $0x01, Z19, Y7
+	VADDPS        Y7, Y19, Y7
+	VADDPS        Y7, Y6, Y6
+	VEXTRACTF64X4 $0x01, Z2, Y7
+	VADDPS        Y7, Y2, Y7
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VADDPS        Y2, Y3, Y2
+	VADDPS        Y2, Y7, Y7
+	VEXTRACTF64X4 $0x01, Z8, Y2
+	VADDPS        Y2, Y8, Y2
+	VEXTRACTF64X4 $0x01, Z9, Y3
+	VADDPS        Y3, Y9, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z14, Y3
+	VADDPS        Y3, Y14, Y3
+	VEXTRACTF64X4 $0x01, Z15, Y8
+	VADDPS        Y8, Y15, Y8
+	VADDPS        Y8, Y3, Y3
+	VEXTRACTF64X4 $0x01, Z20, Y8
+	VADDPS        Y8, Y20, Y8
+	VEXTRACTF64X4 $0x01, Z21, Y9
+	VADDPS        Y9, Y21, Y9
+	VADDPS        Y9, Y8, Y8
+	VSHUFF32X4    $0x00, Y7, Y24, Y9
+	VSHUFF32X4    $0x03, Y7, Y24, Y7
+	VADDPS        Y7, Y9, Y9
+	VSHUFF32X4    $0x00, Y2, Y0, Y7
+	VSHUFF32X4    $0x03, Y2, Y0, Y0
+	VADDPS        Y0, Y7, Y7
+	VSHUFF32X4    $0x00, Y3, Y1, Y0
+	VSHUFF32X4    $0x03, Y3, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y8, Y6, Y1
+	VSHUFF32X4    $0x03, Y8, Y6, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFPS       $0x44, Y7, Y9, Y2
+	VSHUFPS       $0xee, Y7, Y9, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y1, Y0, Y3
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x88, Y3, Y2, Y0
+	VSHUFPS       $0xdd, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VMOVUPS       X0, (AX)
+	VEXTRACTF32X4 $0x01, Y0, X0
+	VMOVUPS       X0, (AX)(BX*1)
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF64X4 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z10, Y1
+	VADDPS        Y1, Y10, Y1
+	VEXTRACTF64X4 $0x01, Z11, Y2
+	VADDPS        Y2, Y11, Y2
+	VADDPS        Y2, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z16, Y2
+	VADDPS        Y2, Y16, Y2
+	VEXTRACTF64X4 $0x01, Z17, Y3
+	VADDPS        Y3, Y17, Y3
+	VADDPS        Y3, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z22, Y3
+	VADDPS        Y3, Y22, Y3
+	VEXTRACTF64X4 $0x01, Z23, Y4
+	VADDPS        Y4, Y23, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFF32X4    $0x00, Y3, Y0, Y4
+	VSHUFF32X4    $0x03, Y3, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFF32X4    $0x00, Y3, Y1, Y0
+	VSHUFF32X4    $0x03, Y3, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y2, Y1
+	VSHUFF32X4    $0x03, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y3, Y3, Y2
+	VSHUFF32X4    $0x03, Y3, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFPS       $0x44, Y0, Y4, Y3
+	VSHUFPS       $0xee, Y0, Y4, Y0
+	VADDPS        Y0, Y3, Y3
+	VSHUFPS       $0x44, Y2, Y1, Y0
+	VSHUFPS       $0xee, Y2, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y3, Y1
+	VSHUFPS       $0xdd, Y0, Y3, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (AX)(BX*2)
+	MOVQ          n+80(FP), SI
+	ANDQ          $0x1f, SI
+	JZ            avx512Part4x3F16_next
+	MOVQ          wt_base+128(FP), DI
+	MOVQ          rb+152(FP), R8
+	LEAQ          (DI)(R8*2), R9
+	ADDQ          R8, R9
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+
+avx512Part4x3F16_tailloop:
+	MOVWLZX     (DI), R10
+	VMOVD       R10, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X0
+	VFMADD231SS (CX)(DX*1), X12, X1
+	VFMADD231SS (CX)(DX*2), X12, X2
+	MOVWLZX     (DI)(R8*1), R10
+	VMOVD       R10, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X3
+	VFMADD231SS (CX)(DX*1), X12, X4
+	VFMADD231SS (CX)(DX*2), X12, X5
+	MOVWLZX     (DI)(R8*2), R10
+	VMOVD       R10, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X6
+	VFMADD231SS (CX)(DX*1), X12, X7
+	VFMADD231SS (CX)(DX*2), X12, X8
+	MOVWLZX     (R9), R10
+	VMOVD       R10, X12
+	VCVTPH2PS   X12, X12
+	VFMADD231SS (CX), X12, X9
+	VFMADD231SS (CX)(DX*1), X12, X10
+	VFMADD231SS (CX)(DX*2), X12, X11
+	ADDQ        $0x02, DI
+	ADDQ        $0x02, R9
+	ADDQ        $0x04, CX
+	DECQ        SI
+	JNZ         avx512Part4x3F16_tailloop
+	VMOVSS      (AX), X12
+	VADDSS      X0, X12, X12
+	VMOVSS      X12, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      12(AX), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 12(AX)
+	VMOVSS      (AX)(BX*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(BX*1)
+	VMOVSS      4(AX)(BX*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 4(AX)(BX*1)
+	VMOVSS      8(AX)(BX*1), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 8(AX)(BX*1)
+	VMOVSS      12(AX)(BX*1), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 12(AX)(BX*1)
+	VMOVSS      (AX)(BX*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(BX*2)
+	VMOVSS      4(AX)(BX*2), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)(BX*2)
+	VMOVSS      8(AX)(BX*2), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 8(AX)(BX*2)
+	VMOVSS      12(AX)(BX*2), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 12(AX)(BX*2)
+
+avx512Part4x3F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000600, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000010, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part4x3F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part4x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part4x4F16(SB), NOSPLIT, $0-168
+avx512Part4x4F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x4F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 128(BX), Z1
+	VMOVUPS 256(BX), Z2
+	VMOVUPS 384(BX), Z3
+	VMOVUPS 512(BX), Z4
+	VMOVUPS 640(BX), Z5
+	VMOVUPS 768(BX), Z6
+	VMOVUPS 896(BX), Z7
+	VMOVUPS 1024(BX), Z8
+	VMOVUPS 1152(BX), Z9
+	VMOVUPS 1280(BX), Z10
+	VMOVUPS 1408(BX), Z11
+	VMOVUPS 1536(BX), Z12
+	VMOVUPS 1664(BX), Z13
+	VMOVUPS 1792(BX), Z14
+	VMOVUPS 1920(BX), Z15
+	JMP     avx512Part4x4F16_p0_start
+
+avx512Part4x4F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+
+avx512Part4x4F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x4F16_p0_end
+	PCALIGN $0x20
+
+avx512Part4x4F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	VMOVUPS     (AX), Z16
+	VMOVUPS     64(AX), Z17
+	VMOVUPS     128(AX), Z18
+	VMOVUPS     192(AX), Z19
+	VMOVUPS     (CX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	VMOVUPS     (CX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	VMOVUPS     (CX)(DX*2), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	VMOVUPS     (SI), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part4x4F16_p0_loop
+
+avx512Part4x4F16_p0_end:
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 128(BX)
+	VMOVUPS Z2, 256(BX)
+	VMOVUPS Z3, 384(BX)
+	VMOVUPS Z4, 512(BX)
+	VMOVUPS Z5, 640(BX)
+	VMOVUPS Z6, 768(BX)
+	VMOVUPS Z7, 896(BX)
+	VMOVUPS Z8, 1024(BX)
+	VMOVUPS Z9, 1152(BX)
+	VMOVUPS Z10, 1280(BX)
+	VMOVUPS Z11, 1408(BX)
+	VMOVUPS Z12, 1536(BX)
+	VMOVUPS Z13, 1664(BX)
+	VMOVUPS Z14, 1792(BX)
+	VMOVUPS Z15, 1920(BX)
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x07, DI
+	SUBQ    DI, CX
+	SUBQ    DI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x4F16_p1_zero
+	VMOVUPS 64(BX), Z0
+	VMOVUPS 192(BX), Z1
+	VMOVUPS 320(BX), Z2
+	VMOVUPS 448(BX), Z3
+	VMOVUPS 576(BX), Z4
+	VMOVUPS 704(BX), Z5
+	VMOVUPS 832(BX), Z6
+	VMOVUPS 960(BX), Z7
+	VMOVUPS 1088(BX), Z8
+	VMOVUPS 1216(BX), Z9
+	VMOVUPS 1344(BX), Z10
+	VMOVUPS 1472(BX), Z11
+	VMOVUPS 1600(BX), Z12
+	VMOVUPS 1728(BX), Z13
+	VMOVUPS 1856(BX), Z14
+	VMOVUPS 1984(BX), Z15
+	JMP     avx512Part4x4F16_p1_start
+
+avx512Part4x4F16_p1_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+
+avx512Part4x4F16_p1_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x4F16_p1_end
+	PCALIGN $0x20
+
+avx512Part4x4F16_p1_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	VMOVUPS     (AX), Z16
+	VMOVUPS     64(AX), Z17
+	VMOVUPS     128(AX), Z18
+	VMOVUPS     192(AX), Z19
+	VMOVUPS     64(CX), Z20
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z20, Z19, Z12
+	VMOVUPS     64(CX)(DX*1), Z20
+	VFMADD231PS Z20, Z16, Z1
+	VFMADD231PS Z20, Z17, Z5
+	VFMADD231PS Z20, Z18, Z9
+	VFMADD231PS Z20, Z19, Z13
+	VMOVUPS     64(CX)(DX*2), Z20
+	VFMADD231PS Z20, Z16, Z2
+	VFMADD231PS Z20, Z17, Z6
+	VFMADD231PS Z20, Z18, Z10
+	VFMADD231PS Z20, Z19, Z14
+	VMOVUPS     64(SI), Z20
+	VFMADD231PS Z20, Z16, Z3
+	VFMADD231PS Z20, Z17, Z7
+	VFMADD231PS Z20, Z18, Z11
+	VFMADD231PS Z20, Z19, Z15
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part4x4F16_p1_loop
+
+avx512Part4x4F16_p1_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part4x4F16_last
+	VMOVUPS Z0, 64(BX)
+	VMOVUPS Z1, 192(BX)
+	VMOVUPS Z2, 320(BX)
+	VMOVUPS Z3, 448(BX)
+	VMOVUPS Z4, 576(BX)
+	VMOVUPS Z5, 704(BX)
+	VMOVUPS Z6, 832(BX)
+	VMOVUPS Z7, 960(BX)
+	VMOVUPS Z8, 1088(BX)
+	VMOVUPS Z9, 1216(BX)
+	VMOVUPS Z10, 1344(BX)
+	VMOVUPS Z11, 1472(BX)
+	VMOVUPS Z12, 1600(BX)
+	VMOVUPS Z13, 1728(BX)
+	VMOVUPS Z14, 1856(BX)
+	VMOVUPS Z15, 1984(BX)
+	JMP     avx512Part4x4F16_next
+
+avx512Part4x4F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DI
+	SHLQ          $0x02, DI
+	LEAQ          (AX)(DI*2), R8
+	ADDQ          DI, R8
+	VMOVUPS       (BX), Z16
+	VEXTRACTF64X4 $0x01, Z16, Y17
+	VADDPS        Y17, Y16, Y17
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VADDPS        Y16, Y17, Y17
+	VMOVUPS       512(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VADDPS        Y0, Y16, Y16
+	VMOVUPS       1024(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VADDPS        Y0, Y4, Y4
+	VMOVUPS       1536(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VADDPS        Y0, Y8, Y8
+	VMOVUPS       128(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y12, Y12
+	VMOVUPS       640(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1152(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VADDPS        Y0, Y5, Y5
+	VMOVUPS       1664(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y9
+	VADDPS        Y9, Y0, Y9
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VADDPS        Y0, Y9, Y9
+	VSHUFF32X4    $0x00, Y12, Y17, Y0
+	VSHUFF32X4    $0x03, Y12, Y17, Y12
+	VADDPS        Y12, Y0, Y0
+	VSHUFF32X4    $0x00, Y1, Y16, Y12
+	VSHUFF32X4    $0x03, Y1, Y16, Y1
+	VADDPS        Y1, Y12, Y12
+	VSHUFF32X4    $0x00, Y5, Y4, Y1
+	VSHUFF32X4    $0x03, Y5, Y4, Y4
+	VADDPS        Y4, Y1, Y1
+	VSHUFF32X4    $0x00, Y9, Y8, Y4
+	VSHUFF32X4    $0x03, Y9, Y8, Y5
+	VADDPS        Y5, Y4, Y4
+	VSHUFPS       $0x44, Y12, Y0, Y5
+	VSHUFPS       $0xee, Y12, Y0, Y0
+	VADDPS        Y0, Y5, Y5
+	VSHUFPS       $0x44, Y4, Y1, Y0
+	VSHUFPS       $0xee, Y4, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y5, Y1
+	VSHUFPS       $0xdd, Y0, Y5, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (AX)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVUPS       X0, (AX)(DI*1)
+	VMOVUPS       256(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       768(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVUPS       1280(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VADDPS        Y0, Y4, Y4
+	VMOVUPS       1792(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VADDPS        Y0, Y5, Y5
+	VMOVUPS       384(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       896(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VADDPS        Y0, Y3, Y3
+	VMOVUPS       1408(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VADDPS        Y0, Y7, Y7
+	VMOVUPS       1920(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VADDPS        Y0, Y8, Y8
+	VSHUFF32X4    $0x00, Y6, Y1, Y0
+	VSHUFF32X4    $0x03, Y6, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y2, Y1
+	VSHUFF32X4    $0x03, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y7, Y4, Y2
+	VSHUFF32X4    $0x03, Y7, Y4, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y8, Y5, Y3
+	VSHUFF32X4    $0x03, Y8, Y5, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y4
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y3, Y2, Y0
+	VSHUFPS       $0xee, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y4, Y1
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (AX)(DI*2)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVUPS       X0, (R8)
+	MOVQ          n+80(FP), BX
+	ANDQ          $0x1f, BX
+	JZ            avx512Part4x4F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	LEAQ          (R9)(R10*2), R11
+	ADDQ          R10, R11
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+	VMOVSS        floatzzero<>+0(SB), X12
+	VMOVSS        floatzzero<>+0(SB), X13
+	VMOVSS        floatzzero<>+0(SB), X14
+	VMOVSS        floatzzero<>+0(SB), X15
+
+avx512Part4x4F16_tailloop:
+	MOVWLZX     (R9), R12
+	VMOVD       R12, X16
+	VCVTPH2PS   X16, X16
+	VFMADD231SS (CX), X16, X0
+	VFMADD231SS (CX)(DX*1), X16, X1
+	VFMADD231SS (CX)(DX*2), X16, X2
+	VFMADD231SS (SI), X16, X3
+	MOVWLZX     (R9)(R10*1), R12
+	VMOVD       R12, X16
+	VCVTPH2PS   X16, X16
+	VFMADD231SS (CX), X16, X4
+	VFMADD231SS (CX)(DX*1), X16, X5
+	VFMADD231SS (CX)(DX*2), X16, X6
+	VFMADD231SS (SI), X16, X7
+	MOVWLZX     (R9)(R10*2), R12
+	VMOVD       R12, X16
+	VCVTPH2PS   X16, X16
+	VFMADD231SS (CX), X16, X8
+	VFMADD231SS (CX)(DX*1), X16, X9
+	VFMADD231SS (CX)(DX*2), X16, X10
+	VFMADD231SS (SI), X16, X11
+	MOVWLZX     (R11), R12
+	VMOVD       R12, X16
+	VCVTPH2PS   X16, X16
+	VFMADD231SS (CX), X16, X12
+	VFMADD231SS (CX)(DX*1), X16, X13
+	VFMADD231SS (CX)(DX*2), X16, X14
+	VFMADD231SS (SI), X16, X15
+	ADDQ        $0x02, R9
+	ADDQ        $0x02, R11
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        BX
+	JNZ         avx512Part4x4F16_tailloop
+	VMOVSS      (AX), X16
+	VADDSS      X0, X16, X16
+	VMOVSS      X16, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      12(AX), X0
+	VADDSS      X12, X0, X0
+	VMOVSS      X0, 12(AX)
+	VMOVSS      (AX)(DI*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(DI*1)
+	VMOVSS      4(AX)(DI*1), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)(DI*1)
+	VMOVSS      8(AX)(DI*1), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 8(AX)(DI*1)
+	VMOVSS      12(AX)(DI*1), X0
+	VADDSS      X13, X0, X0
+	VMOVSS      X0, 12(AX)(DI*1)
+	VMOVSS      (AX)(DI*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(DI*2)
+	VMOVSS      4(AX)(DI*2), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)(DI*2)
+	VMOVSS      8(AX)(DI*2), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 8(AX)(DI*2)
+	VMOVSS      12(AX)(DI*2), X0
+	VADDSS      X14, X0, X0
+	VMOVSS      X0, 12(AX)(DI*2)
+	VMOVSS      (R8), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (R8)
+	VMOVSS      4(R8), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(R8)
+	VMOVSS      8(R8), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 8(R8)
+	VMOVSS      12(R8), X0
+	VADDSS      X15, X0, X0
+	VMOVSS      X0, 12(R8)
+
+avx512Part4x4F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000800, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000010, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part4x4F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part4x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part4x5F16(SB), NOSPLIT, $0-168
+avx512Part4x5F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x5F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 128(BX), Z1
+	VMOVUPS 256(BX), Z2
+	VMOVUPS 384(BX), Z3
+	VMOVUPS 512(BX), Z4
+	VMOVUPS 640(BX), Z5
+	VMOVUPS 768(BX), Z6
+	VMOVUPS 896(BX), Z7
+	VMOVUPS 1024(BX), Z8
+	VMOVUPS 1152(BX), Z9
+	VMOVUPS 1280(BX), Z10
+	VMOVUPS 1408(BX), Z11
+	VMOVUPS 1536(BX), Z12
+	VMOVUPS 1664(BX), Z13
+	VMOVUPS 1792(BX), Z14
+	VMOVUPS 1920(BX), Z15
+	VMOVUPS 2048(BX), Z16
+	VMOVUPS 2176(BX), Z17
+	VMOVUPS 2304(BX), Z18
+	VMOVUPS 2432(BX), Z19
+	JMP     avx512Part4x5F16_p0_start
+
+avx512Part4x5F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+
+avx512Part4x5F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x5F16_p0_end
+	PCALIGN $0x20
+
+avx512Part4x5F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	VMOVUPS     (AX), Z20
+	VMOVUPS     64(AX), Z21
+	VMOVUPS     128(AX), Z22
+	VMOVUPS     192(AX), Z23
+	VMOVUPS     (CX), Z24
+	VFMADD231PS Z24, Z20, Z0
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z15
+	VMOVUPS     (CX)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z1
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z16
+	VMOVUPS     (CX)(DX*2), Z24
+	VFMADD231PS Z24, Z20, Z2
+	VFMADD231PS Z24, Z21, Z7
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z17
+	VMOVUPS     (SI), Z24
+	VFMADD231PS Z24, Z20, Z3
+	VFMADD231PS Z24, Z21, Z8
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z18
+	VMOVUPS     (SI)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z4
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z19
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part4x5F16_p0_loop
+
+avx512Part4x5F16_p0_end:
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 128(BX)
+	VMOVUPS Z2, 256(BX)
+	VMOVUPS Z3, 384(BX)
+	VMOVUPS Z4, 512(BX)
+	VMOVUPS Z5, 640(BX)
+	VMOVUPS Z6, 768(BX)
+	VMOVUPS Z7, 896(BX)
+	VMOVUPS Z8, 1024(BX)
+	VMOVUPS Z9, 1152(BX)
+	VMOVUPS Z10, 1280(BX)
+	VMOVUPS Z11, 1408(BX)
+	VMOVUPS Z12, 1536(BX)
+	VMOVUPS Z13, 1664(BX)
+	VMOVUPS Z14, 1792(BX)
+	VMOVUPS Z15, 1920(BX)
+	VMOVUPS Z16, 2048(BX)
+	VMOVUPS Z17, 2176(BX)
+	VMOVUPS Z18, 2304(BX)
+	VMOVUPS Z19, 2432(BX)
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x07, DI
+	SUBQ    DI, CX
+	SUBQ    DI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x5F16_p1_zero
+	VMOVUPS 64(BX), Z0
+	VMOVUPS 192(BX), Z1
+	VMOVUPS 320(BX), Z2
+	VMOVUPS 448(BX), Z3
+	VMOVUPS 576(BX), Z4
+	VMOVUPS 704(BX), Z5
+	VMOVUPS 832(BX), Z6
+	VMOVUPS 960(BX), Z7
+	VMOVUPS 1088(BX), Z8
+	VMOVUPS 1216(BX), Z9
+	VMOVUPS 1344(BX), Z10
+	VMOVUPS 1472(BX), Z11
+	VMOVUPS 1600(BX), Z12
+	VMOVUPS 1728(BX), Z13
+	VMOVUPS 1856(BX), Z14
+	VMOVUPS 1984(BX), Z15
+	VMOVUPS 2112(BX), Z16
+	VMOVUPS 2240(BX), Z17
+	VMOVUPS 2368(BX), Z18
+	VMOVUPS 2496(BX), Z19
+	JMP     avx512Part4x5F16_p1_start
+
+avx512Part4x5F16_p1_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+
+avx512Part4x5F16_p1_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x5F16_p1_end
+	PCALIGN $0x20
+
+avx512Part4x5F16_p1_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	VMOVUPS     (AX), Z20
+	VMOVUPS     64(AX), Z21
+	VMOVUPS     128(AX), Z22
+	VMOVUPS     192(AX), Z23
+	VMOVUPS     64(CX), Z24
+	VFMADD231PS Z24, Z20, Z0
+	VFMADD231PS Z24, Z21, Z5
+	VFMADD231PS Z24, Z22, Z10
+	VFMADD231PS Z24, Z23, Z15
+	VMOVUPS     64(CX)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z1
+	VFMADD231PS Z24, Z21, Z6
+	VFMADD231PS Z24, Z22, Z11
+	VFMADD231PS Z24, Z23, Z16
+	VMOVUPS     64(CX)(DX*2), Z24
+	VFMADD231PS Z24, Z20, Z2
+	VFMADD231PS Z24, Z21, Z7
+	VFMADD231PS Z24, Z22, Z12
+	VFMADD231PS Z24, Z23, Z17
+	VMOVUPS     64(SI), Z24
+	VFMADD231PS Z24, Z20, Z3
+	VFMADD231PS Z24, Z21, Z8
+	VFMADD231PS Z24, Z22, Z13
+	VFMADD231PS Z24, Z23, Z18
+	VMOVUPS     64(SI)(DX*1), Z24
+	VFMADD231PS Z24, Z20, Z4
+	VFMADD231PS Z24, Z21, Z9
+	VFMADD231PS Z24, Z22, Z14
+	VFMADD231PS Z24, Z23, Z19
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part4x5F16_p1_loop
+
+avx512Part4x5F16_p1_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part4x5F16_last
+	VMOVUPS Z0, 64(BX)
+	VMOVUPS Z1, 192(BX)
+	VMOVUPS Z2, 320(BX)
+	VMOVUPS Z3, 448(BX)
+	VMOVUPS Z4, 576(BX)
+	VMOVUPS Z5, 704(BX)
+	VMOVUPS Z6, 832(BX)
+	VMOVUPS Z7, 960(BX)
+	VMOVUPS Z8, 1088(BX)
+	VMOVUPS Z9, 1216(BX)
+	VMOVUPS Z10, 1344(BX)
+	VMOVUPS Z11, 1472(BX)
+	VMOVUPS Z12, 1600(BX)
+	VMOVUPS Z13, 1728(BX)
+	VMOVUPS Z14, 1856(BX)
+	VMOVUPS Z15, 1984(BX)
+	VMOVUPS Z16, 2112(BX)
+	VMOVUPS Z17, 2240(BX)
+	VMOVUPS Z18, 2368(BX)
+	VMOVUPS Z19, 2496(BX)
+	JMP     avx512Part4x5F16_next
+
+avx512Part4x5F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DI
+	SHLQ          $0x02, DI
+	LEAQ          (AX)(DI*2), R8
+	ADDQ          DI, R8
+	VMOVUPS       (BX), Z20
+	VEXTRACTF64X4 $0x01, Z20, Y21
+	VADDPS        Y21, Y20, Y21
+	VEXTRACTF64X4 $0x01, Z0, Y20
+	VADDPS        Y20, Y0, Y20
+	VADDPS        Y20, Y21, Y21
+	VMOVUPS       640(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y20
+	VADDPS        Y20, Y0, Y20
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VADDPS        Y0, Y20, Y20
+	VMOVUPS       1280(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VADDPS        Y0, Y5, Y5
+	VMOVUPS       1920(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y10
+	VADDPS        Y10, Y0, Y10
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VADDPS        Y0, Y10, Y10
+	VMOVUPS       128(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y15
+	VADDPS        Y15, Y0, Y15
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y15, Y15
+	VMOVUPS       768(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1408(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       2048(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y11
+	VADDPS        Y11, Y0, Y11
+	VEXTRACTF64X4 $0x01, Z16, Y0
+	VADDPS        Y0, Y16, Y0
+	VADDPS        Y0, Y11, Y11
+	VSHUFF32X4    $0x00, Y15, Y21, Y0
+	VSHUFF32X4    $0x03, Y15, Y21, Y15
+	VADDPS        Y15, Y0, Y0
+	VSHUFF32X4    $0x00, Y1, Y20, Y15
+	VSHUFF32X4    $0x03, Y1, Y20, Y1
+	VADDPS        Y1, Y15, Y15
+	VSHUFF32X4    $0x00, Y6, Y5, Y1
+	VSHUFF32X4    $0x03, Y6, Y5, Y5
+	VADDPS        Y5, Y1, Y1
+	VSHUFF32X4    $0x00, Y11, Y10, Y5
+	VSHUFF32X4    $0x03, Y11, Y10, Y6
+	VADDPS        Y6, Y5, Y5
+	VSHUFPS       $0x44, Y15, Y0, Y6
+	VSHUFPS       $0xee, Y15, Y0, Y0
+	VADDPS        Y0, Y6, Y6
+	VSHUFPS       $0x44, Y5, Y1, Y0
+	VSHUFPS       $0xee, Y5, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y6, Y1
+	VSHUFPS       $0xdd, Y0, Y6, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (AX)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVUPS       X0, (AX)(DI*1)
+	VMOVUPS       256(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       896(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVUPS       1536(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VADDPS        Y0, Y5, Y5
+	VMOVUPS       2176(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z17, Y0
+	VADDPS        Y0, Y17, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       384(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VADDPS        Y0, Y7, Y7
+	VMOVUPS       1024(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VADDPS        Y0, Y3, Y3
+	VMOVUPS       1664(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VADDPS        Y0, Y8, Y8
+	VMOVUPS       2304(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y10
+	VADDPS        Y10, Y0, Y10
+	VEXTRACTF64X4 $0x01, Z18, Y0
+	VADDPS        Y0, Y18, Y0
+	VADDPS        Y0, Y10, Y10
+	VSHUFF32X4    $0x00, Y7, Y1, Y0
+	VSHUFF32X4    $0x03, Y7, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y2, Y1
+	VSHUFF32X4    $0x03, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y8, Y5, Y2
+	VSHUFF32X4    $0x03, Y8, Y5, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y10, Y6, Y3
+	VSHUFF32X4    $0x03, Y10, Y6, Y5
+	VADDPS        Y5, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y5
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y5, Y5
+	VSHUFPS       $0x44, Y3, Y2, Y0
+	VSHUFPS       $0xee, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y5, Y1
+	VSHUFPS       $0xdd, Y0, Y5, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (AX)(DI*2)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVUPS       X0, (R8)
+	VMOVUPS       512(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1152(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVUPS       1792(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VADDPS        Y0, Y3, Y3
+	VMOVUPS       2432(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z19, Y0
+	VADDPS        Y0, Y19, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFF32X4    $0x00, Y4, Y1, Y0
+	VSHUFF32X4    $0x03, Y4, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y4, Y2, Y1
+	VSHUFF32X4    $0x03, Y4, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y4, Y3, Y2
+	VSHUFF32X4    $0x03, Y4, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y4, Y4, Y3
+	VSHUFF32X4    $0x03, Y4, Y4, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y4
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y3, Y2, Y0
+	VSHUFPS       $0xee, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y4, Y1
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (R8)(DI*1)
+	MOVQ          n+80(FP), BX
+	ANDQ          $0x1f, BX
+	JZ            avx512Part4x5F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	LEAQ          (R9)(R10*2), R11
+	ADDQ          R10, R11
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+	VMOVSS        floatzzero<>+0(SB), X12
+	VMOVSS        floatzzero<>+0(SB), X13
+	VMOVSS        floatzzero<>+0(SB), X14
+	VMOVSS        floatzzero<>+0(SB), X15
+	VMOVSS        floatzzero<>+0(SB), X16
+	VMOVSS        floatzzero<>+0(SB), X17
+	VMOVSS        floatzzero<>+0(SB), X18
+	VMOVSS        floatzzero<>+0(SB), X19
+
+avx512Part4x5F16_tailloop:
+	MOVWLZX     (R9), R12
+	VMOVD       R12, X20
+	VCVTPH2PS   X20, X20
+	VFMADD231SS (CX), X20, X0
+	VFMADD231SS (CX)(DX*1), X20, X1
+	VFMADD231SS (CX)(DX*2), X20, X2
+	VFMADD231SS (SI), X20, X3
+	VFMADD231SS (SI)(DX*1), X20, X4
+	MOVWLZX     (R9)(R10*1), R12
+	VMOVD       R12, X20
+	VCVTPH2PS   X20, X20
+	VFMADD231SS (CX), X20, X5
+	VFMADD231SS (CX)(DX*1), X20, X6
+	VFMADD231SS (CX)(DX*2), X20, X7
+	VFMADD231SS (SI), X20, X8
+	VFMADD231SS (SI)(DX*1), X20, X9
+	MOVWLZX     (R9)(R10*2), R12
+	VMOVD       R12, X20
+	VCVTPH2PS   X20, X20
+	VFMADD231SS (CX), X20, X10
+	VFMADD231SS (CX)(DX*1), X20, X11
+	VFMADD231SS (CX)(DX*2), X20, X12
+	VFMADD231SS (SI), X20, X13
+	VFMADD231SS (SI)(DX*1), X20, X14
+	MOVWLZX     (R11), R12
+	VMOVD       R12, X20
+	VCVTPH2PS   X20, X20
+	VFMADD231SS (CX), X20, X15
+	VFMADD231SS (CX)(DX*1), X20, X16
+	VFMADD231SS (CX)(DX*2), X20, X17
+	VFMADD231SS (SI), X20, X18
+	VFMADD231SS (SI)(DX*1), X20, X19
+	ADDQ        $0x02, R9
+	ADDQ        $0x02, R11
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        BX
+	JNZ         avx512Part4x5F16_tailloop
+	VMOVSS      (AX), X20
+	VADDSS      X0, X20, X20
+	VMOVSS      X20, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      12(AX), X0
+	VADDSS      X15, X0, X0
+	VMOVSS      X0, 12(AX)
+	VMOVSS      (AX)(DI*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(DI*1)
+	VMOVSS      4(AX)(DI*1), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)(DI*1)
+	VMOVSS      8(AX)(DI*1), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 8(AX)(DI*1)
+	VMOVSS      12(AX)(DI*1), X0
+	VADDSS      X16, X0, X0
+	VMOVSS      X0, 12(AX)(DI*1)
+	VMOVSS      (AX)(DI*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(DI*2)
+	VMOVSS      4(AX)(DI*2), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(AX)(DI*2)
+	VMOVSS      8(AX)(DI*2), X0
+	VADDSS      X12, X0, X0
+	VMOVSS      X0, 8(AX)(DI*2)
+	VMOVSS      12(AX)(DI*2), X0
+	VADDSS      X17, X0, X0
+	VMOVSS      X0, 12(AX)(DI*2)
+	VMOVSS      (R8), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (R8)
+	VMOVSS      4(R8), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 4(R8)
+	VMOVSS      8(R8), X0
+	VADDSS      X13, X0, X0
+	VMOVSS      X0, 8(R8)
+	VMOVSS      12(R8), X0
+	VADDSS      X18, X0, X0
+	VMOVSS      X0, 12(R8)
+	VMOVSS      (R8)(DI*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (R8)(DI*1)
+	VMOVSS      4(R8)(DI*1), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 4(R8)(DI*1)
+	VMOVSS      8(R8)(DI*1), X0
+	VADDSS      X14, X0, X0
+	VMOVSS      X0, 8(R8)(DI*1)
+	VMOVSS      12(R8)(DI*1), X0
+	VADDSS      X19, X0, X0
+	VMOVSS      X0, 12(R8)(DI*1)
+
+avx512Part4x5F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000a00, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000010, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part4x5F16_block
+	VZEROUPPER
+	RET
+
+// func avx512Part4x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+// Requires: AVX, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·avx512Part4x6F16(SB), NOSPLIT, $0-168
+avx512Part4x6F16_block:
+	MOVQ    w_base+32(FP), AX
+	MOVQ    x_base+56(FP), CX
+	MOVQ    n+80(FP), DX
+	MOVQ    st_base+88(FP), BX
+	SHLQ    $0x02, DX
+	LEAQ    (CX)(DX*2), SI
+	ADDQ    DX, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x6F16_p0_zero
+	VMOVUPS (BX), Z0
+	VMOVUPS 128(BX), Z1
+	VMOVUPS 256(BX), Z2
+	VMOVUPS 384(BX), Z3
+	VMOVUPS 512(BX), Z4
+	VMOVUPS 640(BX), Z5
+	VMOVUPS 768(BX), Z6
+	VMOVUPS 896(BX), Z7
+	VMOVUPS 1024(BX), Z8
+	VMOVUPS 1152(BX), Z9
+	VMOVUPS 1280(BX), Z10
+	VMOVUPS 1408(BX), Z11
+	VMOVUPS 1536(BX), Z12
+	VMOVUPS 1664(BX), Z13
+	VMOVUPS 1792(BX), Z14
+	VMOVUPS 1920(BX), Z15
+	VMOVUPS 2048(BX), Z16
+	VMOVUPS 2176(BX), Z17
+	VMOVUPS 2304(BX), Z18
+	VMOVUPS 2432(BX), Z19
+	VMOVUPS 2560(BX), Z20
+	VMOVUPS 2688(BX), Z21
+	VMOVUPS 2816(BX), Z22
+	VMOVUPS 2944(BX), Z23
+	JMP     avx512Part4x6F16_p0_start
+
+avx512Part4x6F16_p0_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+	VMOVUPS floatzzero<>+0(SB), Z20
+	VMOVUPS floatzzero<>+0(SB), Z21
+	VMOVUPS floatzzero<>+0(SB), Z22
+	VMOVUPS floatzzero<>+0(SB), Z23
+
+avx512Part4x6F16_p0_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x6F16_p0_end
+	PCALIGN $0x20
+
+avx512Part4x6F16_p0_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	VMOVUPS     (AX), Z24
+	VMOVUPS     64(AX), Z25
+	VMOVUPS     128(AX), Z26
+	VMOVUPS     192(AX), Z27
+	VMOVUPS     (CX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	VMOVUPS     (CX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	VMOVUPS     (CX)(DX*2), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	VMOVUPS     (SI), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	VMOVUPS     (SI)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     (SI)(DX*2), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part4x6F16_p0_loop
+
+avx512Part4x6F16_p0_end:
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 128(BX)
+	VMOVUPS Z2, 256(BX)
+	VMOVUPS Z3, 384(BX)
+	VMOVUPS Z4, 512(BX)
+	VMOVUPS Z5, 640(BX)
+	VMOVUPS Z6, 768(BX)
+	VMOVUPS Z7, 896(BX)
+	VMOVUPS Z8, 1024(BX)
+	VMOVUPS Z9, 1152(BX)
+	VMOVUPS Z10, 1280(BX)
+	VMOVUPS Z11, 1408(BX)
+	VMOVUPS Z12, 1536(BX)
+	VMOVUPS Z13, 1664(BX)
+	VMOVUPS Z14, 1792(BX)
+	VMOVUPS Z15, 1920(BX)
+	VMOVUPS Z16, 2048(BX)
+	VMOVUPS Z17, 2176(BX)
+	VMOVUPS Z18, 2304(BX)
+	VMOVUPS Z19, 2432(BX)
+	VMOVUPS Z20, 2560(BX)
+	VMOVUPS Z21, 2688(BX)
+	VMOVUPS Z22, 2816(BX)
+	VMOVUPS Z23, 2944(BX)
+	MOVQ    steps+112(FP), DI
+	SHLQ    $0x07, DI
+	SUBQ    DI, CX
+	SUBQ    DI, SI
+	MOVQ    flags+120(FP), DI
+	TESTQ   $0x00000001, DI
+	JZ      avx512Part4x6F16_p1_zero
+	VMOVUPS 64(BX), Z0
+	VMOVUPS 192(BX), Z1
+	VMOVUPS 320(BX), Z2
+	VMOVUPS 448(BX), Z3
+	VMOVUPS 576(BX), Z4
+	VMOVUPS 704(BX), Z5
+	VMOVUPS 832(BX), Z6
+	VMOVUPS 960(BX), Z7
+	VMOVUPS 1088(BX), Z8
+	VMOVUPS 1216(BX), Z9
+	VMOVUPS 1344(BX), Z10
+	VMOVUPS 1472(BX), Z11
+	VMOVUPS 1600(BX), Z12
+	VMOVUPS 1728(BX), Z13
+	VMOVUPS 1856(BX), Z14
+	VMOVUPS 1984(BX), Z15
+	VMOVUPS 2112(BX), Z16
+	VMOVUPS 2240(BX), Z17
+	VMOVUPS 2368(BX), Z18
+	VMOVUPS 2496(BX), Z19
+	VMOVUPS 2624(BX), Z20
+	VMOVUPS 2752(BX), Z21
+	VMOVUPS 2880(BX), Z22
+	VMOVUPS 3008(BX), Z23
+	JMP     avx512Part4x6F16_p1_start
+
+avx512Part4x6F16_p1_zero:
+	VMOVUPS floatzzero<>+0(SB), Z0
+	VMOVUPS floatzzero<>+0(SB), Z1
+	VMOVUPS floatzzero<>+0(SB), Z2
+	VMOVUPS floatzzero<>+0(SB), Z3
+	VMOVUPS floatzzero<>+0(SB), Z4
+	VMOVUPS floatzzero<>+0(SB), Z5
+	VMOVUPS floatzzero<>+0(SB), Z6
+	VMOVUPS floatzzero<>+0(SB), Z7
+	VMOVUPS floatzzero<>+0(SB), Z8
+	VMOVUPS floatzzero<>+0(SB), Z9
+	VMOVUPS floatzzero<>+0(SB), Z10
+	VMOVUPS floatzzero<>+0(SB), Z11
+	VMOVUPS floatzzero<>+0(SB), Z12
+	VMOVUPS floatzzero<>+0(SB), Z13
+	VMOVUPS floatzzero<>+0(SB), Z14
+	VMOVUPS floatzzero<>+0(SB), Z15
+	VMOVUPS floatzzero<>+0(SB), Z16
+	VMOVUPS floatzzero<>+0(SB), Z17
+	VMOVUPS floatzzero<>+0(SB), Z18
+	VMOVUPS floatzzero<>+0(SB), Z19
+	VMOVUPS floatzzero<>+0(SB), Z20
+	VMOVUPS floatzzero<>+0(SB), Z21
+	VMOVUPS floatzzero<>+0(SB), Z22
+	VMOVUPS floatzzero<>+0(SB), Z23
+
+avx512Part4x6F16_p1_start:
+	MOVQ    steps+112(FP), DI
+	TESTQ   DI, DI
+	JZ      avx512Part4x6F16_p1_end
+	PCALIGN $0x20
+
+avx512Part4x6F16_p1_loop:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
+	VMOVUPS     (AX), Z24
+	VMOVUPS     64(AX), Z25
+	VMOVUPS     128(AX), Z26
+	VMOVUPS     192(AX), Z27
+	VMOVUPS     64(CX), Z28
+	VFMADD231PS Z28, Z24, Z0
+	VFMADD231PS Z28, Z25, Z6
+	VFMADD231PS Z28, Z26, Z12
+	VFMADD231PS Z28, Z27, Z18
+	VMOVUPS     64(CX)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z1
+	VFMADD231PS Z28, Z25, Z7
+	VFMADD231PS Z28, Z26, Z13
+	VFMADD231PS Z28, Z27, Z19
+	VMOVUPS     64(CX)(DX*2), Z28
+	VFMADD231PS Z28, Z24, Z2
+	VFMADD231PS Z28, Z25, Z8
+	VFMADD231PS Z28, Z26, Z14
+	VFMADD231PS Z28, Z27, Z20
+	VMOVUPS     64(SI), Z28
+	VFMADD231PS Z28, Z24, Z3
+	VFMADD231PS Z28, Z25, Z9
+	VFMADD231PS Z28, Z26, Z15
+	VFMADD231PS Z28, Z27, Z21
+	VMOVUPS     64(SI)(DX*1), Z28
+	VFMADD231PS Z28, Z24, Z4
+	VFMADD231PS Z28, Z25, Z10
+	VFMADD231PS Z28, Z26, Z16
+	VFMADD231PS Z28, Z27, Z22
+	VMOVUPS     64(SI)(DX*2), Z28
+	VFMADD231PS Z28, Z24, Z5
+	VFMADD231PS Z28, Z25, Z11
+	VFMADD231PS Z28, Z26, Z17
+	VFMADD231PS Z28, Z27, Z23
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, SI
+	DECQ        DI
+	JNZ         avx512Part4x6F16_p1_loop
+
+avx512Part4x6F16_p1_end:
+	MOVQ    flags+120(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     avx512Part4x6F16_last
+	VMOVUPS Z0, 64(BX)
+	VMOVUPS Z1, 192(BX)
+	VMOVUPS Z2, 320(BX)
+	VMOVUPS Z3, 448(BX)
+	VMOVUPS Z4, 576(BX)
+	VMOVUPS Z5, 704(BX)
+	VMOVUPS Z6, 832(BX)
+	VMOVUPS Z7, 960(BX)
+	VMOVUPS Z8, 1088(BX)
+	VMOVUPS Z9, 1216(BX)
+	VMOVUPS Z10, 1344(BX)
+	VMOVUPS Z11, 1472(BX)
+	VMOVUPS Z12, 1600(BX)
+	VMOVUPS Z13, 1728(BX)
+	VMOVUPS Z14, 1856(BX)
+	VMOVUPS Z15, 1984(BX)
+	VMOVUPS Z16, 2112(BX)
+	VMOVUPS Z17, 2240(BX)
+	VMOVUPS Z18, 2368(BX)
+	VMOVUPS Z19, 2496(BX)
+	VMOVUPS Z20, 2624(BX)
+	VMOVUPS Z21, 2752(BX)
+	VMOVUPS Z22, 2880(BX)
+	VMOVUPS Z23, 3008(BX)
+	JMP     avx512Part4x6F16_next
+
+avx512Part4x6F16_last:
+	MOVQ          dst_base+0(FP), AX
+	MOVQ          ldd+24(FP), DI
+	SHLQ          $0x02, DI
+	LEAQ          (AX)(DI*2), R8
+	ADDQ          DI, R8
+	VMOVUPS       (BX), Z24
+	VEXTRACTF64X4 $0x01, Z24, Y25
+	VADDPS        Y25, Y24, Y25
+	VEXTRACTF64X4 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VADDPS        Y24, Y25, Y25
+	VMOVUPS       768(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y24
+	VADDPS        Y24, Y0, Y24
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VADDPS        Y0, Y24, Y24
+	VMOVUPS       1536(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       2304(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF64X4 $0x01, Z18, Y0
+	VADDPS        Y0, Y18, Y0
+	VADDPS        Y0, Y12, Y12
+	VMOVUPS       128(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y18
+	VADDPS        Y18, Y0, Y18
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VADDPS        Y0, Y18, Y18
+	VMOVUPS       896(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1664(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VADDPS        Y0, Y7, Y7
+	VMOVUPS       2432(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y13
+	VADDPS        Y13, Y0, Y13
+	VEXTRACTF64X4 $0x01, Z19, Y0
+	VADDPS        Y0, Y19, Y0
+	VADDPS        Y0, Y13, Y13
+	VSHUFF32X4    $0x00, Y18, Y25, Y0
+	VSHUFF32X4    $0x03, Y18, Y25, Y18
+	VADDPS        Y18, Y0, Y0
+	VSHUFF32X4    $0x00, Y1, Y24, Y18
+	VSHUFF32X4    $0x03, Y1, Y24, Y1
+	VADDPS        Y1, Y18, Y18
+	VSHUFF32X4    $0x00, Y7, Y6, Y1
+	VSHUFF32X4    $0x03, Y7, Y6, Y6
+	VADDPS        Y6, Y1, Y1
+	VSHUFF32X4    $0x00, Y13, Y12, Y6
+	VSHUFF32X4    $0x03, Y13, Y12, Y7
+	VADDPS        Y7, Y6, Y6
+	VSHUFPS       $0x44, Y18, Y0, Y7
+	VSHUFPS       $0xee, Y18, Y0, Y0
+	VADDPS        Y0, Y7, Y7
+	VSHUFPS       $0x44, Y6, Y1, Y0
+	VSHUFPS       $0xee, Y6, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y7, Y1
+	VSHUFPS       $0xdd, Y0, Y7, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (AX)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVUPS       X0, (AX)(DI*1)
+	VMOVUPS       256(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1024(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVUPS       1792(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       2560(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z20, Y0
+	VADDPS        Y0, Y20, Y0
+	VADDPS        Y0, Y7, Y7
+	VMOVUPS       384(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VADDPS        Y0, Y8, Y8
+	VMOVUPS       1152(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VADDPS        Y0, Y3, Y3
+	VMOVUPS       1920(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y9
+	VADDPS        Y9, Y0, Y9
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VADDPS        Y0, Y9, Y9
+	VMOVUPS       2688(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF64X4 $0x01, Z21, Y0
+	VADDPS        Y0, Y21, Y0
+	VADDPS        Y0, Y12, Y12
+	VSHUFF32X4    $0x00, Y8, Y1, Y0
+	VSHUFF32X4    $0x03, Y8, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y3, Y2, Y1
+	VSHUFF32X4    $0x03, Y3, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y9, Y6, Y2
+	VSHUFF32X4    $0x03, Y9, Y6, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y12, Y7, Y3
+	VSHUFF32X4    $0x03, Y12, Y7, Y6
+	VADDPS        Y6, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y6
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y6, Y6
+	VSHUFPS       $0x44, Y3, Y2, Y0
+	VSHUFPS       $0xee, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y6, Y1
+	VSHUFPS       $0xdd, Y0, Y6, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (AX)(DI*2)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVUPS       X0, (R8)
+	VMOVUPS       512(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       1280(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VADDPS        Y0, Y2, Y2
+	VMOVUPS       2048(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y3
+	VEXTRACTF64X4 $0x01, Z16, Y0
+	VADDPS        Y0, Y16, Y0
+	VADDPS        Y0, Y3, Y3
+	VMOVUPS       2816(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF64X4 $0x01, Z22, Y0
+	VADDPS        Y0, Y22, Y0
+	VADDPS        Y0, Y4, Y4
+	VMOVUPS       640(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VADDPS        Y0, Y6, Y6
+	VMOVUPS       1408(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y5
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VADDPS        Y0, Y5, Y5
+	VMOVUPS       2176(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y7
+	VEXTRACTF64X4 $0x01, Z17, Y0
+	VADDPS        Y0, Y17, Y0
+	VADDPS        Y0, Y7, Y7
+	VMOVUPS       2944(BX), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF64X4 $0x01, Z23, Y0
+	VADDPS        Y0, Y23, Y0
+	VADDPS        Y0, Y8, Y8
+	VSHUFF32X4    $0x00, Y6, Y1, Y0
+	VSHUFF32X4    $0x03, Y6, Y1, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFF32X4    $0x00, Y5, Y2, Y1
+	VSHUFF32X4    $0x03, Y5, Y2, Y2
+	VADDPS        Y2, Y1, Y1
+	VSHUFF32X4    $0x00, Y7, Y3, Y2
+	VSHUFF32X4    $0x03, Y7, Y3, Y3
+	VADDPS        Y3, Y2, Y2
+	VSHUFF32X4    $0x00, Y8, Y4, Y3
+	VSHUFF32X4    $0x03, Y8, Y4, Y4
+	VADDPS        Y4, Y3, Y3
+	VSHUFPS       $0x44, Y1, Y0, Y4
+	VSHUFPS       $0xee, Y1, Y0, Y0
+	VADDPS        Y0, Y4, Y4
+	VSHUFPS       $0x44, Y3, Y2, Y0
+	VSHUFPS       $0xee, Y3, Y2, Y1
+	VADDPS        Y1, Y0, Y0
+	VSHUFPS       $0x88, Y0, Y4, Y1
+	VSHUFPS       $0xdd, Y0, Y4, Y0
+	VADDPS        Y0, Y1, Y1
+	VMOVUPS       X1, (R8)(DI*1)
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VMOVUPS       X0, (R8)(DI*2)
+	MOVQ          n+80(FP), BX
+	ANDQ          $0x1f, BX
+	JZ            avx512Part4x6F16_next
+	MOVQ          wt_base+128(FP), R9
+	MOVQ          rb+152(FP), R10
+	LEAQ          (R9)(R10*2), R11
+	ADDQ          R10, R11
+	VMOVSS        floatzzero<>+0(SB), X0
+	VMOVSS        floatzzero<>+0(SB), X1
+	VMOVSS        floatzzero<>+0(SB), X2
+	VMOVSS        floatzzero<>+0(SB), X3
+	VMOVSS        floatzzero<>+0(SB), X4
+	VMOVSS        floatzzero<>+0(SB), X5
+	VMOVSS        floatzzero<>+0(SB), X6
+	VMOVSS        floatzzero<>+0(SB), X7
+	VMOVSS        floatzzero<>+0(SB), X8
+	VMOVSS        floatzzero<>+0(SB), X9
+	VMOVSS        floatzzero<>+0(SB), X10
+	VMOVSS        floatzzero<>+0(SB), X11
+	VMOVSS        floatzzero<>+0(SB), X12
+	VMOVSS        floatzzero<>+0(SB), X13
+	VMOVSS        floatzzero<>+0(SB), X14
+	VMOVSS        floatzzero<>+0(SB), X15
+	VMOVSS        floatzzero<>+0(SB), X16
+	VMOVSS        floatzzero<>+0(SB), X17
+	VMOVSS        floatzzero<>+0(SB), X18
+	VMOVSS        floatzzero<>+0(SB), X19
+	VMOVSS        floatzzero<>+0(SB), X20
+	VMOVSS        floatzzero<>+0(SB), X21
+	VMOVSS        floatzzero<>+0(SB), X22
+	VMOVSS        floatzzero<>+0(SB), X23
+
+avx512Part4x6F16_tailloop:
+	MOVWLZX     (R9), R12
+	VMOVD       R12, X24
+	VCVTPH2PS   X24, X24
+	VFMADD231SS (CX), X24, X0
+	VFMADD231SS (CX)(DX*1), X24, X1
+	VFMADD231SS (CX)(DX*2), X24, X2
+	VFMADD231SS (SI), X24, X3
+	VFMADD231SS (SI)(DX*1), X24, X4
+	VFMADD231SS (SI)(DX*2), X24, X5
+	MOVWLZX     (R9)(R10*1), R12
+	VMOVD       R12, X24
+	VCVTPH2PS   X24, X24
+	VFMADD231SS (CX), X24, X6
+	VFMADD231SS (CX)(DX*1), X24, X7
+	VFMADD231SS (CX)(DX*2), X24, X8
+	VFMADD231SS (SI), X24, X9
+	VFMADD231SS (SI)(DX*1), X24, X10
+	VFMADD231SS (SI)(DX*2), X24, X11
+	MOVWLZX     (R9)(R10*2), R12
+	VMOVD       R12, X24
+	VCVTPH2PS   X24, X24
+	VFMADD231SS (CX), X24, X12
+	VFMADD231SS (CX)(DX*1), X24, X13
+	VFMADD231SS (CX)(DX*2), X24, X14
+	VFMADD231SS (SI), X24, X15
+	VFMADD231SS (SI)(DX*1), X24, X16
+	VFMADD231SS (SI)(DX*2), X24, X17
+	MOVWLZX     (R11), R12
+	VMOVD       R12, X24
+	VCVTPH2PS   X24, X24
+	VFMADD231SS (CX), X24, X18
+	VFMADD231SS (CX)(DX*1), X24, X19
+	VFMADD231SS (CX)(DX*2), X24, X20
+	VFMADD231SS (SI), X24, X21
+	VFMADD231SS (SI)(DX*1), X24, X22
+	VFMADD231SS (SI)(DX*2), X24, X23
+	ADDQ        $0x02, R9
+	ADDQ        $0x02, R11
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, SI
+	DECQ        BX
+	JNZ         avx512Part4x6F16_tailloop
+	VMOVSS      (AX), X24
+	VADDSS      X0, X24, X24
+	VMOVSS      X24, (AX)
+	VMOVSS      4(AX), X0
+	VADDSS      X6, X0, X0
+	VMOVSS      X0, 4(AX)
+	VMOVSS      8(AX), X0
+	VADDSS      X12, X0, X0
+	VMOVSS      X0, 8(AX)
+	VMOVSS      12(AX), X0
+	VADDSS      X18, X0, X0
+	VMOVSS      X0, 12(AX)
+	VMOVSS      (AX)(DI*1), X0
+	VADDSS      X1, X0, X0
+	VMOVSS      X0, (AX)(DI*1)
+	VMOVSS      4(AX)(DI*1), X0
+	VADDSS      X7, X0, X0
+	VMOVSS      X0, 4(AX)(DI*1)
+	VMOVSS      8(AX)(DI*1), X0
+	VADDSS      X13, X0, X0
+	VMOVSS      X0, 8(AX)(DI*1)
+	VMOVSS      12(AX)(DI*1), X0
+	VADDSS      X19, X0, X0
+	VMOVSS      X0, 12(AX)(DI*1)
+	VMOVSS      (AX)(DI*2), X0
+	VADDSS      X2, X0, X0
+	VMOVSS      X0, (AX)(DI*2)
+	VMOVSS      4(AX)(DI*2), X0
+	VADDSS      X8, X0, X0
+	VMOVSS      X0, 4(AX)(DI*2)
+	VMOVSS      8(AX)(DI*2), X0
+	VADDSS      X14, X0, X0
+	VMOVSS      X0, 8(AX)(DI*2)
+	VMOVSS      12(AX)(DI*2), X0
+	VADDSS      X20, X0, X0
+	VMOVSS      X0, 12(AX)(DI*2)
+	VMOVSS      (R8), X0
+	VADDSS      X3, X0, X0
+	VMOVSS      X0, (R8)
+	VMOVSS      4(R8), X0
+	VADDSS      X9, X0, X0
+	VMOVSS      X0, 4(R8)
+	VMOVSS      8(R8), X0
+	VADDSS      X15, X0, X0
+	VMOVSS      X0, 8(R8)
+	VMOVSS      12(R8), X0
+	VADDSS      X21, X0, X0
+	VMOVSS      X0, 12(R8)
+	VMOVSS      (R8)(DI*1), X0
+	VADDSS      X4, X0, X0
+	VMOVSS      X0, (R8)(DI*1)
+	VMOVSS      4(R8)(DI*1), X0
+	VADDSS      X10, X0, X0
+	VMOVSS      X0, 4(R8)(DI*1)
+	VMOVSS      8(R8)(DI*1), X0
+	VADDSS      X16, X0, X0
+	VMOVSS      X0, 8(R8)(DI*1)
+	VMOVSS      12(R8)(DI*1), X0
+	VADDSS      X22, X0, X0
+	VMOVSS      X0, 12(R8)(DI*1)
+	VMOVSS      (R8)(DI*2), X0
+	VADDSS      X5, X0, X0
+	VMOVSS      X0, (R8)(DI*2)
+	VMOVSS      4(R8)(DI*2), X0
+	VADDSS      X11, X0, X0
+	VMOVSS      X0, 4(R8)(DI*2)
+	VMOVSS      8(R8)(DI*2), X0
+	VADDSS      X17, X0, X0
+	VMOVSS      X0, 8(R8)(DI*2)
+	VMOVSS      12(R8)(DI*2), X0
+	VADDSS      X23, X0, X0
+	VMOVSS      X0, 12(R8)(DI*2)
+
+avx512Part4x6F16_next:
+	MOVQ   n+80(FP), AX
+	ANDQ   $-32, AX
+	SHLQ   $0x02, AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   w_base+32(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, w_base+32(FP)
+	MOVQ   $0x00000c00, AX
+	MOVQ   st_base+88(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, st_base+88(FP)
+	MOVQ   $0x00000010, AX
+	MOVQ   dst_base+0(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, dst_base+0(FP)
+	MOVQ   rb+152(FP), AX
+	IMUL3Q $0x00000004, AX, AX
+	MOVQ   wt_base+128(FP), CX
+	ADDQ   AX, CX
+	MOVQ   CX, wt_base+128(FP)
+	MOVQ   blocks+160(FP), AX
+	DECQ   AX
+	MOVQ   AX, blocks+160(FP)
+	JNZ    avx512Part4x6F16_block
+	VZEROUPPER
+	RET

@@ -845,3 +845,656 @@ func avx512Tile4x3F16(dst []float32, ldd int, w []byte, rb int, x []float32, n i
 //
 //go:noescape
 func avx512Tile4x6F16(dst []float32, ldd int, w []byte, rb int, x []float32, n int)
+
+// avx512Pack1F16 converts 32*steps F16 weights of each of 1 rows (row r at
+// w[r*rb:]) to float32, exactly, in the part kernels' layout (AVX-512F):
+//
+//	for h := range 2 {
+//		for s := range steps {
+//			for r := range 1 {
+//				for i := range 16 {
+//					dst[16*((h*steps+s)*1+r)+i] = fp16(w[r*rb+2*(32*s+16*h+i):])
+//				}
+//			}
+//		}
+//	}
+//
+// The operands are not checked: len(dst) >= 1*32*steps, len(w) >= 0*rb+64*steps.
+//
+//go:noescape
+func avx512Pack1F16(dst []float32, w []byte, rb int, steps int)
+
+// avx512Part1x1F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 1 rows into the float rule's lane accumulators of their
+// outputs against 1 tokens (AVX-512F). Block b's rows are at w[b*1*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 1*b+r
+// with token t, keeps its acc[0..31] at st[32*((1*b+r)*1+t):] between the
+// parts:
+//
+//	acc := st[32*((1*b+r)*1+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(1*b+r)*rb:]), to dst[t*ldd+1*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part1x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part1x2F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 1 rows into the float rule's lane accumulators of their
+// outputs against 2 tokens (AVX-512F). Block b's rows are at w[b*1*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 1*b+r
+// with token t, keeps its acc[0..31] at st[32*((1*b+r)*2+t):] between the
+// parts:
+//
+//	acc := st[32*((1*b+r)*2+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(1*b+r)*rb:]), to dst[t*ldd+1*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part1x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part1x3F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 1 rows into the float rule's lane accumulators of their
+// outputs against 3 tokens (AVX-512F). Block b's rows are at w[b*1*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 1*b+r
+// with token t, keeps its acc[0..31] at st[32*((1*b+r)*3+t):] between the
+// parts:
+//
+//	acc := st[32*((1*b+r)*3+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(1*b+r)*rb:]), to dst[t*ldd+1*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part1x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part1x4F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 1 rows into the float rule's lane accumulators of their
+// outputs against 4 tokens (AVX-512F). Block b's rows are at w[b*1*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 1*b+r
+// with token t, keeps its acc[0..31] at st[32*((1*b+r)*4+t):] between the
+// parts:
+//
+//	acc := st[32*((1*b+r)*4+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(1*b+r)*rb:]), to dst[t*ldd+1*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part1x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part1x5F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 1 rows into the float rule's lane accumulators of their
+// outputs against 5 tokens (AVX-512F). Block b's rows are at w[b*1*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 1*b+r
+// with token t, keeps its acc[0..31] at st[32*((1*b+r)*5+t):] between the
+// parts:
+//
+//	acc := st[32*((1*b+r)*5+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(1*b+r)*rb:]), to dst[t*ldd+1*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part1x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part1x6F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 1 rows into the float rule's lane accumulators of their
+// outputs against 6 tokens (AVX-512F). Block b's rows are at w[b*1*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 1*b+r
+// with token t, keeps its acc[0..31] at st[32*((1*b+r)*6+t):] between the
+// parts:
+//
+//	acc := st[32*((1*b+r)*6+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(1*b+r)*rb:]), to dst[t*ldd+1*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part1x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Pack2F16 converts 32*steps F16 weights of each of 2 rows (row r at
+// w[r*rb:]) to float32, exactly, in the part kernels' layout (AVX-512F):
+//
+//	for h := range 2 {
+//		for s := range steps {
+//			for r := range 2 {
+//				for i := range 16 {
+//					dst[16*((h*steps+s)*2+r)+i] = fp16(w[r*rb+2*(32*s+16*h+i):])
+//				}
+//			}
+//		}
+//	}
+//
+// The operands are not checked: len(dst) >= 2*32*steps, len(w) >= 1*rb+64*steps.
+//
+//go:noescape
+func avx512Pack2F16(dst []float32, w []byte, rb int, steps int)
+
+// avx512Part2x1F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 2 rows into the float rule's lane accumulators of their
+// outputs against 1 tokens (AVX-512F). Block b's rows are at w[b*2*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 2*b+r
+// with token t, keeps its acc[0..31] at st[32*((2*b+r)*1+t):] between the
+// parts:
+//
+//	acc := st[32*((2*b+r)*1+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(2*b+r)*rb:]), to dst[t*ldd+2*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part2x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part2x2F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 2 rows into the float rule's lane accumulators of their
+// outputs against 2 tokens (AVX-512F). Block b's rows are at w[b*2*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 2*b+r
+// with token t, keeps its acc[0..31] at st[32*((2*b+r)*2+t):] between the
+// parts:
+//
+//	acc := st[32*((2*b+r)*2+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(2*b+r)*rb:]), to dst[t*ldd+2*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part2x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part2x3F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 2 rows into the float rule's lane accumulators of their
+// outputs against 3 tokens (AVX-512F). Block b's rows are at w[b*2*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 2*b+r
+// with token t, keeps its acc[0..31] at st[32*((2*b+r)*3+t):] between the
+// parts:
+//
+//	acc := st[32*((2*b+r)*3+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(2*b+r)*rb:]), to dst[t*ldd+2*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part2x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part2x4F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 2 rows into the float rule's lane accumulators of their
+// outputs against 4 tokens (AVX-512F). Block b's rows are at w[b*2*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 2*b+r
+// with token t, keeps its acc[0..31] at st[32*((2*b+r)*4+t):] between the
+// parts:
+//
+//	acc := st[32*((2*b+r)*4+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(2*b+r)*rb:]), to dst[t*ldd+2*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part2x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part2x5F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 2 rows into the float rule's lane accumulators of their
+// outputs against 5 tokens (AVX-512F). Block b's rows are at w[b*2*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 2*b+r
+// with token t, keeps its acc[0..31] at st[32*((2*b+r)*5+t):] between the
+// parts:
+//
+//	acc := st[32*((2*b+r)*5+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(2*b+r)*rb:]), to dst[t*ldd+2*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part2x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part2x6F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 2 rows into the float rule's lane accumulators of their
+// outputs against 6 tokens (AVX-512F). Block b's rows are at w[b*2*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 2*b+r
+// with token t, keeps its acc[0..31] at st[32*((2*b+r)*6+t):] between the
+// parts:
+//
+//	acc := st[32*((2*b+r)*6+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(2*b+r)*rb:]), to dst[t*ldd+2*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part2x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Pack3F16 converts 32*steps F16 weights of each of 3 rows (row r at
+// w[r*rb:]) to float32, exactly, in the part kernels' layout (AVX-512F):
+//
+//	for h := range 2 {
+//		for s := range steps {
+//			for r := range 3 {
+//				for i := range 16 {
+//					dst[16*((h*steps+s)*3+r)+i] = fp16(w[r*rb+2*(32*s+16*h+i):])
+//				}
+//			}
+//		}
+//	}
+//
+// The operands are not checked: len(dst) >= 3*32*steps, len(w) >= 2*rb+64*steps.
+//
+//go:noescape
+func avx512Pack3F16(dst []float32, w []byte, rb int, steps int)
+
+// avx512Part3x1F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 3 rows into the float rule's lane accumulators of their
+// outputs against 1 tokens (AVX-512F). Block b's rows are at w[b*3*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 3*b+r
+// with token t, keeps its acc[0..31] at st[32*((3*b+r)*1+t):] between the
+// parts:
+//
+//	acc := st[32*((3*b+r)*1+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(3*b+r)*rb:]), to dst[t*ldd+3*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part3x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part3x2F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 3 rows into the float rule's lane accumulators of their
+// outputs against 2 tokens (AVX-512F). Block b's rows are at w[b*3*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 3*b+r
+// with token t, keeps its acc[0..31] at st[32*((3*b+r)*2+t):] between the
+// parts:
+//
+//	acc := st[32*((3*b+r)*2+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(3*b+r)*rb:]), to dst[t*ldd+3*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part3x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part3x3F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 3 rows into the float rule's lane accumulators of their
+// outputs against 3 tokens (AVX-512F). Block b's rows are at w[b*3*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 3*b+r
+// with token t, keeps its acc[0..31] at st[32*((3*b+r)*3+t):] between the
+// parts:
+//
+//	acc := st[32*((3*b+r)*3+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(3*b+r)*rb:]), to dst[t*ldd+3*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part3x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part3x4F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 3 rows into the float rule's lane accumulators of their
+// outputs against 4 tokens (AVX-512F). Block b's rows are at w[b*3*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 3*b+r
+// with token t, keeps its acc[0..31] at st[32*((3*b+r)*4+t):] between the
+// parts:
+//
+//	acc := st[32*((3*b+r)*4+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(3*b+r)*rb:]), to dst[t*ldd+3*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part3x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part3x5F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 3 rows into the float rule's lane accumulators of their
+// outputs against 5 tokens (AVX-512F). Block b's rows are at w[b*3*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 3*b+r
+// with token t, keeps its acc[0..31] at st[32*((3*b+r)*5+t):] between the
+// parts:
+//
+//	acc := st[32*((3*b+r)*5+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(3*b+r)*rb:]), to dst[t*ldd+3*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It makes two passes over the part: acc[0..15] of every output, which
+// go to st, then acc[16..31].
+//
+//go:noescape
+func avx512Part3x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part3x6F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 3 rows into the float rule's lane accumulators of their
+// outputs against 6 tokens (AVX-512F). Block b's rows are at w[b*3*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 3*b+r
+// with token t, keeps its acc[0..31] at st[32*((3*b+r)*6+t):] between the
+// parts:
+//
+//	acc := st[32*((3*b+r)*6+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(3*b+r)*rb:]), to dst[t*ldd+3*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It makes two passes over the part: acc[0..15] of every output, which
+// go to st, then acc[16..31].
+//
+//go:noescape
+func avx512Part3x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Pack4F16 converts 32*steps F16 weights of each of 4 rows (row r at
+// w[r*rb:]) to float32, exactly, in the part kernels' layout (AVX-512F):
+//
+//	for h := range 2 {
+//		for s := range steps {
+//			for r := range 4 {
+//				for i := range 16 {
+//					dst[16*((h*steps+s)*4+r)+i] = fp16(w[r*rb+2*(32*s+16*h+i):])
+//				}
+//			}
+//		}
+//	}
+//
+// The operands are not checked: len(dst) >= 4*32*steps, len(w) >= 3*rb+64*steps.
+//
+//go:noescape
+func avx512Pack4F16(dst []float32, w []byte, rb int, steps int)
+
+// avx512Part4x1F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 4 rows into the float rule's lane accumulators of their
+// outputs against 1 tokens (AVX-512F). Block b's rows are at w[b*4*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 4*b+r
+// with token t, keeps its acc[0..31] at st[32*((4*b+r)*1+t):] between the
+// parts:
+//
+//	acc := st[32*((4*b+r)*1+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(4*b+r)*rb:]), to dst[t*ldd+4*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part4x1F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part4x2F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 4 rows into the float rule's lane accumulators of their
+// outputs against 2 tokens (AVX-512F). Block b's rows are at w[b*4*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 4*b+r
+// with token t, keeps its acc[0..31] at st[32*((4*b+r)*2+t):] between the
+// parts:
+//
+//	acc := st[32*((4*b+r)*2+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(4*b+r)*rb:]), to dst[t*ldd+4*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part4x2F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part4x3F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 4 rows into the float rule's lane accumulators of their
+// outputs against 3 tokens (AVX-512F). Block b's rows are at w[b*4*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 4*b+r
+// with token t, keeps its acc[0..31] at st[32*((4*b+r)*3+t):] between the
+// parts:
+//
+//	acc := st[32*((4*b+r)*3+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(4*b+r)*rb:]), to dst[t*ldd+4*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It holds both halves of its outputs' accumulators in registers at once.
+//
+//go:noescape
+func avx512Part4x3F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part4x4F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 4 rows into the float rule's lane accumulators of their
+// outputs against 4 tokens (AVX-512F). Block b's rows are at w[b*4*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 4*b+r
+// with token t, keeps its acc[0..31] at st[32*((4*b+r)*4+t):] between the
+// parts:
+//
+//	acc := st[32*((4*b+r)*4+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(4*b+r)*rb:]), to dst[t*ldd+4*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It makes two passes over the part: acc[0..15] of every output, which
+// go to st, then acc[16..31].
+//
+//go:noescape
+func avx512Part4x4F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part4x5F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 4 rows into the float rule's lane accumulators of their
+// outputs against 5 tokens (AVX-512F). Block b's rows are at w[b*4*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 4*b+r
+// with token t, keeps its acc[0..31] at st[32*((4*b+r)*5+t):] between the
+// parts:
+//
+//	acc := st[32*((4*b+r)*5+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(4*b+r)*rb:]), to dst[t*ldd+4*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It makes two passes over the part: acc[0..15] of every output, which
+// go to st, then acc[16..31].
+//
+//go:noescape
+func avx512Part4x5F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)
+
+// avx512Part4x6F16 fuses a part of 32*steps elements of the rows of blocks
+// blocks of 4 rows into the float rule's lane accumulators of their
+// outputs against 6 tokens (AVX-512F). Block b's rows are at w[b*4*n32:]
+// in packF16's layout (n32 = n &^ 31); token t's activations, from the
+// part's first element, at x[t*n:]. Output (r, t) of block b, the dot of row 4*b+r
+// with token t, keeps its acc[0..31] at st[32*((4*b+r)*6+t):] between the
+// parts:
+//
+//	acc := st[32*((4*b+r)*6+t):][:32] // zeros unless flags&1
+//	for i := range 32 * steps {
+//		acc[i%32] = fma32(wr[i], x[t*n+i], acc[i%32]) // wr: the row's weights
+//	}
+//
+// With flags&2 the part is the rows' last, ending at n32: instead of
+// writing acc back to st, it writes the output's dot, reduce32(&acc) + s
+// with s the sequential fused tail of the last n%32 elements (x[t*n+32*steps:]
+// against the F16 weights at wt[(4*b+r)*rb:]), to dst[t*ldd+4*b+r] (first
+// the head, then its sum with s). The operands are not checked.
+//
+// It makes two passes over the part: acc[0..15] of every output, which
+// go to st, then acc[16..31].
+//
+//go:noescape
+func avx512Part4x6F16(dst []float32, ldd int, w []float32, x []float32, n int, st []float32, steps int, flags int, wt []byte, rb int, blocks int)

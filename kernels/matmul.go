@@ -204,6 +204,8 @@ func (e *Engine) MatMul(dst []float32, w Matrix, x []float32, nTok int) error {
 		e.prepareScratch(0, t.tq.Scratch(w.Cols/Q8Block))
 	case t.tk.Scratch != nil:
 		e.prepareScratch(0, t.tk.Scratch(w.Cols/Q8KBlock))
+	case t.tf.Scratch != nil:
+		e.prepareScratch(0, t.tf.Scratch(w.Cols))
 	}
 	if e.pool == nil {
 		t.Run(0, w.Rows)
@@ -290,17 +292,18 @@ func isProduct(n, a, b int) bool {
 
 // tileRows is how many rows a worker takes at a time: for many tokens, it
 // runs every token over a tile before the next one, so the tile (about
-// 16 KiB of quantized weights, or 64 KiB of float or dequantized ones)
-// stays in cache. Float rows are long: a smaller budget would leave one
-// row of a 5632-column F16 matrix per tile, and every token's activation
-// (as long again, twice over) read once per row.
+// 16 KiB of quantized weights, 64 KiB of dequantized ones, or 512 KiB of
+// float ones) stays in cache. Float rows are long: a smaller budget would
+// leave a few rows of a 5632-column F16 matrix per tile, and every
+// token's activation (as long again, twice over) read once per tile from
+// L3 (a tile of 5 rows ran that matrix at a third of the speed of 32).
 func tileRows(r rule, w Matrix) int {
 	per, budget := w.RowBytes(), 16<<10
 	switch r {
 	case ruleDequant:
 		per, budget = 4*w.Cols, 64<<10
 	case ruleFloat:
-		budget = 64 << 10
+		budget = 512 << 10
 	}
 	return max(1, min(32, budget/max(per, 1)))
 }
@@ -380,7 +383,7 @@ func (t *matTask) pickKernels(k *RowKernels) {
 func (t *matTask) Run(lo, hi int) {
 	var sc *dequantScratch
 	var tsc []byte
-	if t.rule == ruleDequant || t.tq.Scratch != nil || t.tk.Scratch != nil {
+	if t.rule == ruleDequant || t.tq.Scratch != nil || t.tk.Scratch != nil || t.tf.Scratch != nil {
 		sc = t.e.getScratch()
 		defer t.e.putScratch(sc)
 		tsc = sc.t

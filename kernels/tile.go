@@ -67,7 +67,10 @@ type TileQ8K struct {
 // row r (at w[r*rb:]) with token t's activation x[t*n:(t+1)*n], n =
 // len(x)/nt.
 type TileFloat struct {
-	Run func(dst []float32, ldd int, w []byte, rb, nr int, x []float32, nt int)
+	Run func(dst []float32, ldd int, w []byte, rb, nr int, x []float32, nt int, sc []byte)
+	// Scratch, when set, is the size in bytes of the scratch memory sc
+	// that Run needs for rows of n elements, as TileQ8.Scratch.
+	Scratch func(n int) int
 	// Single: as TileQ8.Single.
 	Single bool
 }
@@ -148,7 +151,7 @@ func (t *matTask) runTile(dst []float32, ldd int, w []byte, nr int, sc []byte) b
 	case t.tk.Run != nil:
 		t.tk.Run(dst, ldd, w, t.rb, nr, t.q, t.d, t.bsums, t.nTok, sc)
 	case t.tf.Run != nil:
-		t.tf.Run(dst, ldd, w, t.rb, nr, t.x, t.nTok)
+		t.tf.Run(dst, ldd, w, t.rb, nr, t.x, t.nTok, sc)
 	default:
 		return false
 	}

@@ -137,7 +137,7 @@ var avx2TileF16 = [...]func(dst []float32, ldd int, w []byte, x []float32, n int
 	avx2Tile1F16, avx2Tile2F16, avx2Tile3F16,
 }
 
-func tileF16AVX2(dst []float32, ldd int, w []byte, rb, nr int, x []float32, nt int) {
+func tileF16AVX2(dst []float32, ldd int, w []byte, rb, nr int, x []float32, nt int, _ []byte) {
 	if nt <= 0 {
 		return
 	}

@@ -307,7 +307,11 @@ func TestAsmFloatTilesMatchGeneric(t *testing.T) {
 				for i := range buf {
 					buf[i] = tileGuard
 				}
-				tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, x, nt)
+				var sc []byte
+				if tile.Scratch != nil {
+					sc = make([]byte, tile.Scratch(n)+64)[r.IntN(64):]
+				}
+				tile.Run(buf[off:off+nt*ldd], ldd, w, rb, nr, x, nt, sc)
 				for i, v := range buf {
 					j := i - off
 					if !(j >= 0 && j < nt*ldd && j%ldd < nr) {

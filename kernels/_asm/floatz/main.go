@@ -1,9 +1,10 @@
 // Command floatz generates kernels/floatz_amd64.s and
 // kernels/floatz_amd64_stubs.go, the AVX-512 float kernels of package
 // kernels, with avo: the row kernels of F32, F16 and BF16 weights against
-// float32 activations, and the F16 tile kernels (several rows against
-// several tokens, for prefill). Run it through go generate in kernels/
-// (see floatz_amd64.go); CI regenerates and fails on a diff.
+// float32 activations, the F16 tile kernels (several rows against several
+// tokens), and for prefill the F16 pack and part kernels (part.go). Run
+// it through go generate in kernels/ (see floatz_amd64.go); CI regenerates
+// and fails on a diff.
 //
 // Every kernel computes exactly the float rule of kernels/doc.go: the 32
 // lane accumulators acc[0..31] of one (row, token) are two ZMM registers
@@ -35,6 +36,11 @@ func main() {
 		tileF16(s[0], s[1])
 	}
 	tileF16Split(splitShape[0], splitShape[1])
-
+	for nr := 1; nr <= partRows; nr++ {
+		packF16(nr)
+		for nt := 1; nt <= partTokens; nt++ {
+			partF16(nr, nt)
+		}
+	}
 	Generate()
 }
