@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/stratanet/strata/internal/anonmem"
 	"github.com/stratanet/strata/kernels"
 )
 
@@ -30,7 +31,15 @@ func BenchmarkMatVecStream(b *testing.B) {
 					for _, l := range layer {
 						proto := benchMatrix(b, typ, l.rows, l.cols)
 						m := proto
-						m.Data = append([]byte(nil), proto.Data...) // a distinct copy per layer
+						// A distinct copy per layer, in anonymous memory
+						// advised for huge pages as a shard's weights are.
+						data, free, err := anonmem.Alloc(len(proto.Data))
+						if err != nil {
+							b.Fatal(err)
+						}
+						b.Cleanup(free)
+						m.Data = data
+						copy(m.Data, proto.Data)
 						ms = append(ms, m)
 						bytes += int64(len(m.Data))
 					}
