@@ -15,10 +15,12 @@ import (
 // matrix): into L1 (PREFETCHT0) and, further, into L2 (PREFETCHT1). Best on
 // Sapphire Rapids for F16 matrices streamed from memory (measured
 // interleaved, 1 and 2 threads): about 15% over the L1 prefetch alone,
-// which leaves too few lines in flight for one core's bandwidth.
+// which leaves too few lines in flight for one core's bandwidth; from
+// huge pages, as a shard's weights are, 1.5 and 4 KiB were 2-3% above 1
+// and 6 KiB.
 const (
-	rowPrefetch   = 1024
-	rowPrefetchL2 = 6144
+	rowPrefetch   = 1536
+	rowPrefetchL2 = 4096
 )
 
 // rowPrefetchLoop emits the row kernels' prefetches of the n bytes of

@@ -37,13 +37,18 @@ import (
 // maxTokens is the most tokens a kernel computes per call.
 const maxTokens = 8
 
-// prefetchDist is the software prefetch distance in bytes of weights
-// ahead of the block being read (into the next rows at a row's end). The
-// prefetches are PREFETCHT1 (into L2): on Sapphire Rapids, decode's
-// weight stream at 4 KiB ahead into L2 ran at about 1.5 times the speed
-// of PREFETCHT0 at 1 KiB (which is bound by the L1 miss buffers), for one
-// thread and for two; 8 KiB and PREFETCHT2 were within the noise of it.
-const prefetchDist = 4096
+// prefetchDist and prefetchL1 are the software prefetch distances in
+// bytes of weights ahead of the block being read (into the next rows at a
+// row's end), into L2 (PREFETCHT1) and into L1 (PREFETCHT0). On Sapphire
+// Rapids, decode's weight stream at 4 KiB ahead into L2 ran at about 1.5
+// times the speed of PREFETCHT0 at 1 KiB alone (which is bound by the L1
+// miss buffers), for one thread and for two; 8 KiB and PREFETCHT2 were
+// within the noise of it. Both together, from huge pages as a shard's
+// weights are, were another 9-16% (1 and 2 threads, Q4_K and Q6_K).
+const (
+	prefetchDist = 4096
+	prefetchL1   = 1536
+)
 
 func main() {
 	ConstraintExpr("amd64,!purego")

@@ -339,6 +339,7 @@ func tile(nt int, t *kType) {
 
 	avx2.LoopLabel(blk)
 	for o := 0; o < t.size; o += 64 {
+		PREFETCHT0(Mem{Base: wp, Disp: prefetchL1 + o})
 		PREFETCHT1(Mem{Base: wp, Disp: prefetchDist + o})
 	}
 	w, sw := t.unpack(c, wp, Mem{Base: bp, Index: x, Scale: 4, Disp: mbOff}, Mem{Base: bp, Index: x, Scale: 1, Disp: sbOff})
