@@ -11,8 +11,8 @@ import (
 
 // The AMX path: the AVX-512 path's tables with AMX-INT8 tile kernels for
 // the prefill of Q4_0 and Q8_0 weights, and amxk_amd64.go's for Q4_K and
-// Q6_K (products of amxBatchTokens tokens or more; fewer, and decode,
-// keep the AVX-512 kernels). The kernels come
+// Q6_K (products of amxBatchTokens, or amxKBatchTokens, tokens or more;
+// fewer, and decode, keep the AVX-512 kernels). The kernels come
 // from _asm/amx (amx_amd64.s, amx_amd64_stubs.go): TDPBSSD computes the
 // exact integer block dots of 16 tokens by 16 rows at a time, and
 // AVX-512 applies the package doc's per-block float step to them, so
@@ -22,10 +22,9 @@ func init() {
 		return
 	}
 	k, t := avx512Tables()
-	t.Q4_0Batch = TileQ8{Run: tileQ4_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows}
-	t.Q8_0Batch = TileQ8{Run: tileQ8_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows}
+	t.Q4_0Batch = TileQ8{Run: tileQ4_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows, MinTokens: amxBatchTokens}
+	t.Q8_0Batch = TileQ8{Run: tileQ8_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows, MinTokens: amxBatchTokens}
 	amxKQuantKernels(&t)
-	t.BatchTokens = amxBatchTokens
 	registerPath(AMX, k)
 	registerTiles(AMX, t)
 }
@@ -35,9 +34,14 @@ const (
 	amxTokens = 16
 	// amxRows is the rows a worker takes at a time: two B tiles' worth.
 	amxRows = 32
-	// amxBatchTokens is the fewest tokens the AMX kernels take: below,
-	// a group of 16 is mostly empty and the AVX-512 kernels are faster.
-	amxBatchTokens = 16
+	// amxBatchTokens and amxKBatchTokens are the fewest tokens the AMX
+	// kernels of the 32-block and of the K types take: below, a group of
+	// 16 is mostly empty and the AVX-512 kernels are faster (measured
+	// with BenchmarkMatMulSmall: Q4_0 at 12 tokens 323 GFLOP/s on AVX-512
+	// against 309 on AMX; Q4_K at 12, 167 against 235, at 8 178 against
+	// 170).
+	amxBatchTokens  = 16
+	amxKBatchTokens = 12
 	// amxAccBytes is the dot kernels' scratch: eight lanes of 16 tokens
 	// × 16 rows of float32 sums, and two C tiles.
 	amxAccBytes = 8*amxTokens*64 + 2*amxTokens*64

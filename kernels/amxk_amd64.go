@@ -18,8 +18,8 @@ import "fmt"
 // amxKQuantKernels installs the AMX K-quant batch kernels in the AMX
 // path's table t (see amx_amd64.go).
 func amxKQuantKernels(t *TileKernels) {
-	t.Q4_KBatch = TileQ8K{Run: tileQ4KAMX, Scratch: amxK4Scratch, Rows: amxRows}
-	t.Q6_KBatch = TileQ8K{Run: tileQ6KAMX, Scratch: amxK6Scratch, Rows: amxRows}
+	t.Q4_KBatch = TileQ8K{Run: tileQ4KAMX, Scratch: amxK4Scratch, Rows: amxRows, MinTokens: amxKBatchTokens}
+	t.Q6_KBatch = TileQ8K{Run: tileQ6KAMX, Scratch: amxK6Scratch, Rows: amxRows, MinTokens: amxKBatchTokens}
 }
 
 const (

@@ -163,7 +163,7 @@ func BenchmarkMatMul(b *testing.B) {
 }
 
 // BenchmarkMatMulSmall is a prefill of a few tokens through one 2048×2048
-// matrix on one thread: where the batch kernels (BatchTokens) start to pay.
+// matrix on one thread: where the batch kernels (MinTokens) start to pay.
 func BenchmarkMatMulSmall(b *testing.B) {
 	const rows, cols = 2048, 2048
 	for _, typ := range []quant.Type{quant.Q4_0, quant.Q8_0, quant.Q4_K} {

@@ -76,17 +76,21 @@ func TestAMXUsed(t *testing.T) {
 		t.Fatal("AMX.Supported() = false on a CPU with AMX-INT8 and the tile state permitted")
 	}
 	k := AMX.tiles()
-	for _, typ := range []quant.Type{quant.Q4_0, quant.Q8_0} {
-		var task matTask
-		task.w.Type, task.nTok = typ, k.BatchTokens
-		task.pickTiles(k)
-		if task.tq.Scratch == nil {
-			t.Errorf("a %s product of %d tokens on the AMX path does not pick the AMX kernel", typ, k.BatchTokens)
+	for _, c := range []struct {
+		typ quant.Type
+		min int
+	}{{quant.Q4_0, amxBatchTokens}, {quant.Q8_0, amxBatchTokens}, {quant.Q4_K, amxKBatchTokens}, {quant.Q6_K, amxKBatchTokens}} {
+		picks := func(n int) bool {
+			task := matTask{nTok: n}
+			task.w.Type = c.typ
+			task.pickTiles(k)
+			return task.tq.Scratch != nil || task.tk.Scratch != nil
 		}
-		task.nTok = 1
-		task.pickTiles(k)
-		if task.tq.Scratch != nil {
-			t.Errorf("a %s product of one token on the AMX path picks the AMX kernel", typ)
+		if !picks(c.min) || !picks(128) {
+			t.Errorf("a %s product of %d or 128 tokens on the AMX path does not pick the AMX kernel", c.typ, c.min)
+		}
+		if picks(c.min-1) || picks(1) {
+			t.Errorf("a %s product of %d tokens or one on the AMX path picks the AMX kernel", c.typ, c.min-1)
 		}
 	}
 }

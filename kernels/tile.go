@@ -14,11 +14,10 @@ type TileKernels struct {
 	Q4_K, Q6_K TileQ8K
 	F16        TileFloat
 	// Q4_0Batch, Q8_0Batch, Q4_KBatch and Q6_KBatch, when set, replace
-	// Q4_0, Q8_0, Q4_K and Q6_K in products of at least BatchTokens
+	// Q4_0, Q8_0, Q4_K and Q6_K in products of at least their MinTokens
 	// tokens (prefill).
 	Q4_0Batch, Q8_0Batch TileQ8
 	Q4_KBatch, Q6_KBatch TileQ8K
-	BatchTokens          int
 }
 
 // TileQ8 is a tile kernel against the Q8 activation form. Run writes
@@ -43,6 +42,9 @@ type TileQ8 struct {
 	// Rows, when set, is the number of rows a worker takes at a time
 	// (tileRows otherwise).
 	Rows int
+	// MinTokens is, for a batch kernel (TileKernels.Q4_0Batch, ...), the
+	// fewest tokens of a product it serves.
+	MinTokens int
 }
 
 // TileQ8K is a tile kernel against the Q8K activation form. Run writes
@@ -57,9 +59,10 @@ type TileQ8K struct {
 	// that Run needs for rows of nb (256-element) blocks, as
 	// TileQ8.Scratch.
 	Scratch func(nb int) int
-	// Single and Rows: as TileQ8's.
-	Single bool
-	Rows   int
+	// Single, Rows and MinTokens: as TileQ8's.
+	Single    bool
+	Rows      int
+	MinTokens int
 }
 
 // TileFloat is a tile kernel of float weights against float32
@@ -105,14 +108,12 @@ func (t *matTask) pickTiles(k *TileKernels) {
 		if t.w.Type == quant.Q8_0 {
 			t.tq = k.Q8_0
 		}
-		if k.BatchTokens > 0 && t.nTok >= k.BatchTokens {
-			b := k.Q4_0Batch
-			if t.w.Type == quant.Q8_0 {
-				b = k.Q8_0Batch
-			}
-			if b.Run != nil {
-				t.tq = b
-			}
+		b := k.Q4_0Batch
+		if t.w.Type == quant.Q8_0 {
+			b = k.Q8_0Batch
+		}
+		if b.Run != nil && t.nTok >= b.MinTokens {
+			t.tq = b
 		}
 		if one && !t.tq.Single {
 			t.tq = TileQ8{}
@@ -122,14 +123,12 @@ func (t *matTask) pickTiles(k *TileKernels) {
 		if t.w.Type == quant.Q6_K {
 			t.tk = k.Q6_K
 		}
-		if k.BatchTokens > 0 && t.nTok >= k.BatchTokens {
-			b := k.Q4_KBatch
-			if t.w.Type == quant.Q6_K {
-				b = k.Q6_KBatch
-			}
-			if b.Run != nil {
-				t.tk = b
-			}
+		b := k.Q4_KBatch
+		if t.w.Type == quant.Q6_K {
+			b = k.Q6_KBatch
+		}
+		if b.Run != nil && t.nTok >= b.MinTokens {
+			t.tk = b
 		}
 		if one && !t.tk.Single {
 			t.tk = TileQ8K{}
