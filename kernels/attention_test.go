@@ -85,7 +85,11 @@ func BenchmarkAttention(b *testing.B) {
 				dst := make([]float32, len(q))
 				pool := kernels.NewPool(threads)
 				defer pool.Close()
-				var a kernels.Attention
+				p, err := kernels.PathFromEnv()
+				if err != nil {
+					b.Fatal(err)
+				}
+				a := kernels.Attention{Path: p}
 				pos := []int32{int32(ctx - 1)}
 				b.SetBytes(int64(2 * 4 * ctx * kvHeads * hd)) // the K and V read
 				b.ReportAllocs()

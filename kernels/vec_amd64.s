@@ -783,7 +783,7 @@ avx2MaxF32_reduce:
 	RET
 
 // func avx2ScoresF32(s []float32, q []float32, k []float32, stride int, scale float32)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·avx2ScoresF32(SB), NOSPLIT, $0-84
 	MOVQ    s_base+0(FP), AX
 	MOVQ    s_len+8(FP), CX
@@ -792,51 +792,162 @@ TEXT ·avx2ScoresF32(SB), NOSPLIT, $0-84
 	MOVQ    k_base+48(FP), SI
 	MOVQ    stride+72(FP), DI
 	SHLQ    $0x02, DI
+	IMUL3Q  $0x08, DI, R8
 	VMOVSS  scale+80(FP), X0
-	TESTQ   CX, CX
-	JZ      avx2ScoresF32_done
+	LEAQ    (R8)(DI*1), R9
+	CMPQ    CX, $0x02
+	JL      avx2ScoresF32_one
 	PCALIGN $0x20
 
-avx2ScoresF32_row:
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	MOVQ   SI, R8
-	MOVQ   DX, R9
-	MOVQ   BX, R10
-	SHRQ   $0x05, R10
-	JZ     avx2ScoresF32_tail
+avx2ScoresF32_pair:
+	MOVQ       SI, R10
+	MOVQ       DX, R11
+	PREFETCHT0 (R10)(R8*1)
+	PREFETCHT0 64(R10)(R8*1)
+	PREFETCHT0 128(R10)(R8*1)
+	PREFETCHT0 192(R10)(R8*1)
+	PREFETCHT0 256(R10)(R8*1)
+	PREFETCHT0 320(R10)(R8*1)
+	PREFETCHT0 384(R10)(R8*1)
+	PREFETCHT0 448(R10)(R8*1)
+	PREFETCHT0 (R10)(R9*1)
+	PREFETCHT0 64(R10)(R9*1)
+	PREFETCHT0 128(R10)(R9*1)
+	PREFETCHT0 192(R10)(R9*1)
+	PREFETCHT0 256(R10)(R9*1)
+	PREFETCHT0 320(R10)(R9*1)
+	PREFETCHT0 384(R10)(R9*1)
+	PREFETCHT0 448(R10)(R9*1)
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	VXORPS     Y5, Y5, Y5
+	VXORPS     Y6, Y6, Y6
+	VXORPS     Y7, Y7, Y7
+	VXORPS     Y8, Y8, Y8
+	MOVQ       BX, R12
+	SHRQ       $0x05, R12
+	JZ         avx2ScoresF32_tail_2
 
-avx2ScoresF32_loop:
-	VMOVUPS     (R8), Y5
-	VFMADD231PS (R9), Y5, Y1
-	VMOVUPS     32(R8), Y5
-	VFMADD231PS 32(R9), Y5, Y2
-	VMOVUPS     64(R8), Y5
-	VFMADD231PS 64(R9), Y5, Y3
-	VMOVUPS     96(R8), Y5
-	VFMADD231PS 96(R9), Y5, Y4
-	ADDQ        $0x00000080, R8
-	ADDQ        $0x00000080, R9
-	DECQ        R10
-	JNZ         avx2ScoresF32_loop
+avx2ScoresF32_loop_2:
+	VMOVUPS     (R10), Y9
+	VFMADD231PS (R11), Y9, Y1
+	VMOVUPS     (R10)(DI*1), Y9
+	VFMADD231PS (R11), Y9, Y5
+	VMOVUPS     32(R10), Y9
+	VFMADD231PS 32(R11), Y9, Y2
+	VMOVUPS     32(R10)(DI*1), Y9
+	VFMADD231PS 32(R11), Y9, Y6
+	VMOVUPS     64(R10), Y9
+	VFMADD231PS 64(R11), Y9, Y3
+	VMOVUPS     64(R10)(DI*1), Y9
+	VFMADD231PS 64(R11), Y9, Y7
+	VMOVUPS     96(R10), Y9
+	VFMADD231PS 96(R11), Y9, Y4
+	VMOVUPS     96(R10)(DI*1), Y9
+	VFMADD231PS 96(R11), Y9, Y8
+	ADDQ        $0x00000080, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R12
+	JNZ         avx2ScoresF32_loop_2
 
-avx2ScoresF32_tail:
+avx2ScoresF32_tail_2:
+	VXORPS X9, X9, X9
+	VXORPS X10, X10, X10
+	MOVQ   BX, R12
+	ANDQ   $0x1f, R12
+	JZ     avx2ScoresF32_reduce_2
+
+avx2ScoresF32_tailloop_2:
+	VMOVSS      (R10), X11
+	VFMADD231SS (R11), X11, X9
+	VMOVSS      (R10)(DI*1), X11
+	VFMADD231SS (R11), X11, X10
+	ADDQ        $0x04, R10
+	ADDQ        $0x04, R11
+	DECQ        R12
+	JNZ         avx2ScoresF32_tailloop_2
+
+avx2ScoresF32_reduce_2:
+	VADDPS       Y2, Y1, Y1
+	VADDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VADDSS       X9, X1, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       X1, (AX)
+	VADDPS       Y6, Y5, Y5
+	VADDPS       Y8, Y7, Y7
+	VADDPS       Y7, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X1
+	VADDPS       X1, X5, X5
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X10, X5, X5
+	VMULSS       X0, X5, X5
+	VMOVSS       X5, 4(AX)
+	ADDQ         $0x08, AX
+	LEAQ         (SI)(DI*2), SI
+	SUBQ         $0x02, CX
+	CMPQ         CX, $0x02
+	JGE          avx2ScoresF32_pair
+
+avx2ScoresF32_one:
+	TESTQ      CX, CX
+	JZ         avx2ScoresF32_done
+	MOVQ       SI, CX
+	PREFETCHT0 (CX)(R8*1)
+	PREFETCHT0 64(CX)(R8*1)
+	PREFETCHT0 128(CX)(R8*1)
+	PREFETCHT0 192(CX)(R8*1)
+	PREFETCHT0 256(CX)(R8*1)
+	PREFETCHT0 320(CX)(R8*1)
+	PREFETCHT0 384(CX)(R8*1)
+	PREFETCHT0 448(CX)(R8*1)
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	MOVQ       BX, SI
+	SHRQ       $0x05, SI
+	JZ         avx2ScoresF32_tail_1
+
+avx2ScoresF32_loop_1:
+	VMOVUPS     (CX), Y5
+	VFMADD231PS (DX), Y5, Y1
+	VMOVUPS     32(CX), Y5
+	VFMADD231PS 32(DX), Y5, Y2
+	VMOVUPS     64(CX), Y5
+	VFMADD231PS 64(DX), Y5, Y3
+	VMOVUPS     96(CX), Y5
+	VFMADD231PS 96(DX), Y5, Y4
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000080, DX
+	DECQ        SI
+	JNZ         avx2ScoresF32_loop_1
+
+avx2ScoresF32_tail_1:
 	VXORPS X5, X5, X5
-	MOVQ   BX, R10
-	ANDQ   $0x1f, R10
-	JZ     avx2ScoresF32_reduce
+	ANDQ   $0x1f, BX
+	JZ     avx2ScoresF32_reduce_1
 
-avx2ScoresF32_tailloop:
-	VMOVSS      (R8), X6
-	VFMADD231SS (R9), X6, X5
-	ADDQ        $0x04, R8
-	ADDQ        $0x04, R9
-	DECQ        R10
-	JNZ         avx2ScoresF32_tailloop
+avx2ScoresF32_tailloop_1:
+	VMOVSS      (CX), X6
+	VFMADD231SS (DX), X6, X5
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, DX
+	DECQ        BX
+	JNZ         avx2ScoresF32_tailloop_1
 
-avx2ScoresF32_reduce:
+avx2ScoresF32_reduce_1:
 	VADDPS       Y2, Y1, Y1
 	VADDPS       Y4, Y3, Y3
 	VADDPS       Y3, Y1, Y1
@@ -849,17 +960,13 @@ avx2ScoresF32_reduce:
 	VADDSS       X5, X1, X1
 	VMULSS       X0, X1, X1
 	VMOVSS       X1, (AX)
-	ADDQ         $0x04, AX
-	ADDQ         DI, SI
-	DECQ         CX
-	JNZ          avx2ScoresF32_row
 
 avx2ScoresF32_done:
 	VZEROUPPER
 	RET
 
 // func avx2ScoresF16(s []float32, q []float32, k []uint16, stride int, scale float32)
-// Requires: AVX, F16C, FMA3
+// Requires: AVX, F16C, FMA3, MMX+
 TEXT ·avx2ScoresF16(SB), NOSPLIT, $0-84
 	MOVQ    s_base+0(FP), AX
 	MOVQ    s_len+8(FP), CX
@@ -868,53 +975,156 @@ TEXT ·avx2ScoresF16(SB), NOSPLIT, $0-84
 	MOVQ    k_base+48(FP), SI
 	MOVQ    stride+72(FP), DI
 	SHLQ    $0x01, DI
+	IMUL3Q  $0x08, DI, R8
 	VMOVSS  scale+80(FP), X0
-	TESTQ   CX, CX
-	JZ      avx2ScoresF16_done
+	LEAQ    (R8)(DI*1), R9
+	CMPQ    CX, $0x02
+	JL      avx2ScoresF16_one
 	PCALIGN $0x20
 
-avx2ScoresF16_row:
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	MOVQ   SI, R8
-	MOVQ   DX, R9
-	MOVQ   BX, R10
-	SHRQ   $0x05, R10
-	JZ     avx2ScoresF16_tail
+avx2ScoresF16_pair:
+	MOVQ       SI, R10
+	MOVQ       DX, R11
+	PREFETCHT0 (R10)(R8*1)
+	PREFETCHT0 64(R10)(R8*1)
+	PREFETCHT0 128(R10)(R8*1)
+	PREFETCHT0 192(R10)(R8*1)
+	PREFETCHT0 (R10)(R9*1)
+	PREFETCHT0 64(R10)(R9*1)
+	PREFETCHT0 128(R10)(R9*1)
+	PREFETCHT0 192(R10)(R9*1)
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	VXORPS     Y5, Y5, Y5
+	VXORPS     Y6, Y6, Y6
+	VXORPS     Y7, Y7, Y7
+	VXORPS     Y8, Y8, Y8
+	MOVQ       BX, R12
+	SHRQ       $0x05, R12
+	JZ         avx2ScoresF16_tail_2
 
-avx2ScoresF16_loop:
-	VCVTPH2PS   (R8), Y5
-	VFMADD231PS (R9), Y5, Y1
-	VCVTPH2PS   16(R8), Y5
-	VFMADD231PS 32(R9), Y5, Y2
-	VCVTPH2PS   32(R8), Y5
-	VFMADD231PS 64(R9), Y5, Y3
-	VCVTPH2PS   48(R8), Y5
-	VFMADD231PS 96(R9), Y5, Y4
-	ADDQ        $0x00000040, R8
-	ADDQ        $0x00000080, R9
-	DECQ        R10
-	JNZ         avx2ScoresF16_loop
+avx2ScoresF16_loop_2:
+	VCVTPH2PS   (R10), Y9
+	VFMADD231PS (R11), Y9, Y1
+	VCVTPH2PS   (R10)(DI*1), Y9
+	VFMADD231PS (R11), Y9, Y5
+	VCVTPH2PS   16(R10), Y9
+	VFMADD231PS 32(R11), Y9, Y2
+	VCVTPH2PS   16(R10)(DI*1), Y9
+	VFMADD231PS 32(R11), Y9, Y6
+	VCVTPH2PS   32(R10), Y9
+	VFMADD231PS 64(R11), Y9, Y3
+	VCVTPH2PS   32(R10)(DI*1), Y9
+	VFMADD231PS 64(R11), Y9, Y7
+	VCVTPH2PS   48(R10), Y9
+	VFMADD231PS 96(R11), Y9, Y4
+	VCVTPH2PS   48(R10)(DI*1), Y9
+	VFMADD231PS 96(R11), Y9, Y8
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R12
+	JNZ         avx2ScoresF16_loop_2
 
-avx2ScoresF16_tail:
+avx2ScoresF16_tail_2:
+	VXORPS X9, X9, X9
+	VXORPS X10, X10, X10
+	MOVQ   BX, R12
+	ANDQ   $0x1f, R12
+	JZ     avx2ScoresF16_reduce_2
+
+avx2ScoresF16_tailloop_2:
+	MOVWLZX     (R10), R13
+	VMOVD       R13, X11
+	VCVTPH2PS   X11, X11
+	VFMADD231SS (R11), X11, X9
+	MOVWLZX     (R10)(DI*1), R13
+	VMOVD       R13, X11
+	VCVTPH2PS   X11, X11
+	VFMADD231SS (R11), X11, X10
+	ADDQ        $0x02, R10
+	ADDQ        $0x04, R11
+	DECQ        R12
+	JNZ         avx2ScoresF16_tailloop_2
+
+avx2ScoresF16_reduce_2:
+	VADDPS       Y2, Y1, Y1
+	VADDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VADDSS       X9, X1, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       X1, (AX)
+	VADDPS       Y6, Y5, Y5
+	VADDPS       Y8, Y7, Y7
+	VADDPS       Y7, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X1
+	VADDPS       X1, X5, X5
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X10, X5, X5
+	VMULSS       X0, X5, X5
+	VMOVSS       X5, 4(AX)
+	ADDQ         $0x08, AX
+	LEAQ         (SI)(DI*2), SI
+	SUBQ         $0x02, CX
+	CMPQ         CX, $0x02
+	JGE          avx2ScoresF16_pair
+
+avx2ScoresF16_one:
+	TESTQ      CX, CX
+	JZ         avx2ScoresF16_done
+	MOVQ       SI, CX
+	PREFETCHT0 (CX)(R8*1)
+	PREFETCHT0 64(CX)(R8*1)
+	PREFETCHT0 128(CX)(R8*1)
+	PREFETCHT0 192(CX)(R8*1)
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	MOVQ       BX, SI
+	SHRQ       $0x05, SI
+	JZ         avx2ScoresF16_tail_1
+
+avx2ScoresF16_loop_1:
+	VCVTPH2PS   (CX), Y5
+	VFMADD231PS (DX), Y5, Y1
+	VCVTPH2PS   16(CX), Y5
+	VFMADD231PS 32(DX), Y5, Y2
+	VCVTPH2PS   32(CX), Y5
+	VFMADD231PS 64(DX), Y5, Y3
+	VCVTPH2PS   48(CX), Y5
+	VFMADD231PS 96(DX), Y5, Y4
+	ADDQ        $0x00000040, CX
+	ADDQ        $0x00000080, DX
+	DECQ        SI
+	JNZ         avx2ScoresF16_loop_1
+
+avx2ScoresF16_tail_1:
 	VXORPS X5, X5, X5
-	MOVQ   BX, R10
-	ANDQ   $0x1f, R10
-	JZ     avx2ScoresF16_reduce
+	ANDQ   $0x1f, BX
+	JZ     avx2ScoresF16_reduce_1
 
-avx2ScoresF16_tailloop:
-	MOVWLZX     (R8), R11
-	VMOVD       R11, X6
+avx2ScoresF16_tailloop_1:
+	MOVWLZX     (CX), SI
+	VMOVD       SI, X6
 	VCVTPH2PS   X6, X6
-	VFMADD231SS (R9), X6, X5
-	ADDQ        $0x02, R8
-	ADDQ        $0x04, R9
-	DECQ        R10
-	JNZ         avx2ScoresF16_tailloop
+	VFMADD231SS (DX), X6, X5
+	ADDQ        $0x02, CX
+	ADDQ        $0x04, DX
+	DECQ        BX
+	JNZ         avx2ScoresF16_tailloop_1
 
-avx2ScoresF16_reduce:
+avx2ScoresF16_reduce_1:
 	VADDPS       Y2, Y1, Y1
 	VADDPS       Y4, Y3, Y3
 	VADDPS       Y3, Y1, Y1
@@ -927,28 +1137,80 @@ avx2ScoresF16_reduce:
 	VADDSS       X5, X1, X1
 	VMULSS       X0, X1, X1
 	VMOVSS       X1, (AX)
-	ADDQ         $0x04, AX
-	ADDQ         DI, SI
-	DECQ         CX
-	JNZ          avx2ScoresF16_row
 
 avx2ScoresF16_done:
 	VZEROUPPER
 	RET
 
 // func avx2WeightedSumF32(out []float32, w []float32, v []float32, stride int)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·avx2WeightedSumF32(SB), NOSPLIT, $0-80
-	MOVQ  out_base+0(FP), AX
-	MOVQ  out_len+8(FP), CX
-	MOVQ  w_base+24(FP), DX
-	MOVQ  w_len+32(FP), BX
-	MOVQ  v_base+48(FP), SI
-	MOVQ  stride+72(FP), DI
-	SHLQ  $0x02, DI
-	TESTQ BX, BX
-	JZ    avx2WeightedSumF32_done
+	MOVQ   out_base+0(FP), AX
+	MOVQ   out_len+8(FP), CX
+	MOVQ   w_base+24(FP), DX
+	MOVQ   w_len+32(FP), BX
+	MOVQ   v_base+48(FP), SI
+	MOVQ   stride+72(FP), DI
+	SHLQ   $0x02, DI
+	IMUL3Q $0x08, DI, R8
+	TESTQ  BX, BX
+	JZ     avx2WeightedSumF32_done
 
+avx2WeightedSumF32_x64:
+	CMPQ    CX, $0x00000040
+	JL      avx2WeightedSumF32_x64_end
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS 64(AX), Y2
+	VMOVUPS 96(AX), Y3
+	VMOVUPS 128(AX), Y4
+	VMOVUPS 160(AX), Y5
+	VMOVUPS 192(AX), Y6
+	VMOVUPS 224(AX), Y7
+	MOVQ    DX, R9
+	MOVQ    SI, R10
+	MOVQ    BX, R11
+
+avx2WeightedSumF32_x64_j:
+	PREFETCHT0   (R10)(R8*1)
+	PREFETCHT0   64(R10)(R8*1)
+	PREFETCHT0   128(R10)(R8*1)
+	PREFETCHT0   192(R10)(R8*1)
+	VBROADCASTSS (R9), Y8
+	VMOVUPS      (R10), Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVUPS      32(R10), Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVUPS      64(R10), Y9
+	VFMADD231PS  Y9, Y8, Y2
+	VMOVUPS      96(R10), Y9
+	VFMADD231PS  Y9, Y8, Y3
+	VMOVUPS      128(R10), Y9
+	VFMADD231PS  Y9, Y8, Y4
+	VMOVUPS      160(R10), Y9
+	VFMADD231PS  Y9, Y8, Y5
+	VMOVUPS      192(R10), Y9
+	VFMADD231PS  Y9, Y8, Y6
+	VMOVUPS      224(R10), Y9
+	VFMADD231PS  Y9, Y8, Y7
+	ADDQ         $0x04, R9
+	ADDQ         DI, R10
+	DECQ         R11
+	JNZ          avx2WeightedSumF32_x64_j
+	VMOVUPS      Y0, (AX)
+	VMOVUPS      Y1, 32(AX)
+	VMOVUPS      Y2, 64(AX)
+	VMOVUPS      Y3, 96(AX)
+	VMOVUPS      Y4, 128(AX)
+	VMOVUPS      Y5, 160(AX)
+	VMOVUPS      Y6, 192(AX)
+	VMOVUPS      Y7, 224(AX)
+	ADDQ         $0x00000100, AX
+	ADDQ         $0x00000100, SI
+	SUBQ         $0x00000040, CX
+	JMP          avx2WeightedSumF32_x64
+
+avx2WeightedSumF32_x64_end:
 avx2WeightedSumF32_x32:
 	CMPQ    CX, $0x00000020
 	JL      avx2WeightedSumF32_x32_end
@@ -956,23 +1218,25 @@ avx2WeightedSumF32_x32:
 	VMOVUPS 32(AX), Y1
 	VMOVUPS 64(AX), Y2
 	VMOVUPS 96(AX), Y3
-	MOVQ    DX, R8
-	MOVQ    SI, R9
-	MOVQ    BX, R10
+	MOVQ    DX, R9
+	MOVQ    SI, R10
+	MOVQ    BX, R11
 
 avx2WeightedSumF32_x32_j:
-	VBROADCASTSS (R8), Y4
-	VMOVUPS      (R9), Y5
+	PREFETCHT0   (R10)(R8*1)
+	PREFETCHT0   64(R10)(R8*1)
+	VBROADCASTSS (R9), Y4
+	VMOVUPS      (R10), Y5
 	VFMADD231PS  Y5, Y4, Y0
-	VMOVUPS      32(R9), Y5
+	VMOVUPS      32(R10), Y5
 	VFMADD231PS  Y5, Y4, Y1
-	VMOVUPS      64(R9), Y5
+	VMOVUPS      64(R10), Y5
 	VFMADD231PS  Y5, Y4, Y2
-	VMOVUPS      96(R9), Y5
+	VMOVUPS      96(R10), Y5
 	VFMADD231PS  Y5, Y4, Y3
-	ADDQ         $0x04, R8
-	ADDQ         DI, R9
-	DECQ         R10
+	ADDQ         $0x04, R9
+	ADDQ         DI, R10
+	DECQ         R11
 	JNZ          avx2WeightedSumF32_x32_j
 	VMOVUPS      Y0, (AX)
 	VMOVUPS      Y1, 32(AX)
@@ -988,17 +1252,18 @@ avx2WeightedSumF32_x8:
 	CMPQ    CX, $0x00000008
 	JL      avx2WeightedSumF32_x8_end
 	VMOVUPS (AX), Y0
-	MOVQ    DX, R8
-	MOVQ    SI, R9
-	MOVQ    BX, R10
+	MOVQ    DX, R9
+	MOVQ    SI, R10
+	MOVQ    BX, R11
 
 avx2WeightedSumF32_x8_j:
-	VBROADCASTSS (R8), Y1
-	VMOVUPS      (R9), Y2
+	PREFETCHT0   (R10)(R8*1)
+	VBROADCASTSS (R9), Y1
+	VMOVUPS      (R10), Y2
 	VFMADD231PS  Y2, Y1, Y0
-	ADDQ         $0x04, R8
-	ADDQ         DI, R9
-	DECQ         R10
+	ADDQ         $0x04, R9
+	ADDQ         DI, R10
+	DECQ         R11
 	JNZ          avx2WeightedSumF32_x8_j
 	VMOVUPS      Y0, (AX)
 	ADDQ         $0x00000020, AX
@@ -1035,18 +1300,72 @@ avx2WeightedSumF32_done:
 	RET
 
 // func avx2WeightedSumF16(out []float32, w []float32, v []uint16, stride int)
-// Requires: AVX, F16C, FMA3
+// Requires: AVX, F16C, FMA3, MMX+
 TEXT ·avx2WeightedSumF16(SB), NOSPLIT, $0-80
-	MOVQ  out_base+0(FP), AX
-	MOVQ  out_len+8(FP), CX
-	MOVQ  w_base+24(FP), DX
-	MOVQ  w_len+32(FP), BX
-	MOVQ  v_base+48(FP), SI
-	MOVQ  stride+72(FP), DI
-	SHLQ  $0x01, DI
-	TESTQ BX, BX
-	JZ    avx2WeightedSumF16_done
+	MOVQ   out_base+0(FP), AX
+	MOVQ   out_len+8(FP), CX
+	MOVQ   w_base+24(FP), DX
+	MOVQ   w_len+32(FP), BX
+	MOVQ   v_base+48(FP), SI
+	MOVQ   stride+72(FP), DI
+	SHLQ   $0x01, DI
+	IMUL3Q $0x08, DI, R8
+	TESTQ  BX, BX
+	JZ     avx2WeightedSumF16_done
 
+avx2WeightedSumF16_x64:
+	CMPQ    CX, $0x00000040
+	JL      avx2WeightedSumF16_x64_end
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS 64(AX), Y2
+	VMOVUPS 96(AX), Y3
+	VMOVUPS 128(AX), Y4
+	VMOVUPS 160(AX), Y5
+	VMOVUPS 192(AX), Y6
+	VMOVUPS 224(AX), Y7
+	MOVQ    DX, R9
+	MOVQ    SI, R10
+	MOVQ    BX, R11
+
+avx2WeightedSumF16_x64_j:
+	PREFETCHT0   (R10)(R8*1)
+	PREFETCHT0   64(R10)(R8*1)
+	VBROADCASTSS (R9), Y8
+	VCVTPH2PS    (R10), Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VCVTPH2PS    16(R10), Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VCVTPH2PS    32(R10), Y9
+	VFMADD231PS  Y9, Y8, Y2
+	VCVTPH2PS    48(R10), Y9
+	VFMADD231PS  Y9, Y8, Y3
+	VCVTPH2PS    64(R10), Y9
+	VFMADD231PS  Y9, Y8, Y4
+	VCVTPH2PS    80(R10), Y9
+	VFMADD231PS  Y9, Y8, Y5
+	VCVTPH2PS    96(R10), Y9
+	VFMADD231PS  Y9, Y8, Y6
+	VCVTPH2PS    112(R10), Y9
+	VFMADD231PS  Y9, Y8, Y7
+	ADDQ         $0x04, R9
+	ADDQ         DI, R10
+	DECQ         R11
+	JNZ          avx2WeightedSumF16_x64_j
+	VMOVUPS      Y0, (AX)
+	VMOVUPS      Y1, 32(AX)
+	VMOVUPS      Y2, 64(AX)
+	VMOVUPS      Y3, 96(AX)
+	VMOVUPS      Y4, 128(AX)
+	VMOVUPS      Y5, 160(AX)
+	VMOVUPS      Y6, 192(AX)
+	VMOVUPS      Y7, 224(AX)
+	ADDQ         $0x00000100, AX
+	ADDQ         $0x00000080, SI
+	SUBQ         $0x00000040, CX
+	JMP          avx2WeightedSumF16_x64
+
+avx2WeightedSumF16_x64_end:
 avx2WeightedSumF16_x32:
 	CMPQ    CX, $0x00000020
 	JL      avx2WeightedSumF16_x32_end
@@ -1054,23 +1373,24 @@ avx2WeightedSumF16_x32:
 	VMOVUPS 32(AX), Y1
 	VMOVUPS 64(AX), Y2
 	VMOVUPS 96(AX), Y3
-	MOVQ    DX, R8
-	MOVQ    SI, R9
-	MOVQ    BX, R10
+	MOVQ    DX, R9
+	MOVQ    SI, R10
+	MOVQ    BX, R11
 
 avx2WeightedSumF16_x32_j:
-	VBROADCASTSS (R8), Y4
-	VCVTPH2PS    (R9), Y5
+	PREFETCHT0   (R10)(R8*1)
+	VBROADCASTSS (R9), Y4
+	VCVTPH2PS    (R10), Y5
 	VFMADD231PS  Y5, Y4, Y0
-	VCVTPH2PS    16(R9), Y5
+	VCVTPH2PS    16(R10), Y5
 	VFMADD231PS  Y5, Y4, Y1
-	VCVTPH2PS    32(R9), Y5
+	VCVTPH2PS    32(R10), Y5
 	VFMADD231PS  Y5, Y4, Y2
-	VCVTPH2PS    48(R9), Y5
+	VCVTPH2PS    48(R10), Y5
 	VFMADD231PS  Y5, Y4, Y3
-	ADDQ         $0x04, R8
-	ADDQ         DI, R9
-	DECQ         R10
+	ADDQ         $0x04, R9
+	ADDQ         DI, R10
+	DECQ         R11
 	JNZ          avx2WeightedSumF16_x32_j
 	VMOVUPS      Y0, (AX)
 	VMOVUPS      Y1, 32(AX)
@@ -1086,17 +1406,18 @@ avx2WeightedSumF16_x8:
 	CMPQ    CX, $0x00000008
 	JL      avx2WeightedSumF16_x8_end
 	VMOVUPS (AX), Y0
-	MOVQ    DX, R8
-	MOVQ    SI, R9
-	MOVQ    BX, R10
+	MOVQ    DX, R9
+	MOVQ    SI, R10
+	MOVQ    BX, R11
 
 avx2WeightedSumF16_x8_j:
-	VBROADCASTSS (R8), Y1
-	VCVTPH2PS    (R9), Y2
+	PREFETCHT0   (R10)(R8*1)
+	VBROADCASTSS (R9), Y1
+	VCVTPH2PS    (R10), Y2
 	VFMADD231PS  Y2, Y1, Y0
-	ADDQ         $0x04, R8
-	ADDQ         DI, R9
-	DECQ         R10
+	ADDQ         $0x04, R9
+	ADDQ         DI, R10
+	DECQ         R11
 	JNZ          avx2WeightedSumF16_x8_j
 	VMOVUPS      Y0, (AX)
 	ADDQ         $0x00000020, AX

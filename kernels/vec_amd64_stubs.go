@@ -184,7 +184,7 @@ func avx2ScoresF16(s []float32, q []float32, k []uint16, stride int, scale float
 //		}
 //	}
 //
-// keeping 32, then 8, then 1 element(s) of out in registers across all j.
+// keeping 64, then 32, then 8, then 1 element(s) of out in registers across all j.
 //
 //go:noescape
 func avx2WeightedSumF32(out []float32, w []float32, v []float32, stride int)
@@ -197,7 +197,7 @@ func avx2WeightedSumF32(out []float32, w []float32, v []float32, stride int)
 //		}
 //	}
 //
-// keeping 32, then 8, then 1 element(s) of out in registers across all j.
+// keeping 64, then 32, then 8, then 1 element(s) of out in registers across all j.
 //
 //go:noescape
 func avx2WeightedSumF16(out []float32, w []float32, v []uint16, stride int)

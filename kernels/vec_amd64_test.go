@@ -356,7 +356,7 @@ func TestAVX2VecAttentionKernels(t *testing.T) {
 	a, g := vecOrSkip(t)
 	r := rand.New(rand.NewPCG(11, 12))
 	for hd := 1; hd <= 300; hd += 1 + hd/16 {
-		for _, n := range []int{0, 1, 2, 7, 33} {
+		for _, n := range []int{0, 1, 2, 3, 7, 8, 33} {
 			stride := hd + r.IntN(3)*hd + r.IntN(5)
 			size := max(0, (n-1)*stride+hd)
 			q := inputs(r, hd, false)
@@ -373,12 +373,15 @@ func TestAVX2VecAttentionKernels(t *testing.T) {
 			label := fmt.Sprintf("hd=%d, n=%d, stride=%d", hd, n, stride)
 			scale := float32(1 / math.Sqrt(float64(hd)))
 
-			want, got := make([]float32, n), make([]float32, n)
+			want := make([]float32, n)
+			sbuf, got := guarded(make([]float32, n), n, hd%4)
 			g.Scores(want, q, k, stride, scale)
 			a.Scores(got, q, k, stride, scale)
+			checkGuards(t, "Scores("+label+")", sbuf, n, hd%4)
 			sameBits(t, "Scores("+label+")", got, want, false)
 			g.ScoresF16(want, q, k16, stride, scale)
 			a.ScoresF16(got, q, k16, stride, scale)
+			checkGuards(t, "ScoresF16("+label+")", sbuf, n, hd%4)
 			sameBits(t, "ScoresF16("+label+")", got, want, false)
 
 			w := kerneltest.RandVec(r, n, 1)

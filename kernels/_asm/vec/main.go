@@ -658,78 +658,127 @@ func scoresKernel(f16 bool) {
 	kp := Load(Param("k").Base(), GP64())
 	stride := Load(Param("stride"), GP64())
 	SHLQ(U8(e.size/2), stride) // in bytes: size 4 <<2, size 2 <<1
+	// The rows are a cache row apart (all heads' keys of a position): the
+	// hardware prefetchers do not follow them across pages, so each row
+	// asks for the one attnRowsAhead rows on.
+	pfo := GP64()
+	IMUL3Q(U8(attnRowsAhead), stride, pfo)
 	sc := XMM()
 	sb, err := Param("scale").Resolve()
 	if err != nil {
 		panic(err)
 	}
 	VMOVSS(sb.Addr, sc)
-	outer, done := fn+"_row", fn+"_done"
-	TESTQ(ns, ns)
-	JZ(LabelRef(done))
-	loopLabel(outer)
-	{
-		var acc [4]reg.VecVirtual
-		for i := range acc {
-			acc[i] = YMM()
-			VXORPS(acc[i], acc[i], acc[i])
-		}
+	done := fn + "_done"
+	pfo1 := GP64() // row 1's row ahead, from row 0
+	LEAQ(Mem{Base: pfo, Index: stride, Scale: 1}, pfo1)
+	// body emits the dot products of r rows (kp, kp+stride, ...) with q
+	// into s[0:r], each exactly as one row on its own; the rows' chains
+	// are interleaved so that one's FMA latency hides behind the other's.
+	body := func(r int) {
+		sfx := fmt.Sprintf("_%d", r)
 		wp, xp := GP64(), GP64()
 		MOVQ(kp, wp)
 		MOVQ(qp, xp)
+		at := func(ri, disp int) Mem {
+			if ri == 0 {
+				return Mem{Base: wp, Disp: disp}
+			}
+			return Mem{Base: wp, Index: stride, Scale: 1, Disp: disp}
+		}
+		for ri := range r {
+			for o := 0; o < 32*int(e.size)*4; o += 64 {
+				m := Mem{Base: wp, Index: pfo, Scale: 1, Disp: o}
+				if ri == 1 {
+					m.Index = pfo1
+				}
+				PREFETCHT0(m)
+			}
+		}
+		acc := make([][4]reg.VecVirtual, r)
+		for ri := range acc {
+			for i := range acc[ri] {
+				acc[ri][i] = YMM()
+				VXORPS(acc[ri][i], acc[ri][i], acc[ri][i])
+			}
+		}
 		n32 := GP64()
 		MOVQ(nq, n32)
 		SHRQ(U8(5), n32)
-		loop, tail, tailLoop, reduce := fn+"_loop", fn+"_tail", fn+"_tailloop", fn+"_reduce"
+		loop, tail, tailLoop, reduce := fn+"_loop"+sfx, fn+"_tail"+sfx, fn+"_tailloop"+sfx, fn+"_reduce"+sfx
 		JZ(LabelRef(tail))
 		Label(loop)
-		for i := range acc {
-			v := e.load8(Mem{Base: wp, Disp: 8 * int(e.size) * i})
-			VFMADD231PS(Mem{Base: xp, Disp: 32 * i}, v, acc[i])
+		for i := range 4 {
+			for ri := range r {
+				v := e.load8(at(ri, 8*int(e.size)*i))
+				VFMADD231PS(Mem{Base: xp, Disp: 32 * i}, v, acc[ri][i])
+			}
 		}
 		ADDQ(U32(32*int(e.size)), wp)
 		ADDQ(U32(128), xp)
 		DECQ(n32)
 		JNZ(LabelRef(loop))
 		Label(tail)
-		tl := XMM()
-		VXORPS(tl, tl, tl)
+		tl := make([]reg.VecVirtual, r)
+		for ri := range tl {
+			tl[ri] = XMM()
+			VXORPS(tl[ri], tl[ri], tl[ri])
+		}
 		n := GP64()
 		MOVQ(nq, n)
 		ANDQ(U8(31), n)
 		JZ(LabelRef(reduce))
 		Label(tailLoop)
-		v := e.load1(Mem{Base: wp})
-		VFMADD231SS(Mem{Base: xp}, v, tl)
+		for ri := range r {
+			v := e.load1(at(ri, 0))
+			VFMADD231SS(Mem{Base: xp}, v, tl[ri])
+		}
 		ADDQ(U8(e.size), wp)
 		ADDQ(U8(4), xp)
 		DECQ(n)
 		JNZ(LabelRef(tailLoop))
 		Label(reduce)
-		VADDPS(acc[1], acc[0], acc[0])
-		VADDPS(acc[3], acc[2], acc[2])
-		VADDPS(acc[2], acc[0], acc[0])
-		lo := acc[0].AsX()
-		hi := XMM()
-		VEXTRACTF128(U8(1), acc[0], hi)
-		VADDPS(hi, lo, lo)
-		t := XMM()
-		VMOVHLPS(lo, lo, t)
-		VADDPS(t, lo, lo)
-		VMOVSHDUP(lo, t)
-		VADDSS(t, lo, lo)
-		VADDSS(tl, lo, lo) // head + t
-		VMULSS(sc, lo, lo) // * scale
-		VMOVSS(lo, Mem{Base: sp})
+		for ri := range r {
+			a := acc[ri]
+			VADDPS(a[1], a[0], a[0])
+			VADDPS(a[3], a[2], a[2])
+			VADDPS(a[2], a[0], a[0])
+			lo := a[0].AsX()
+			hi := XMM()
+			VEXTRACTF128(U8(1), a[0], hi)
+			VADDPS(hi, lo, lo)
+			t := XMM()
+			VMOVHLPS(lo, lo, t)
+			VADDPS(t, lo, lo)
+			VMOVSHDUP(lo, t)
+			VADDSS(t, lo, lo)
+			VADDSS(tl[ri], lo, lo) // head + t
+			VMULSS(sc, lo, lo)     // * scale
+			VMOVSS(lo, Mem{Base: sp, Disp: 4 * ri})
+		}
 	}
-	ADDQ(U8(4), sp)
-	ADDQ(stride, kp)
-	DECQ(ns)
-	JNZ(LabelRef(outer))
+	pair, one := fn+"_pair", fn+"_one"
+	CMPQ(ns, U8(2))
+	JL(LabelRef(one))
+	loopLabel(pair)
+	body(2)
+	ADDQ(U8(8), sp)
+	LEAQ(Mem{Base: kp, Index: stride, Scale: 2}, kp)
+	SUBQ(U8(2), ns)
+	CMPQ(ns, U8(2))
+	JGE(LabelRef(pair))
+	Label(one)
+	TESTQ(ns, ns)
+	JZ(LabelRef(done))
+	body(1)
 	Label(done)
 	VZEROUPPER()
 	RET()
 }
+
+// attnRowsAhead is how many cache rows ahead the attention kernels
+// prefetch.
+const attnRowsAhead = 8
 
 // weightedSumKernel emits attention's weighted sum of the value rows.
 func weightedSumKernel(f16 bool) {
@@ -746,7 +795,7 @@ func weightedSumKernel(f16 bool) {
 		"\t\t}",
 		"\t}",
 		"",
-		"keeping 32, then 8, then 1 element(s) of out in registers across all j.",
+		"keeping 64, then 32, then 8, then 1 element(s) of out in registers across all j.",
 	)
 	op := Load(Param("out").Base(), GP64())
 	no := Load(Param("out").Len(), GP64())
@@ -755,6 +804,8 @@ func weightedSumKernel(f16 bool) {
 	vp := Load(Param("v").Base(), GP64())
 	stride := Load(Param("stride"), GP64())
 	SHLQ(U8(e.size/2), stride) // in bytes
+	pfo := GP64() // attnRowsAhead rows on (see scoresKernel)
+	IMUL3Q(U8(attnRowsAhead), stride, pfo)
 	done := fn + "_done"
 	TESTQ(nw, nw)
 	JZ(LabelRef(done))
@@ -780,6 +831,11 @@ func weightedSumKernel(f16 bool) {
 		MOVQ(vp, vj)
 		MOVQ(nw, j)
 		Label(jloop)
+		if lanes == 8 {
+			for o := 0; o < regs*8*int(e.size); o += 64 {
+				PREFETCHT0(Mem{Base: vj, Index: pfo, Scale: 1, Disp: o})
+			}
+		}
 		a := YMM()
 		VBROADCASTSS(Mem{Base: wj}, a)
 		for i := range acc {
@@ -809,6 +865,7 @@ func weightedSumKernel(f16 bool) {
 		JMP(LabelRef(chunk))
 		Label(next)
 	}
+	tier("x64", 8, 8) // eight independent chains cover an FMA's latency
 	tier("x32", 4, 8)
 	tier("x8", 1, 8)
 	tier("x1", 1, 1)
