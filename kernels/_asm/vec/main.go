@@ -804,7 +804,7 @@ func weightedSumKernel(f16 bool) {
 	vp := Load(Param("v").Base(), GP64())
 	stride := Load(Param("stride"), GP64())
 	SHLQ(U8(e.size/2), stride) // in bytes
-	pfo := GP64() // attnRowsAhead rows on (see scoresKernel)
+	pfo := GP64()              // attnRowsAhead rows on (see scoresKernel)
 	IMUL3Q(U8(attnRowsAhead), stride, pfo)
 	done := fn + "_done"
 	TESTQ(nw, nw)
