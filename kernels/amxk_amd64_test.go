@@ -61,20 +61,7 @@ func TestAMXKTilesMatchGeneric(t *testing.T) {
 					nr := []int{1, 5, 16, 19, 32, 37}[r.IntN(6)]
 					rb := nb*ts + r.IntN(2)*ts
 					w := asmWeights(r, typ, nr*rb/ts, wk)
-					acts := make([]*asmAct, nt)
-					var q []int8
-					var d []float32
-					var g []int16
-					for i := range acts {
-						acts[i] = asmActivation(r, true, nb*Q8KBlock, ak)
-						q = append(q, acts[i].q...)
-						d = append(d, acts[i].d...)
-						g = append(g, acts[i].bsums...)
-					}
-					qa, da, ga := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int16](r, len(g))
-					copy(qa, q)
-					copy(da, d)
-					copy(ga, g)
+					acts, qa, da, ga := q8kTileActivations(r, nt, nb, ak)
 					ldd := nr + r.IntN(3)
 					off := r.IntN(8)
 					buf := make([]float32, off+nt*ldd+8)

@@ -178,6 +178,27 @@ func TestAsmTilesMatchGeneric(t *testing.T) {
 	})
 }
 
+// q8kTileActivations returns nt random Q8K activations of nb blocks
+// (asmActivation's kind ak) and their q, d and bsums laid end to end, at
+// unaligned offsets.
+func q8kTileActivations(r *rand.Rand, nt, nb, ak int) (acts []*asmAct, qa []int8, da []float32, ga []int16) {
+	acts = make([]*asmAct, nt)
+	var q []int8
+	var d []float32
+	var g []int16
+	for i := range acts {
+		acts[i] = asmActivation(r, true, nb*Q8KBlock, ak)
+		q = append(q, acts[i].q...)
+		d = append(d, acts[i].d...)
+		g = append(g, acts[i].bsums...)
+	}
+	qa, da, ga = asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int16](r, len(g))
+	copy(qa, q)
+	copy(da, d)
+	copy(ga, g)
+	return acts, qa, da, ga
+}
+
 // tileLongRows are block counts beyond 70 that TestAsmTilesMatchGeneric
 // also tries: rows that the AVX-512 kernels take in parts (every part
 // length mod 8, and a short last part).
@@ -234,20 +255,7 @@ func TestAsmKTilesMatchGeneric(t *testing.T) {
 						nr := 1 + r.IntN(3)
 						rb := nb*ts + r.IntN(2)*ts
 						w := asmWeights(r, typ, nr*rb/ts, wk)
-						acts := make([]*asmAct, nt)
-						var q []int8
-						var d []float32
-						var g []int16
-						for i := range acts {
-							acts[i] = asmActivation(r, true, nb*Q8KBlock, ak)
-							q = append(q, acts[i].q...)
-							d = append(d, acts[i].d...)
-							g = append(g, acts[i].bsums...)
-						}
-						qa, da, ga := asmUnaligned[int8](r, len(q)), asmUnaligned[float32](r, len(d)), asmUnaligned[int16](r, len(g))
-						copy(qa, q)
-						copy(da, d)
-						copy(ga, g)
+						acts, qa, da, ga := q8kTileActivations(r, nt, nb, ak)
 						ldd := nr + r.IntN(3)
 						off := r.IntN(8)
 						buf := make([]float32, off+nt*ldd+8)
