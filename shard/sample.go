@@ -119,18 +119,15 @@ func (s *Sampler) Sample(logits []float32) (int32, error) {
 		}
 		return s.cands[best].id, nil
 	}
-	// Sort by logit, highest first (ties: lower id first).
-	slices.SortStableFunc(s.cands, func(a, b candidate) int {
-		switch {
-		case a.logit > b.logit:
-			return -1
-		case a.logit < b.logit:
-			return 1
+	// Sort by logit, highest first (ties: lower id first), keeping the
+	// TopK best.
+	if c.TopK > 0 && c.TopK < len(s.cands) && !hasNaN(s.cands) {
+		s.cands = topK(s.cands, c.TopK)
+	} else {
+		slices.SortStableFunc(s.cands, byLogit)
+		if c.TopK > 0 && c.TopK < len(s.cands) {
+			s.cands = s.cands[:c.TopK]
 		}
-		return 0
-	})
-	if c.TopK > 0 && c.TopK < len(s.cands) {
-		s.cands = s.cands[:c.TopK]
 	}
 	s.softmax(1)
 	if c.TopP < 1 {
@@ -203,4 +200,75 @@ func (s *Sampler) penalize() {
 		}
 		*l -= float32(n)*c.FrequencyPenalty + c.PresencePenalty
 	}
+}
+
+// byLogit orders candidates highest logit first; a stable sort with it
+// puts ties in id order (the candidates start in id order).
+func byLogit(a, b candidate) int {
+	switch {
+	case a.logit > b.logit:
+		return -1
+	case a.logit < b.logit:
+		return 1
+	}
+	return 0
+}
+
+// before reports whether a comes before b in the stable sort by byLogit
+// of candidates in id order: a higher logit, or an equal one and a lower
+// id. It is a strict order when no logit is NaN.
+func before(a, b candidate) bool {
+	return a.logit > b.logit || (a.logit == b.logit && a.id < b.id)
+}
+
+func hasNaN(cs []candidate) bool {
+	for _, c := range cs {
+		if c.logit != c.logit {
+			return true
+		}
+	}
+	return false
+}
+
+// topK returns the first k of the stable sort of cs by byLogit (0 < k <
+// len(cs), no NaN logits), in that order, in cs[:k], selecting them with
+// a heap of k (n log k comparisons, not a sort of the whole vocabulary).
+func topK(cs []candidate, k int) []candidate {
+	h := cs[:k] // a heap whose root is the candidate that comes last
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= k {
+				return
+			}
+			m := l
+			if r := l + 1; r < k && before(h[l], h[r]) {
+				m = r
+			}
+			if !before(h[i], h[m]) {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for _, c := range cs[k:] {
+		if before(c, h[0]) {
+			h[0] = c
+			down(0)
+		}
+	}
+	slices.SortFunc(h, func(a, b candidate) int {
+		switch {
+		case a.id == b.id:
+			return 0
+		case before(a, b):
+			return -1
+		}
+		return 1
+	})
+	return h
 }

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -154,5 +155,52 @@ func TestSamplerValidate(t *testing.T) {
 	s, _ := NewSampler(Greedy(), nil)
 	if _, err := s.Sample(nil); !errors.Is(err, ErrSampler) {
 		t.Errorf("Sample(nil) = %v, want ErrSampler", err)
+	}
+}
+
+// TestTopKMatchesSort: the heap selection of the TopK candidates gives
+// exactly the first k of the stable sort by logit, ties (many here) in id
+// order, for every k.
+func TestTopKMatchesSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 9))
+	for _, n := range []int{2, 3, 17, 100, 2048} {
+		for range 20 {
+			cs := make([]candidate, n)
+			for i := range cs {
+				cs[i] = candidate{id: int32(i), logit: float32(r.IntN(n/2+1)) / 4}
+				if r.IntN(10) == 0 {
+					cs[i].logit = float32(math.Inf(1 - 2*r.IntN(2)))
+				}
+			}
+			k := 1 + r.IntN(n-1)
+			want := slices.Clone(cs)
+			slices.SortStableFunc(want, byLogit)
+			got := topK(slices.Clone(cs), k)
+			if !slices.Equal(got, want[:k]) {
+				t.Fatalf("n=%d k=%d: topK = %v, want %v", n, k, got, want[:k])
+			}
+		}
+	}
+}
+
+// BenchmarkSample is one sampling step over a 32000-token vocabulary with
+// the default settings (top-k 40) and with top-k off (a full sort).
+func BenchmarkSample(b *testing.B) {
+	logits := randomLogits(32000, 3)
+	for _, k := range []int{40, 0} {
+		b.Run(fmt.Sprintf("vocab=32000/top-k=%d", k), func(b *testing.B) {
+			cfg := DefaultSampler()
+			cfg.TopK = k
+			s, err := NewSampler(cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Sample(logits); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
