@@ -105,6 +105,16 @@ func (s *Sampler) Sample(logits []float32) (int32, error) {
 		return 0, fmt.Errorf("%w: empty logits", ErrSampler)
 	}
 	c := &s.cfg
+	if c.Temperature <= 0 && !c.penalizes() {
+		// Greedy with nothing to penalize: the first highest logit.
+		best := 0
+		for i, l := range logits {
+			if l > logits[best] {
+				best = i
+			}
+		}
+		return int32(best), nil
+	}
 	s.cands = s.cands[:0]
 	for i, l := range logits {
 		s.cands = append(s.cands, candidate{id: int32(i), logit: l})
@@ -175,9 +185,14 @@ func (s *Sampler) softmax(temp float32) {
 	}
 }
 
+// penalizes reports whether c's penalties change any logit.
+func (c *SamplerConfig) penalizes() bool {
+	return c.RepeatLastN != 0 && (c.RepeatPenalty != 1 || c.FrequencyPenalty != 0 || c.PresencePenalty != 0)
+}
+
 func (s *Sampler) penalize() {
 	c := &s.cfg
-	if c.RepeatLastN == 0 || (c.RepeatPenalty == 1 && c.FrequencyPenalty == 0 && c.PresencePenalty == 0) {
+	if !c.penalizes() {
 		return
 	}
 	window := s.history
