@@ -272,26 +272,19 @@ func (s *Shard) copyWeights(f *gguf.File) error {
 	// s is unreachable.
 	runtime.AddCleanup(s, func(free func()) { free() }, free)
 	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(arena)))) & (align - 1)
-	copies := make([][2][]byte, 0, len(ms))
-	for _, m := range ms {
-		if len(m.Data) == 0 {
-			continue
-		}
+	ms = slices.DeleteFunc(ms, func(m *kernels.Matrix) bool { return len(m.Data) == 0 })
+	copies := make([][2][]byte, len(ms))
+	for i, m := range ms {
 		c := arena[off : off+len(m.Data) : off+len(m.Data)]
-		copies = append(copies, [2][]byte{c, m.Data})
+		copies[i] = [2][]byte{c, m.Data}
 		off += (len(c) + align - 1) &^ (align - 1)
 	}
 	if err := copyParallel(f, copies, s.cfg.Pool.Threads()); err != nil {
 		return fmt.Errorf("shard: copying the weights: %w", err)
 	}
-	i := 0
-	for _, m := range ms {
-		if len(m.Data) == 0 {
-			continue
-		}
+	for i, m := range ms {
 		f.Release(m.Data)
 		m.Data = copies[i][0]
-		i++
 	}
 	if tied {
 		s.embd.Data = s.out.Data
