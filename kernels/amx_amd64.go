@@ -23,7 +23,6 @@ func init() {
 	}
 	k, t := avx512Tables()
 	t.Q4_0Batch = TileQ8{Run: tileQ4_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows, MinTokens: amxBatchTokens}
-	t.Q8_0Batch = TileQ8{Run: tileQ8_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows, MinTokens: amxBatchTokens}
 	amxKQuantKernels(&t)
 	registerPath(AMX, k)
 	registerTiles(AMX, t)
@@ -80,11 +79,6 @@ func packAMX(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []int3
 // tileQ4_0AMX reads the activation in packAMX's form.
 func tileQ4_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
 	tileAMX(amxPrep16Q4_0, amxPrepQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
-}
-
-// tileQ8_0AMX reads the activation in packAMX's form.
-func tileQ8_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
-	tileAMX(amxPrep16Q8_0, amxPrepQ8_0, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
 }
 
 // tileAMX prepares 16 rows at a time with prep16 (fewer, at the end, with

@@ -8,8 +8,9 @@ package kernels
 // one; every kernel computes the package doc's canonical order and so the
 // same bits as every other path.
 //
-// The kernels come from three generators, each with its own assembly
-// file: _asm/q8z (the 32-block types against Q8, q8z_amd64.go),
+// The kernels come from four generators, each with its own assembly
+// file: _asm/q8z (Q4_0 against Q8, q8z_amd64.go), _asm/lanesz (the
+// prefill of Q8_0, lanesz_amd64.go),
 // _asm/floatz (F32, F16, BF16, floatz_amd64.go) and _asm/kquantz (the K
 // types against Q8K, kquantz_amd64.go).
 func init() {
@@ -26,6 +27,7 @@ func init() {
 func avx512Tables() (RowKernels, TileKernels) {
 	k, t := avx2RowKernels(), avx2TileKernels()
 	avx512Q8Kernels(&k, &t)
+	avx512LanesKernels(&t)
 	avx512FloatKernels(&k, &t)
 	avx512KQuantKernels(&k, &t)
 	return k, t

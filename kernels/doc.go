@@ -45,9 +45,13 @@
 // block is exact (int32). For a row of nb blocks, with lane accumulators
 // acc[0..7] starting at +0:
 //
-//	Q4_0, Q5_0, Q8_0 against Q8 (w = dw * qw, qw signed):
+//	Q4_0, Q5_0 against Q8 (w = dw * qw, qw signed):
 //	    isum_b = Σ_i qw_i * q_i
 //	    acc[b%8] = fma(dw_b * d_b, float32(isum_b), acc[b%8])
+//	Q8_0 against Q8, lane by lane within each block (ggml's x86 order:
+//	see below):
+//	    s_bj = Σ_{i=4j..4j+3} qw_i * q_i                   for j < 8
+//	    acc[j] = fma(dw_b * d_b, float32(s_bj), acc[j])
 //	Q4_1, Q5_1 against Q8 (w = dw * qw + mw, qw unsigned):
 //	    acc[b%8] = fma(dw_b * d_b, float32(isum_b), acc[b%8])
 //	    acc[b%8] = fma(mw_b * d_b, float32(sum_b), acc[b%8])
@@ -66,7 +70,18 @@
 //	((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7))
 //
 // which is what an 8-lane vector's horizontal sum computes (high half onto
-// low half, then pairs, then the last two).
+// low half, then pairs, then the last two). (dw_b * d_b is exact: both are
+// float16 values.)
+//
+// Q8_0 keeps ggml's own order, the one its x86 vec_dot_q8_0_q8_0 and
+// llamafile's tinyBLAS use, because on Q8_0 models the other order's
+// one-ulp differences flip activation quants often enough to move logits
+// by several hundredths against llama.cpp's (0.07 on
+// ../shared/golden/tinystories-656k-q8_0.p2), where this order agrees to
+// about 2e-6. It costs eight float steps a block instead of one, so Q8_0
+// has no AMX kernel (TDPBSSD only gives whole-block sums); the other
+// types keep the cheaper order, which llama.cpp itself does not follow
+// consistently (its AMX and repacked kernels differ from its vec_dot).
 //
 // Float weights (F32, and F16/BF16 converted exactly to float32) against
 // float32 activations: 32 lane accumulators over the first n32 = n - n%32

@@ -11,18 +11,15 @@ package kernels
 //	var acc [8]float32
 //	for b := range d {
 //		wb := w[34*b:]
-//		var isum int32
-//		for i := range 32 {
-//			isum += (int32(int8(wb[2+i]))) * int32(q[32*b+i])
+//		for j := range 8 {
+//			var s int32
+//			for i := 4 * j; i < 4*j+4; i++ {
+//				s += int32(int8(wb[2+i])) * int32(q[32*b+i])
+//			}
+//			acc[j] = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc[j])
 //		}
-//		acc[b%8] = fma32(float32(fp16(wb[0:])*d[b]), float32(isum), acc[b%8])
 //	}
 //	return tree8(&acc)
-//
-// Eight blocks at a time: the blocks' int32 partial sums are transposed
-// into one vector of eight block sums, so that block b is lane b%8 of a
-// vector accumulator; the last len(d)%8 blocks use scalar operations on
-// lanes 0..len(d)%8-1.
 //
 //go:noescape
 func avx2DotQ8_0(w []byte, q []int8, d []float32) float32

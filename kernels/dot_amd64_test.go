@@ -79,7 +79,7 @@ func TestAMXUsed(t *testing.T) {
 	for _, c := range []struct {
 		typ quant.Type
 		min int
-	}{{quant.Q4_0, amxBatchTokens}, {quant.Q8_0, amxBatchTokens}, {quant.Q4_K, amxKBatchTokens}, {quant.Q6_K, amxKBatchTokens}} {
+	}{{quant.Q4_0, amxBatchTokens}, {quant.Q4_K, amxKBatchTokens}, {quant.Q6_K, amxKBatchTokens}} {
 		picks := func(n int) bool {
 			task := matTask{nTok: n}
 			task.w.Type = c.typ

@@ -116,7 +116,8 @@ func dotQ5_0(w []byte, q []int8, d []float32) float32 {
 	return tree8(&acc)
 }
 
-// dotQ8_0 is the Q8_0 row rule.
+// dotQ8_0 is the Q8_0 row rule: lane j of every block is its own sum of
+// four products, accumulated across the blocks (ggml's order).
 func dotQ8_0(w []byte, q []int8, d []float32) float32 {
 	nb := len(d)
 	w, q = w[:nb*q8_0Bytes], q[:nb*Q8Block]
@@ -125,15 +126,13 @@ func dotQ8_0(w []byte, q []int8, d []float32) float32 {
 		wb := (*[q8_0Bytes]byte)(w[b*q8_0Bytes:])
 		qb := (*[Q8Block]int8)(q[b*Q8Block:])
 		qs := (*[Q8Block]byte)(wb[2:])
-		var s0, s1, s2, s3 int32
-		for j := 0; j < Q8Block; j += 4 {
-			s0 += int32(int8(qs[j])) * int32(qb[j])
-			s1 += int32(int8(qs[j+1])) * int32(qb[j+1])
-			s2 += int32(int8(qs[j+2])) * int32(qb[j+2])
-			s3 += int32(int8(qs[j+3])) * int32(qb[j+3])
+		db := float32(fp16(wb[0:]) * d[b])
+		for j := range 8 {
+			i := 4 * j
+			s := int32(int8(qs[i]))*int32(qb[i]) + int32(int8(qs[i+1]))*int32(qb[i+1]) +
+				int32(int8(qs[i+2]))*int32(qb[i+2]) + int32(int8(qs[i+3]))*int32(qb[i+3])
+			acc[j] = fma32(db, float32(s), acc[j])
 		}
-		isum := (s0 + s1) + (s2 + s3)
-		acc[b&7] = fma32(float32(fp16(wb[0:])*d[b]), float32(isum), acc[b&7])
 	}
 	return tree8(&acc)
 }

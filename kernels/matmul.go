@@ -257,6 +257,7 @@ type prepTask struct {
 	// Packing instead (tileActivation): chunks [lo, hi) of packChunk
 	// tokens of the nt tokens' q, d and s into the Engine's q8p, d8p, s8p.
 	pack func(pq []int8, pd []float32, ps []int32, q []int8, d []float32, s []int32, nt int)
+	qs   int // TileQ8.PackScale
 	q    []int8
 	d    []float32
 	s    []int32
@@ -268,7 +269,7 @@ func (p *prepTask) Run(lo, hi int) {
 		n, nb := len(p.q)/p.nt, len(p.d)/p.nt
 		t0, t1 := lo*packChunk, min(hi*packChunk, p.nt)
 		e := p.e
-		p.pack(e.q8p[t0*n:t1*n], e.d8p[t0*nb:t1*nb], e.s8p[t0*nb:t1*nb], p.q[t0*n:t1*n], p.d[t0*nb:t1*nb], p.s[t0*nb:t1*nb], t1-t0)
+		p.pack(e.q8p[p.qs*t0*n:p.qs*t1*n], e.d8p[t0*nb:t1*nb], e.s8p[t0*nb:t1*nb], p.q[t0*n:t1*n], p.d[t0*nb:t1*nb], p.s[t0*nb:t1*nb], t1-t0)
 		return
 	}
 	x := p.x[lo*p.n : hi*p.n]

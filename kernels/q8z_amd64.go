@@ -6,7 +6,7 @@ import "fmt"
 
 //go:generate sh -c "cd _asm/q8z && go run . -out ../../q8z_amd64.s -stubs ../../q8z_amd64_stubs.go -pkg kernels"
 
-// The AVX-512 tile kernels of the Q4_0 and Q8_0 weight types: nr rows
+// The AVX-512 tile kernels of the Q4_0 weight type: nr rows
 // against one to eight tokens in assembly generated with avo from
 // _asm/q8z (q8z_amd64.s, q8z_amd64_stubs.go), with VPDPBUSD for the
 // integer block dots; every output is computed in exactly the package
@@ -18,7 +18,6 @@ import "fmt"
 // tables (see avx512_amd64.go).
 func avx512Q8Kernels(_ *RowKernels, t *TileKernels) {
 	t.Q4_0 = TileQ8{Run: tileQ4_0AVX512, Pack: packQ8Z(8), Single: true}
-	t.Q8_0 = TileQ8{Run: tileQ8_0AVX512, Pack: packQ8Z(128), Single: true}
 }
 
 // q8zChunk is the most tokens one chunk of the packed form holds: the
@@ -102,19 +101,14 @@ const (
 
 // tileQ4_0AVX512 reads the activation in packQ8Z(8)'s form.
 func tileQ4_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, _ []byte) {
-	tileZ(avx512Tile1Q4_0, false, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
+	tileZ(avx512Tile1Q4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
 }
 
-// tileQ8_0AVX512 reads the activation in packQ8Z(128)'s form.
-func tileQ8_0AVX512(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, _ []byte) {
-	tileZ(avx512Tile1Q8_0, true, "Q8_0", q8_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt)
-}
-
-// tileZ runs the kernels one and the pair kernels (of Q8_0 with q8, else
-// Q4_0; of blocks of size bytes) over
+// tileZ runs the kernels one and the pair kernels (of Q4_0; of blocks of
+// size bytes) over
 // the tile, a chunk of q8zChunk tokens at a time, slicing every operand to
 // what the kernel reads so that a short one panics instead.
-func tileZ(one tileZFunc, q8 bool, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
+func tileZ(one tileZFunc, name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}
@@ -128,7 +122,7 @@ func tileZ(one tileZFunc, q8 bool, name string, size int, dst []float32, ldd int
 		k := min(q8zChunk, nt-c)
 		if np := k / 2; np > 0 {
 			qc, dc, sc := q[c*n:(c+2*np)*n], d[c*nb:(c+2*np)*nb], s[c*nb:(c+2*np)*nb]
-			pairsZ(q8, np, size, dst[c*ldd:], ldd, w, rb, nr, qc, dc, sc, nb)
+			pairsZ(np, size, dst[c*ldd:], ldd, w, rb, nr, qc, dc, sc, nb)
 		}
 		if k%2 == 1 {
 			t := c + k - 1
@@ -137,14 +131,14 @@ func tileZ(one tileZFunc, q8 bool, name string, size int, dst []float32, ldd int
 	}
 }
 
-// pairsZ runs the pair kernel of np pairs (Q8_0 with q8, else Q4_0) over
+// pairsZ runs the Q4_0 pair kernel of np pairs over
 // nr rows of nb blocks in the packed layout of _asm/q8z (block group g of
 // the pairs at 512*np*g of q and 16*np*g of d and s; the last nb%8 blocks
 // after the last group). Rows longer than q8zColumns blocks (and a
 // quarter) go in parts.
-func pairsZ(q8 bool, np, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int) {
+func pairsZ(np, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int) {
 	if nb <= q8zColumns+q8zColumns/4 {
-		pairsCall(q8, np, dst, ldd, w, rb, nr, q, d, s, nb, nil, 2)
+		pairsCall(np, dst, ldd, w, rb, nr, q, d, s, nb, nil, 2)
 		return
 	}
 	var st [q8zPartRows * q8zChunk * 8]float32
@@ -160,7 +154,7 @@ func pairsZ(q8 bool, np, size int, dst []float32, ldd int, w []byte, rb, nr int,
 				cols = nb - b0
 				flags |= 2
 			}
-			pairsCall(q8, np, dst[r0:], ldd, wr[b0*size:], rb, rows, q[512*np*b0/8:], d[16*np*b0/8:], s[16*np*b0/8:], cols, st[:rows*16*np], flags)
+			pairsCall(np, dst[r0:], ldd, wr[b0*size:], rb, rows, q[512*np*b0/8:], d[16*np*b0/8:], s[16*np*b0/8:], cols, st[:rows*16*np], flags)
 			if flags&2 != 0 {
 				break
 			}
@@ -170,40 +164,24 @@ func pairsZ(q8 bool, np, size int, dst []float32, ldd int, w []byte, rb, nr int,
 
 // pairsCall calls the pair kernel of np pairs directly (a call through a
 // function value would move pairsZ's accumulator state to the heap).
-func pairsCall(q8 bool, np int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int) {
+func pairsCall(np int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nb int, st []float32, flags int) {
 	switch {
-	case !q8 && np == 1:
+	case np == 1:
 		avx512Pairs1Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case !q8 && np == 2:
+	case np == 2:
 		avx512Pairs2Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case !q8 && np == 3:
+	case np == 3:
 		avx512Pairs3Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case !q8 && np == 4:
+	case np == 4:
 		avx512Pairs4Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case !q8 && np == 5:
+	case np == 5:
 		avx512Pairs5Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case !q8 && np == 6:
+	case np == 6:
 		avx512Pairs6Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case !q8 && np == 7:
+	case np == 7:
 		avx512Pairs7Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case !q8 && np == 8:
+	case np == 8:
 		avx512Pairs8Q4_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 1:
-		avx512Pairs1Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 2:
-		avx512Pairs2Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 3:
-		avx512Pairs3Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 4:
-		avx512Pairs4Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 5:
-		avx512Pairs5Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 6:
-		avx512Pairs6Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 7:
-		avx512Pairs7Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
-	case q8 && np == 8:
-		avx512Pairs8Q8_0(dst, ldd, w, rb, nr, q, d, s, nb, st, flags)
 	default:
 		panic(fmt.Sprintf("kernels: no pair kernel of %d pairs", np))
 	}

@@ -36,6 +36,10 @@ type TileQ8 struct {
 	// Run's doc says) into the form Run reads, in pq, pd and ps of the
 	// same lengths as q, d and s, none of them overlapping the inputs.
 	Pack func(pq []int8, pd []float32, ps []int32, q []int8, d []float32, s []int32, nt int)
+	// PackScale, when set, is how many times len(q) the pq that Pack
+	// writes is (1 otherwise), per token: token t's part starts at
+	// PackScale*t*len(q)/nt.
+	PackScale int
 	// Single: Run is faster than the row kernel for one token too, so
 	// matrix-vector products (decode) use it.
 	Single bool
@@ -201,7 +205,7 @@ func (e *Engine) tileActivation(tq TileQ8, q []int8, d []float32, s []int32, nt 
 	if tq.Pack == nil {
 		return q, d, s
 	}
-	e.q8p = grow(e.q8p, len(q))
+	e.q8p = grow(e.q8p, max(1, tq.PackScale)*len(q))
 	e.d8p = grow(e.d8p, len(d))
 	e.s8p = grow(e.s8p, len(s))
 	if e.pool == nil || nt <= packChunk {
@@ -210,7 +214,7 @@ func (e *Engine) tileActivation(tq TileQ8, q []int8, d []float32, s []int32, nt 
 	}
 	// Chunks of packChunk tokens pack independently (every Pack's form is
 	// laid out in chunks that divide it), so the pool can share them out.
-	e.prep = prepTask{e: e, pack: tq.Pack, q: q, d: d, s: s, nt: nt}
+	e.prep = prepTask{e: e, pack: tq.Pack, qs: max(1, tq.PackScale), q: q, d: d, s: s, nt: nt}
 	nc := (nt + packChunk - 1) / packChunk
 	e.pool.Parallel(nc, (nc+e.pool.Threads()-1)/e.pool.Threads(), &e.prep)
 	e.prep = prepTask{}

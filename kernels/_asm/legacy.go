@@ -95,22 +95,6 @@ func legacySetup(extra ...Mem) func() []reg.VecVirtual {
 	}
 }
 
-func legacyQ8_0() {
-	legacyDot(&legacyType{
-		name:  "Q8_0",
-		size:  34,
-		setup: legacySetup(),
-		isum: func(c []reg.VecVirtual, w reg.Register, off int, q reg.Register, qoff int) reg.VecVirtual {
-			// One load of the weights (which often straddle a cache line)
-			// rather than two memory operands.
-			x := YMM()
-			VMOVDQU(Mem{Base: w, Disp: off + 2}, x)
-			return signedDot(x, q, qoff) // pair sums up to 2*128*127
-		},
-		quant: "int32(int8(wb[2+i]))",
-	})
-}
-
 func legacyQ4_0() {
 	legacyDot(&legacyType{
 		name:  "Q4_0",

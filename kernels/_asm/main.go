@@ -17,7 +17,7 @@ func main() {
 	ConstraintExpr("amd64,!purego")
 	declareConstants()
 
-	legacyQ8_0()
+	lanesQ8_0()
 	legacyQ4_0()
 	legacyQ5_0()
 	legacyQ4_1()

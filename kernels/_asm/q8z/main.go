@@ -1,6 +1,7 @@
 // Command q8z generates kernels/q8z_amd64.s and kernels/q8z_amd64_stubs.go,
 // the AVX-512 (F, BW, VL, VNNI) tile kernels of package kernels for the
-// Q4_0 and Q8_0 weight types against the Q8 activation form, with avo.
+// Q4_0 weight type against the Q8 activation form, with avo (Q8_0's order
+// is another: see kernels/_asm/q8lanes).
 // Run it through go generate in kernels/ (see q8z_amd64.go); CI
 // regenerates and fails on a diff.
 //
@@ -9,10 +10,10 @@
 // transposed once, with word and dword permutations, into four ZMM
 // vectors: dword k of the low half of vector p holds quants 8p..8p+3 of
 // block k, of the high half quants 8p+4..8p+7, as unsigned bytes (Q4_0's
-// nibbles; Q8_0's quants plus 128). One VPDPBUSD per 64 bytes then adds
+// nibbles). One VPDPBUSD per 64 bytes then adds
 // four products of each block into its own dword, against the tokens'
 // quants in kernels.packQ8's layout, and the two halves add up to the
-// exact block sums. The offset the unsigned form adds (8 or 128 times the
+// exact block sums. The offset the unsigned form adds (8 times the
 // activation block's quant sum) is taken off by starting each sum at its
 // negation, which the activation's packed form carries.
 //
@@ -54,7 +55,7 @@ const (
 func main() {
 	ConstraintExpr("amd64,!purego")
 	declareConstants()
-	for _, k := range []*kind{q4_0, q8_0} {
+	for _, k := range []*kind{q4_0} {
 		tile(1, k)
 		for np := 1; np <= maxPairs; np++ {
 			pairs(np, k)
@@ -70,20 +71,15 @@ var (
 	c127     Mem // float32 127
 	cM127    Mem // float32 -127
 	cNib     Mem // 64 × 0x0f
-	cX80     Mem // 64 × 0x80
 	cHiShift Mem // uint64 shift counts {0, 0, 4, 4}
 	// Q4_0 permutations: the payloads of blocks 0..3 and 4..7, the scales,
 	// and the dword transposition into the vectors of quants 0..7 / 8..15.
 	cQ4A, cQ4B, cQ4S, cQ4Z0, cQ4Z1 Mem
-	// Q8_0 permutations: the payloads of a pair of blocks, then two levels
-	// of dword transposition.
-	cQ8P, cQ8LA, cQ8LB, cQ8Z0, cQ8Z1 Mem
 	// The pair kernels' forms: Q4_0's scales twice (words 8..15 as
 	// 0..7), and the dword transpositions that put the same vector of
-	// quants in both halves: cQ4D[m] dword m of the blocks of (A, B),
-	// cQ8D[j] dword j of level 1's (lo, hi).
-	cQ4S2      Mem
-	cQ4D, cQ8D [4]Mem
+	// quants in both halves: cQ4D[m] dword m of the blocks of (A, B).
+	cQ4S2 Mem
+	cQ4D  [4]Mem
 )
 
 // bytesOf returns the VPERMT2B control that gathers, for each output word
@@ -117,7 +113,6 @@ func declareConstants() {
 	c127 = avx2.BytesConst("q8z_127", f32(0x42fe0000))
 	cM127 = avx2.BytesConst("q8z_m127", f32(0xc2fe0000))
 	cNib = avx2.BytesConst("q8z_nib", avx2.Rep(0x0f, 64))
-	cX80 = avx2.BytesConst("q8z_x80", avx2.Rep(0x80, 64))
 	sh := make([]byte, 32)
 	sh[16], sh[24] = 4, 4
 	cHiShift = avx2.BytesConst("q8z_hishift", sh)
@@ -170,53 +165,6 @@ func declareConstants() {
 		cQ4D[m] = dwords(ix)
 	}
 
-	// Q8_0: a group is 8 blocks of 34 bytes (2 of scale, 32 of quants).
-	// Pair p (blocks 2p, 2p+1) is loaded as the 64 bytes from 68p and a
-	// broadcast of the dword at 68p+64; the payloads are words 1..16 and
-	// 18..33 from 68p.
-	var pw []int
-	for o := range 32 {
-		pw = append(pw, 17*(o/16)+1+o%16)
-	}
-	cQ8P = bytesOf(pw)
-	// P_p: block 2p's dwords 0..7 in the low half, block 2p+1's in the
-	// high half. Level 1 takes blocks 0..3 (from P0, P1; or 4..7 from P2,
-	// P3): dword 4j+k = dword j of block k, j < 4 (LA) or j-4 (LB).
-	l := func(j0 int) Mem {
-		var ix []int
-		for o := range 16 {
-			j, k := j0+o/4, o%4
-			ix = append(ix, 16*(k/2)+8*(k%2)+j)
-		}
-		return dwords(ix)
-	}
-	cQ8LA, cQ8LB = l(0), l(4)
-	// Level 2 from (lo, hi) = blocks 0..3, 4..7 of the same dwords: Z0 =
-	// dwords j0, j0+1 (low, high half) of blocks 0..7.
-	z2 := func(j0 int) Mem {
-		var ix []int
-		for o := range 16 {
-			j, k := j0+o/8, o%8
-			if k < 4 {
-				ix = append(ix, 4*j+k)
-			} else {
-				ix = append(ix, 16+4*j+k-4)
-			}
-		}
-		return dwords(ix)
-	}
-	cQ8Z0, cQ8Z1 = z2(0), z2(2)
-	for j := range 4 {
-		var ix []int
-		for o := range 16 {
-			if k := o % 8; k < 4 {
-				ix = append(ix, 4*j+k)
-			} else {
-				ix = append(ix, 16+4*j+k-4)
-			}
-		}
-		cQ8D[j] = dwords(ix)
-	}
 }
 
 // kind describes one weight type.
@@ -328,116 +276,6 @@ var q4_0 = &kind{
 		VPAND(nib, x, x)
 		return x
 	},
-}
-
-var q8_0 = &kind{
-	name:  "Q8_0",
-	size:  34,
-	off:   128,
-	quant: "int32(int8(wb[2+i]))",
-	setup: func() []reg.VecVirtual {
-		return []reg.VecVirtual{loadZ(cX80), loadZ(cQ8P), loadZ(cQ8LA), loadZ(cQ8LB), loadZ(cQ8Z0), loadZ(cQ8Z1)}
-	},
-	group: func(c []reg.VecVirtual, w reg.Register) ([4]reg.VecVirtual, reg.VecVirtual) {
-		x80, ip, la, lb, iz0, iz1 := c[0], c[1], c[2], c[3], c[4], c[5]
-		var p [4]reg.VecVirtual
-		for i := range p {
-			p[i] = ZMM()
-			VMOVDQU64(Mem{Base: w, Disp: 68 * i}, p[i])
-			t := ZMM()
-			VPBROADCASTD(Mem{Base: w, Disp: 68*i + 64}, t)
-			VPERMT2B(t, ip, p[i])
-		}
-		// Level 1: (lo|hi)(A|B) from (P0, P1) and (P2, P3).
-		// The first permutation of each pair of tables takes a fresh
-		// index from memory (VPERMI2D), a load rather than a copy.
-		_, _ = la, iz0
-		level := func(a, b reg.VecVirtual, ia Mem, ib reg.VecVirtual) (reg.VecVirtual, reg.VecVirtual) {
-			x := loadZ(ia)
-			VPERMI2D(b, a, x)
-			VPERMT2D(b, ib, a)
-			return x, a
-		}
-		loA, loB := level(p[0], p[1], cQ8LA, lb)
-		hiA, hiB := level(p[2], p[3], cQ8LA, lb)
-		z0, z1 := level(loA, hiA, cQ8Z0, iz1)
-		z2, z3 := level(loB, hiB, cQ8Z0, iz1)
-		v := [4]reg.VecVirtual{z0, z1, z2, z3}
-		for _, z := range v {
-			VPXORD(x80, z, z)
-		}
-		return v, scalesQ8_0(w)
-	},
-	groupPair: func(w reg.Register) ([8]reg.VecVirtual, reg.VecVirtual) {
-		x80 := ZMM()
-		VPBROADCASTD(cX80, x80)
-		var p [4]reg.VecVirtual
-		for i := range p {
-			l := ZMM()
-			VMOVDQU64(Mem{Base: w, Disp: 68 * i}, l)
-			t := ZMM()
-			VPBROADCASTD(Mem{Base: w, Disp: 68*i + 64}, t)
-			p[i] = loadZ(cQ8P)
-			VPERMI2B(t, l, p[i])
-			VPXORD(x80, p[i], p[i])
-		}
-		level := func(a, b reg.VecVirtual, ix Mem) reg.VecVirtual {
-			x := loadZ(ix)
-			VPERMI2D(b, a, x)
-			return x
-		}
-		loA, loB := level(p[0], p[1], cQ8LA), level(p[0], p[1], cQ8LB)
-		hiA, hiB := level(p[2], p[3], cQ8LA), level(p[2], p[3], cQ8LB)
-		var v [8]reg.VecVirtual
-		for j := range 8 {
-			if j < 4 {
-				v[j] = level(loA, hiA, cQ8D[j])
-			} else {
-				v[j] = level(loB, hiB, cQ8D[j-4])
-			}
-		}
-		y := scalesQ8_0(w)
-		f := ZMM()
-		VINSERTF64X4(U8(1), y, y.AsZ(), f)
-		return v, f
-	},
-	block: func(c []reg.VecVirtual, w reg.Register) reg.VecVirtual {
-		x := YMM()
-		VMOVDQU(Mem{Base: w, Disp: 2}, x)
-		VPXORD(c[0].AsY(), x, x)
-		return x
-	},
-	blockPair: func(w reg.Register) reg.VecVirtual {
-		x80 := YMM()
-		VPBROADCASTD(cX80, x80)
-		x := YMM()
-		VMOVDQU(Mem{Base: w, Disp: 2}, x)
-		VPXORD(x80, x, x)
-		return x
-	},
-}
-
-// scalesQ8_0 converts the eight fp16 scales at w+34k (k < 8) to float32
-// lanes 0..7 of a new YMM. General-purpose loads, shifts and ors pack them
-// into two quadwords, keeping them off the vector shuffle port.
-func scalesQ8_0(w reg.Register) reg.VecVirtual {
-	var q [2]reg.GPVirtual
-	for h := range q {
-		q[h] = GP64()
-		MOVWQZX(Mem{Base: w, Disp: 34 * 4 * h}, q[h])
-		for k := 1; k < 4; k++ {
-			t := GP64()
-			MOVWQZX(Mem{Base: w, Disp: 34 * (4*h + k)}, t)
-			SHLQ(U8(16*k), t)
-			ORQ(t, q[h])
-		}
-	}
-	x := XMM()
-	VMOVQ(q[0], x)
-	VPINSRQ(U8(1), q[1], x, x)
-	y := YMM()
-	VCVTPH2PS(x, y)
-	return y
 }
 
 func doc(fn string, nt int, k *kind) []string {

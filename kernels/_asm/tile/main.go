@@ -30,9 +30,6 @@ func main() {
 		tileQ4_0(nt)
 	}
 	for nt := 1; nt <= tileTokens; nt++ {
-		tileQ8_0(nt)
-	}
-	for nt := 1; nt <= tileTokens; nt++ {
 		tileQ4K(nt)
 	}
 	for nt := 1; nt <= tileTokens; nt++ {
@@ -98,32 +95,6 @@ func tileQ4_0(nt int) {
 		group:    packedQ4_0,
 		groupDot: packedDotQ4_0,
 		quant:    "int32(wb[2+i%16]>>(4*(i/16))&15) - 8",
-	})
-}
-
-func tileQ8_0(nt int) {
-	tileDot(nt, &tileType{
-		name: "Q8_0",
-		size: 34,
-		prep: func(w reg.Register, stash Mem) {
-			x := YMM()
-			VMOVDQU(Mem{Base: w, Disp: 2}, x)
-			VPABSB(x, x)
-			VMOVDQU(x, stash)
-		},
-		dot: func(w reg.Register, stash Mem, q Mem) reg.VecVirtual {
-			// |x| times q with x's sign, as the row kernel does.
-			sq := YMM()
-			VMOVDQU(q, sq)
-			VPSIGNB(Mem{Base: w, Disp: 2}, sq, sq)
-			ax := YMM()
-			VMOVDQU(stash, ax)
-			VPMADDUBSW(sq, ax, ax) // pair sums up to 2*128*127
-			return ax
-		},
-		group:    packedQ8_0,
-		groupDot: packedDotQ8_0,
-		quant:    "int32(int8(wb[2+i]))",
 	})
 }
 
@@ -246,43 +217,6 @@ func packedDotQ4_0(wj [8]reg.VecVirtual, _ Mem, q func(j int) Mem) reg.VecVirtua
 		VPADDW(p, isum, isum)
 	}
 	VPMADDWD(cOnes16, isum, isum)
-	return isum
-}
-
-// packedQ8_0 returns |W_j| for the eight vectors W_j of the Q8_0 weight
-// group at w (eight blocks of 34 bytes) in the tile layout (dword k of W_j
-// holds the signed quants 4j..4j+3 of block k), and stores W_j itself at
-// stash+32j.
-func packedQ8_0(w reg.Register, stash Mem) [8]reg.VecVirtual {
-	var wj [8]reg.VecVirtual
-	for half := range 2 {
-		p := transpose4(loadPairs(w, 2+16*half, 34))
-		for m := range p {
-			j := 4*half + m
-			VMOVDQU(p[m], stash.Offset(32*j))
-			VPABSB(p[m], p[m])
-			wj[j] = p[m]
-		}
-	}
-	return wj
-}
-
-// packedDotQ8_0: |W_j| times q with W_j's sign (as the row kernel does),
-// pair sums up to 2*128*127, widened to int32 for each j.
-func packedDotQ8_0(wj [8]reg.VecVirtual, stash Mem, q func(j int) Mem) reg.VecVirtual {
-	var isum reg.VecVirtual
-	for j := range 8 {
-		p := YMM()
-		VMOVDQU(q(j), p)
-		VPSIGNB(stash.Offset(32*j), p, p)
-		VPMADDUBSW(p, wj[j], p)
-		VPMADDWD(cOnes16, p, p)
-		if j == 0 {
-			isum = p
-		} else {
-			VPADDD(p, isum, isum)
-		}
-	}
 	return isum
 }
 

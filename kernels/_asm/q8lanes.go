@@ -1,0 +1,83 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+)
+
+// lanesQ8_0 generates avx2DotQ8_0, the Q8_0 row rule of kernels/doc.go:
+// int32 lane j of VPMADDWD's sum of VPMADDUBSW's pair sums is exactly
+// s_bj, the four products 4j..4j+3 of the block, so one vector
+// accumulator takes a block per FMA, in order.
+func lanesQ8_0() {
+	const fn = "avx2DotQ8_0"
+	TEXT(fn, NOSPLIT, "func(w []byte, q []int8, d []float32) float32")
+	Pragma("noescape")
+	Doc(
+		fn+" is the Q8_0 row rule of the package doc with len(d) blocks",
+		"(AVX2, FMA, F16C). It computes exactly, with w and q at least 34*len(d)",
+		"and 32*len(d) long (not checked) and every q[i] in [-127, 127]:",
+		"",
+		"\tvar acc [8]float32",
+		"\tfor b := range d {",
+		"\t\twb := w[34*b:]",
+		"\t\tfor j := range 8 {",
+		"\t\t\tvar s int32",
+		"\t\t\tfor i := 4 * j; i < 4*j+4; i++ {",
+		"\t\t\t\ts += int32(int8(wb[2+i])) * int32(q[32*b+i])",
+		"\t\t\t}",
+		"\t\t\tacc[j] = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc[j])",
+		"\t\t}",
+		"\t}",
+		"\treturn tree8(&acc)",
+	)
+	wp := Load(Param("w").Base(), GP64())
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	nb := Load(Param("d").Len(), GP64())
+	ones := load(cOnes16)
+	acc := YMM()
+	VXORPS(acc, acc, acc)
+
+	block := func(k int) {
+		x := YMM()
+		VMOVDQU(Mem{Base: wp, Disp: 34*k + 2}, x)
+		p := signedDot(x, qp, 32*k) // pair sums up to 2*128*127
+		VPMADDWD(ones, p, p)
+		VCVTDQ2PS(p, p)
+		h := XMM()
+		VPBROADCASTW(Mem{Base: wp, Disp: 34 * k}, h)
+		dw := YMM()
+		VCVTPH2PS(h, dw)
+		db := YMM()
+		VBROADCASTSS(Mem{Base: dp, Disp: 4 * k}, db)
+		VMULPS(db, dw, dw)
+		VFMADD231PS(p, dw, acc)
+	}
+
+	loop, tail, done := fn+"_loop2", fn+"_tail", fn+"_done"
+	n2 := GP64()
+	MOVQ(nb, n2)
+	SHRQ(U8(1), n2)
+	JZ(LabelRef(tail))
+	loopLabel(loop)
+	prefetch(wp, 2*34, quantPrefetch)
+	block(0)
+	block(1)
+	ADDQ(U32(2*34), wp)
+	ADDQ(U32(2*32), qp)
+	ADDQ(U32(2*4), dp)
+	DECQ(n2)
+	JNZ(LabelRef(loop))
+
+	Label(tail)
+	ANDQ(U32(1), nb)
+	JZ(LabelRef(done))
+	block(0)
+
+	Label(done)
+	r := hsumF32(acc)
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}

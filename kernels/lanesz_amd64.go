@@ -1,0 +1,97 @@
+//go:build !purego
+
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+)
+
+//go:generate sh -c "cd _asm/lanesz && go run . -out ../../lanesz_amd64.s -stubs ../../lanesz_amd64_stubs.go -pkg kernels"
+
+// The AVX-512 prefill kernels of Q8_0 (two tokens or more; decode keeps
+// the row kernel, which already streams at the memory's speed): 16 rows
+// in the lanes of a ZMM against up to three tokens at a time, in assembly
+// generated with avo from _asm/lanesz (lanesz_amd64.s,
+// lanesz_amd64_stubs.go). The rows are prepared with _asm/amx's Q8_0
+// prepare kernels, which use AVX-512 only.
+
+// avx512LanesKernels installs the Q8_0 prefill kernel in the AVX-512
+// path's tables (the AMX path's too: TDPBSSD's whole-block sums do not
+// serve Q8_0's order).
+func avx512LanesKernels(t *TileKernels) {
+	t.Q8_0 = TileQ8{Run: tileQ8_0Lanes, Pack: packLanes, PackScale: 2, Scratch: lanesScratch, Rows: lanesRows}
+}
+
+// lanesRows is the rows a worker takes at a time: every 16 of them are
+// prepared once and then meet all the tokens.
+const lanesRows = 32
+
+// lanesScratch is TileQ8.Scratch of tileQ8_0Lanes: the prepared rows (a
+// 512-byte block of quants and 16 scales a block), 64-byte aligned.
+func lanesScratch(nb int) int {
+	return 64 + nb*(64+512)
+}
+
+// packLanes is TileQ8.Pack of tileQ8_0Lanes (PackScale 2): token t's 2n
+// bytes from pq[2n*t] are its n quants as they are, then eight
+// little-endian int32s a block, -128 times the sum of quants 4j..4j+3 of
+// the block for j < 8 (what VPDPBUSD's unsigned weights add). d is copied;
+// the block sums are not used.
+func packLanes(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []int32, nt int) {
+	if nt == 0 {
+		return
+	}
+	n := len(q) / nt
+	copy(pd, d)
+	for t := range nt {
+		src, out := q[t*n:(t+1)*n], pq[2*n*t:2*n*(t+1)]
+		copy(out[:n], src)
+		off := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out[n:]))), n)
+		for i := 0; i+4 <= n; i += 4 {
+			s := int32(src[i]) + int32(src[i+1]) + int32(src[i+2]) + int32(src[i+3])
+			binary.LittleEndian.PutUint32(off[i:], uint32(-128*s))
+		}
+	}
+}
+
+// lanesKernels holds the kernels of 1..3 tokens.
+var lanesKernels = [...]func(dst []float32, ldd int, q []int8, ts, nb, nr int, wv []byte, dws []float32, d []float32){
+	avx512LanesQ8_0_1, avx512LanesQ8_0_2, avx512LanesQ8_0_3,
+}
+
+// tileQ8_0Lanes reads the activation in packLanes's form: it prepares 16
+// rows at a time and runs them against the tokens, three at a time,
+// slicing every operand to what the kernels read so that a short one
+// panics instead.
+func tileQ8_0Lanes(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, _ []int32, nt int, sc []byte) {
+	if nt <= 0 || nr <= 0 {
+		return
+	}
+	ts, nb := len(q)/nt, len(d)/nt
+	if ts != 2*Q8Block*nb || len(sc) < lanesScratch(nb) || rb > 1<<26 {
+		panic(fmt.Sprintf("kernels: Q8_0 lanes tile of %d tokens with len(q) = %d, len(d) = %d, rb = %d, %d bytes of scratch", nt, len(q), len(d), rb, len(sc)))
+	}
+	w = w[:rowsSpan(rb, nr, nb*q8_0Bytes)]
+	_ = dst[(nt-1)*ldd+nr-1]
+	if nb == 0 {
+		clearTile(dst, ldd, nr, nt)
+		return
+	}
+	sc = align64(sc)
+	dws := unsafe.Slice((*float32)(unsafe.Pointer(&sc[0])), 16*nb)
+	wv := sc[64*nb : 64*nb+512*nb]
+	for r0 := 0; r0 < nr; r0 += 16 {
+		rows := min(16, nr-r0)
+		if rows == 16 {
+			amxPrep16Q8_0(wv, dws, w[r0*rb:], rb, nb)
+		} else {
+			amxPrepQ8_0(wv, dws, w[r0*rb:], rb, rows, nb)
+		}
+		for t := 0; t < nt; t += len(lanesKernels) {
+			k := min(len(lanesKernels), nt-t)
+			lanesKernels[k-1](dst[t*ldd+r0:(t+k-1)*ldd+r0+rows], ldd, q[t*ts:(t+k)*ts], ts, nb, rows, wv, dws, d[t*nb:(t+k)*nb])
+		}
+	}
+}
