@@ -1,7 +1,7 @@
 // Command amx generates kernels/amx_amd64.s and kernels/amx_amd64_stubs.go,
 // the AMX (Advanced Matrix Extensions, AMX-TILE and AMX-INT8) tile kernels
-// of package kernels for the Q4_0 and Q8_0 weight types against the Q8
-// activation form, with avo. Run it through go generate in kernels/ (see
+// of package kernels for the Q4_0 weight type against the Q8 activation
+// form (and the prepare kernels of Q8_0's AVX-512 prefill), with avo. Run it through go generate in kernels/ (see
 // amx_amd64.go); CI regenerates and fails on a diff.
 //
 // Neither avo nor the Go assembler knows the AMX instructions, so they are
@@ -14,8 +14,11 @@
 //   - A prepare kernel writes the rows' quants in TDPBSSD's B layout (the
 //     "VNNI" layout), one 512-byte tile per block: row j of block b's tile
 //     holds, for each weight row r < 16, quants 4j..4j+3 of that row's
-//     block b, as signed bytes (Q4_0's nibbles minus 8, Q8_0's quants as
-//     they are), and the rows' block scales as float32s, 16 per block.
+//     block b, for Q4_0 as signed bytes (its nibbles minus 8), and the
+//     rows' block scales as float32s, 16 per block. The Q8_0 prepare
+//     kernels write the same layout of its quants plus 128, unsigned, for
+//     the AVX-512 kernels of _asm/lanesz: Q8_0's row rule needs sums of
+//     four products, which TDPBSSD only gives a sixteenth as fast.
 //     Rows past nr repeat row nr-1, so nothing past the matrix is read.
 //   - A dot kernel, one per token count k = 1..16, runs groups of k
 //     tokens: for every block, one TDPBSSD of the tokens' quants (A: k
@@ -65,6 +68,7 @@ var (
 	cIota Mem // int32 0..15
 	cNib  Mem // 64 × 0x0f
 	c8    Mem // 64 × 8
+	cX80  Mem // 64 × 0x80
 )
 
 func main() {
@@ -76,6 +80,7 @@ func main() {
 	cIota = avx2.BytesConst("amx_iota", iota)
 	cNib = avx2.BytesConst("amx_nib", avx2.Rep(0x0f, 64))
 	c8 = avx2.BytesConst("amx_8", avx2.Rep(8, 64))
+	cX80 = avx2.BytesConst("amx_x80", avx2.Rep(0x80, 64))
 	prepare("amxPrepQ4_0", 18, true)
 	prepare("amxPrepQ8_0", 34, false)
 	prepare16("amxPrep16Q4_0", 18, true)
@@ -111,10 +116,12 @@ func prepare(fn string, bs int, q4 bool) {
 	VPBROADCASTD(t.As32(), rows)
 	VPMINUD(cIota, rows, rows)
 	VPMULLD(rows, off, off)
-	nib, eight := ZMM(), ZMM()
+	nib, eight, x80 := ZMM(), ZMM(), ZMM()
 	if q4 {
 		VMOVDQU8(cNib, nib)
 		VMOVDQU8(c8, eight)
+	} else {
+		VMOVDQU8(cX80, x80)
 	}
 
 	TESTQ(nb, nb)
@@ -137,7 +144,9 @@ func prepare(fn string, bs int, q4 bool) {
 		}
 	} else {
 		for j := range 8 {
-			VMOVDQU8(gather(2+4*j), Mem{Base: wv, Disp: 64 * j})
+			z := gather(2 + 4*j)
+			VPXORD(x80, z, z)
+			VMOVDQU8(z, Mem{Base: wv, Disp: 64 * j})
 		}
 	}
 	ADDQ(U32(bs), w)
@@ -209,10 +218,12 @@ func prepare16(fn string, bs int, q4 bool) {
 	MOVQ(rb, rb4)
 	SHLQ(U8(2), rb4)
 	LEAQ(Mem{Base: rb4, Index: rb4, Scale: 2}, rb12)
-	nib, eight := ZMM(), ZMM()
+	nib, eight, x80 := ZMM(), ZMM(), ZMM()
 	if q4 {
 		VMOVDQU8(cNib, nib)
 		VMOVDQU8(c8, eight)
+	} else {
+		VMOVDQU8(cX80, x80)
 	}
 
 	TESTQ(nb, nb)
@@ -267,6 +278,7 @@ func prepare16(fn string, bs int, q4 bool) {
 	} else {
 		for h := range 2 {
 			for j, z := range transposed(2 + 16*h) {
+				VPXORD(x80, z, z)
 				VMOVDQU8(z, Mem{Base: wv, Disp: 64 * (4*h + j)})
 			}
 		}

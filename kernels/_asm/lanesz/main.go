@@ -13,9 +13,8 @@
 //
 //   - The rows come prepared (amxPrepQ8_0 and amxPrep16Q8_0 of _asm/amx):
 //     per block, eight ZMMs W_j whose dword r holds quants 4j..4j+3 of
-//     row r, and the rows' 16 scales as float32s.
-//   - For token m, block b and lane j, one VPDPBUSD of W_j, made unsigned
-//     (quants plus 128), with the token's quants 4j..4j+3 broadcast from
+//     row r plus 128 (unsigned), and the rows' 16 scales as float32s.
+//   - For token m, block b and lane j, one VPDPBUSD of W_j with the token's quants 4j..4j+3 broadcast from
 //     memory gives s_bj + 128*(those four quants' sum) in every row's
 //     dword; it starts from the negation of that offset, which the packed
 //     activation carries (kernels.packLanes), so the sum is exactly s_bj.
@@ -43,11 +42,8 @@ import (
 // of the 32 vector registers at three.
 const maxTokens = 3
 
-var cX80 Mem // 64 × 0x80
-
 func main() {
 	ConstraintExpr("amd64,!purego")
-	cX80 = avx2.BytesConst("lanesz_x80", avx2.Rep(0x80, 64))
 	for k := 1; k <= maxTokens; k++ {
 		kernel(k)
 	}
@@ -92,8 +88,6 @@ func kernel(k int) {
 		}
 	}
 
-	x80 := ZMM()
-	VMOVDQU64(cX80, x80)
 	acc := make([][8]reg.VecVirtual, k)
 	for m := range acc {
 		for j := range acc[m] {
@@ -115,7 +109,7 @@ func kernel(k int) {
 	}
 	for j := range 8 {
 		w := ZMM()
-		VPXORD(Mem{Base: wv, Disp: 64 * j}, x80, w)
+		VMOVDQU64(Mem{Base: wv, Disp: 64 * j}, w)
 		for m := range k {
 			s := ZMM()
 			VPBROADCASTD(tok(cx, ts, m, 4*j), s)
