@@ -27,7 +27,7 @@ func init() {
 func avx512Tables() (RowKernels, TileKernels) {
 	k, t := avx2RowKernels(), avx2TileKernels()
 	avx512Q8Kernels(&k, &t)
-	avx512LanesKernels(&t)
+	avx512LanesKernels(&k, &t)
 	avx512FloatKernels(&k, &t)
 	avx512KQuantKernels(&k, &t)
 	return k, t

@@ -160,6 +160,82 @@ avx2DotQ8_0_done:
 	MOVSS        X1, ret+72(FP)
 	RET
 
+// func avx512DotQ8_0(w []byte, q []int8, d []float32) float32
+// Requires: AVX, AVX2, F16C, FMA3, MMX+, SSE
+TEXT ·avx512DotQ8_0(SB), NOSPLIT, $0-76
+	MOVQ    w_base+0(FP), AX
+	MOVQ    q_base+24(FP), CX
+	MOVQ    d_base+48(FP), DX
+	MOVQ    d_len+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	MOVQ    BX, SI
+	SHRQ    $0x01, SI
+	JZ      avx512DotQ8_0_tail
+	PCALIGN $0x20
+
+avx512DotQ8_0_loop2:
+	PREFETCHT0   1536(AX)
+	PREFETCHT1   4096(AX)
+	PREFETCHT0   1600(AX)
+	PREFETCHT1   4160(AX)
+	VMOVDQU      2(AX), Y2
+	VPABSB       Y2, Y3
+	VMOVDQU      (CX), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VBROADCASTSS (DX), Y4
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  Y3, Y2, Y1
+	VMOVDQU      36(AX), Y2
+	VPABSB       Y2, Y3
+	VMOVDQU      32(CX), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW 34(AX), X2
+	VCVTPH2PS    X2, Y2
+	VBROADCASTSS 4(DX), Y4
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  Y3, Y2, Y1
+	ADDQ         $0x00000044, AX
+	ADDQ         $0x00000040, CX
+	ADDQ         $0x00000008, DX
+	DECQ         SI
+	JNZ          avx512DotQ8_0_loop2
+
+avx512DotQ8_0_tail:
+	ANDQ         $0x00000001, BX
+	JZ           avx512DotQ8_0_done
+	VMOVDQU      2(AX), Y2
+	VPABSB       Y2, Y3
+	VMOVDQU      (CX), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW (AX), X0
+	VCVTPH2PS    X0, Y0
+	VBROADCASTSS (DX), Y2
+	VMULPS       Y2, Y0, Y0
+	VFMADD231PS  Y3, Y0, Y1
+
+avx512DotQ8_0_done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+72(FP)
+	RET
+
 // func avx2DotQ4_0(w []byte, q []int8, d []float32) float32
 // Requires: AVX, AVX2, F16C, FMA3, MMX+, SSE
 TEXT ·avx2DotQ4_0(SB), NOSPLIT, $32-76

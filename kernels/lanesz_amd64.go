@@ -17,11 +17,18 @@ import (
 // lanesz_amd64_stubs.go). The rows are prepared with _asm/amx's Q8_0
 // prepare kernels, which use AVX-512 only.
 
-// avx512LanesKernels installs the Q8_0 prefill kernel in the AVX-512
-// path's tables (the AMX path's too: TDPBSSD's whole-block sums do not
-// serve Q8_0's order).
-func avx512LanesKernels(t *TileKernels) {
+// avx512LanesKernels installs the Q8_0 kernels in the AVX-512 path's
+// tables (the AMX path's too: TDPBSSD's whole-block sums do not serve
+// Q8_0's order): the prefill kernel, and the row kernel with the
+// prefetch distances that stream best there.
+func avx512LanesKernels(k *RowKernels, t *TileKernels) {
+	k.Q8_0 = dotQ8_0AVX512
 	t.Q8_0 = TileQ8{Run: tileQ8_0Lanes, Pack: packLanes, PackScale: 2, Scratch: lanesScratch, Rows: lanesRows}
+}
+
+func dotQ8_0AVX512(w []byte, q []int8, d []float32) float32 {
+	nb := len(d)
+	return avx512DotQ8_0(w[:nb*q8_0Bytes], q[:nb*Q8Block], d)
 }
 
 // lanesRows is the rows a worker takes at a time: every 16 of them are

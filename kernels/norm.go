@@ -93,7 +93,8 @@ func sumVec(x []float32) float32 {
 // so a hidden state rarely differs from llama.cpp's by an ulp there (a
 // float32 sum of the squares made that common enough to flip Q8
 // activation quants: on the Q8_0 golden model, 21 positions of one
-// prompt beyond 1e-2 of llama.cpp's logits before, 9 after).
+// prompt beyond 1e-2 of llama.cpp's logits before, 9 after, and none
+// once Q8_0's dots took ggml's order too).
 func RMSNorm(dst, x, w []float32, eps float32) {
 	if len(dst) != len(x) || len(w) != len(x) {
 		panic(fmt.Sprintf("kernels: RMSNorm: len(dst), len(x), len(w) = %d, %d, %d", len(dst), len(x), len(w)))

@@ -9,13 +9,17 @@ import (
 // int32 lane j of VPMADDWD's sum of VPMADDUBSW's pair sums is exactly
 // s_bj, the four products 4j..4j+3 of the block, so one vector
 // accumulator takes a block per FMA, in order.
-func lanesQ8_0() {
-	const fn = "avx2DotQ8_0"
+//
+// It is generated twice: avx2DotQ8_0 prefetches into L1 quantPrefetch
+// bytes ahead (best on Zen 3); avx512DotQ8_0, the AVX-512 path's (its
+// instructions are AVX2's), into L1 at 1.5 KiB and L2 at 4 KiB ahead,
+// like _asm/q8z's one-token kernels (best on Sapphire Rapids).
+func lanesQ8_0(fn string, prefetchL1, prefetchL2 int) {
 	TEXT(fn, NOSPLIT, "func(w []byte, q []int8, d []float32) float32")
 	Pragma("noescape")
 	Doc(
 		fn+" is the Q8_0 row rule of the package doc with len(d) blocks",
-		"(AVX2, FMA, F16C). It computes exactly, with w and q at least 34*len(d)",
+		"(AVX2, FMA, F16C; see _asm/q8lanes.go). It computes exactly, with w and q at least 34*len(d)",
 		"and 32*len(d) long (not checked) and every q[i] in [-127, 127]:",
 		"",
 		"\tvar acc [8]float32",
@@ -61,7 +65,12 @@ func lanesQ8_0() {
 	SHRQ(U8(1), n2)
 	JZ(LabelRef(tail))
 	loopLabel(loop)
-	prefetch(wp, 2*34, quantPrefetch)
+	for o := 0; o < 2*34; o += 64 {
+		PREFETCHT0(Mem{Base: wp, Disp: prefetchL1 + o})
+		if prefetchL2 > 0 {
+			PREFETCHT1(Mem{Base: wp, Disp: prefetchL2 + o})
+		}
+	}
 	block(0)
 	block(1)
 	ADDQ(U32(2*34), wp)
