@@ -32,8 +32,9 @@ func dotQ8_0AVX512(w []byte, q []int8, d []float32) float32 {
 }
 
 // lanesRows is the rows a worker takes at a time: every 16 of them are
-// prepared once and then meet all the tokens.
-const lanesRows = 32
+// prepared once and then meet all the tokens, while the kernels bring the
+// next 16 into L2.
+const lanesRows = 128
 
 // lanesScratch is TileQ8.Scratch of tileQ8_0Lanes: the prepared rows (a
 // 512-byte block of quants and 16 scales a block), 64-byte aligned.
@@ -64,7 +65,7 @@ func packLanes(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []in
 }
 
 // lanesKernels holds the kernels of 1..3 tokens.
-var lanesKernels = [...]func(dst []float32, ldd int, q []int8, ts, nb, nr int, wv []byte, dws []float32, d []float32){
+var lanesKernels = [...]func(dst []float32, ldd int, q []int8, ts, nb, nr int, wv []byte, dws []float32, d []float32, pf []byte){
 	avx512LanesQ8_0_1, avx512LanesQ8_0_2, avx512LanesQ8_0_3,
 }
 
@@ -96,9 +97,12 @@ func tileQ8_0Lanes(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []f
 		} else {
 			amxPrepQ8_0(wv, dws, w[r0*rb:], rb, rows, nb)
 		}
-		for t := 0; t < nt; t += len(lanesKernels) {
+		// Call c brings row r0+16+c, of the next prepare, into L2 (row
+		// nr-1, already there, past the tile's rows).
+		for c, t := 0, 0; t < nt; c, t = c+1, t+len(lanesKernels) {
 			k := min(len(lanesKernels), nt-t)
-			lanesKernels[k-1](dst[t*ldd+r0:(t+k-1)*ldd+r0+rows], ldd, q[t*ts:(t+k)*ts], ts, nb, rows, wv, dws, d[t*nb:(t+k)*nb])
+			pr := min(r0+16+c, nr-1) * rb
+			lanesKernels[k-1](dst[t*ldd+r0:(t+k-1)*ldd+r0+rows], ldd, q[t*ts:(t+k)*ts], ts, nb, rows, wv, dws, d[t*nb:(t+k)*nb], w[pr:pr+nb*q8_0Bytes])
 		}
 	}
 }

@@ -4,9 +4,9 @@
 
 #include "textflag.h"
 
-// func avx512LanesQ8_0_1(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, BMI2
-TEXT ·avx512LanesQ8_0_1(SB), NOSPLIT, $0-152
+// func avx512LanesQ8_0_1(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32, pf []byte)
+// Requires: AVX, AVX512F, AVX512VNNI, BMI2, MMX+
+TEXT ·avx512LanesQ8_0_1(SB), NOSPLIT, $0-176
 	MOVQ    q_base+32(FP), AX
 	MOVQ    ts+56(FP), CX
 	MOVQ    nb+64(FP), CX
@@ -16,8 +16,9 @@ TEXT ·avx512LanesQ8_0_1(SB), NOSPLIT, $0-152
 	MOVQ    wv_base+80(FP), BX
 	MOVQ    dws_base+104(FP), SI
 	MOVQ    d_base+128(FP), DI
-	MOVQ    CX, R8
-	SHLQ    $0x02, R8
+	MOVQ    pf_base+152(FP), R8
+	MOVQ    CX, R9
+	SHLQ    $0x02, R9
 	VPXORD  Z0, Z0, Z0
 	VPXORD  Z1, Z1, Z1
 	VPXORD  Z2, Z2, Z2
@@ -31,6 +32,7 @@ TEXT ·avx512LanesQ8_0_1(SB), NOSPLIT, $0-152
 	PCALIGN $0x20
 
 avx512LanesQ8_0_1_block:
+	PREFETCHT1    (R8)
 	VMOVUPS       (SI), Z8
 	VMULPS.BCST   (DI), Z8, Z8
 	VMOVDQU64     (BX), Z9
@@ -78,6 +80,7 @@ avx512LanesQ8_0_1_block:
 	ADDQ          $0x00000200, BX
 	ADDQ          $0x00000040, SI
 	ADDQ          $0x00000004, DI
+	ADDQ          $0x00000022, R8
 	DECQ          CX
 	JNZ           avx512LanesQ8_0_1_block
 
@@ -101,9 +104,9 @@ avx512LanesQ8_0_1_done:
 	VZEROUPPER
 	RET
 
-// func avx512LanesQ8_0_2(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, BMI2
-TEXT ·avx512LanesQ8_0_2(SB), NOSPLIT, $0-152
+// func avx512LanesQ8_0_2(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32, pf []byte)
+// Requires: AVX, AVX512F, AVX512VNNI, BMI2, MMX+
+TEXT ·avx512LanesQ8_0_2(SB), NOSPLIT, $0-176
 	MOVQ    q_base+32(FP), AX
 	MOVQ    ts+56(FP), CX
 	MOVQ    nb+64(FP), DX
@@ -113,8 +116,9 @@ TEXT ·avx512LanesQ8_0_2(SB), NOSPLIT, $0-152
 	MOVQ    wv_base+80(FP), SI
 	MOVQ    dws_base+104(FP), DI
 	MOVQ    d_base+128(FP), R8
-	MOVQ    DX, R9
-	SHLQ    $0x02, R9
+	MOVQ    pf_base+152(FP), R9
+	MOVQ    DX, R10
+	SHLQ    $0x02, R10
 	VPXORD  Z0, Z0, Z0
 	VPXORD  Z1, Z1, Z1
 	VPXORD  Z2, Z2, Z2
@@ -136,9 +140,10 @@ TEXT ·avx512LanesQ8_0_2(SB), NOSPLIT, $0-152
 	PCALIGN $0x20
 
 avx512LanesQ8_0_2_block:
+	PREFETCHT1    (R9)
 	VMOVUPS       (DI), Z16
 	VMULPS.BCST   (R8), Z16, Z17
-	VMULPS.BCST   (R8)(R9*1), Z16, Z16
+	VMULPS.BCST   (R8)(R10*1), Z16, Z16
 	VMOVDQU64     (SI), Z18
 	VPBROADCASTD  (BX), Z19
 	VPDPBUSD.BCST (AX), Z18, Z19
@@ -216,6 +221,7 @@ avx512LanesQ8_0_2_block:
 	ADDQ          $0x00000200, SI
 	ADDQ          $0x00000040, DI
 	ADDQ          $0x00000004, R8
+	ADDQ          $0x00000022, R9
 	DECQ          DX
 	JNZ           avx512LanesQ8_0_2_block
 
@@ -248,9 +254,9 @@ avx512LanesQ8_0_2_done:
 	VZEROUPPER
 	RET
 
-// func avx512LanesQ8_0_3(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, BMI2
-TEXT ·avx512LanesQ8_0_3(SB), NOSPLIT, $0-152
+// func avx512LanesQ8_0_3(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32, pf []byte)
+// Requires: AVX, AVX512F, AVX512VNNI, BMI2, MMX+
+TEXT ·avx512LanesQ8_0_3(SB), NOSPLIT, $0-176
 	MOVQ    q_base+32(FP), AX
 	MOVQ    ts+56(FP), CX
 	MOVQ    nb+64(FP), DX
@@ -260,8 +266,9 @@ TEXT ·avx512LanesQ8_0_3(SB), NOSPLIT, $0-152
 	MOVQ    wv_base+80(FP), SI
 	MOVQ    dws_base+104(FP), DI
 	MOVQ    d_base+128(FP), R8
-	MOVQ    DX, R9
-	SHLQ    $0x02, R9
+	MOVQ    pf_base+152(FP), R9
+	MOVQ    DX, R10
+	SHLQ    $0x02, R10
 	VPXORD  Z0, Z0, Z0
 	VPXORD  Z1, Z1, Z1
 	VPXORD  Z2, Z2, Z2
@@ -291,10 +298,11 @@ TEXT ·avx512LanesQ8_0_3(SB), NOSPLIT, $0-152
 	PCALIGN $0x20
 
 avx512LanesQ8_0_3_block:
+	PREFETCHT1    (R9)
 	VMOVUPS       (DI), Z24
 	VMULPS.BCST   (R8), Z24, Z25
-	VMULPS.BCST   (R8)(R9*1), Z24, Z26
-	VMULPS.BCST   (R8)(R9*2), Z24, Z24
+	VMULPS.BCST   (R8)(R10*1), Z24, Z26
+	VMULPS.BCST   (R8)(R10*2), Z24, Z24
 	VMOVDQU64     (SI), Z27
 	VPBROADCASTD  (BX), Z28
 	VPDPBUSD.BCST (AX), Z27, Z28
@@ -404,6 +412,7 @@ avx512LanesQ8_0_3_block:
 	ADDQ          $0x00000200, SI
 	ADDQ          $0x00000040, DI
 	ADDQ          $0x00000004, R8
+	ADDQ          $0x00000022, R9
 	DECQ          DX
 	JNZ           avx512LanesQ8_0_3_block
 

@@ -51,14 +51,15 @@ func main() {
 }
 
 // kernel generates avx512LanesQ8_0_k(dst []float32, ldd int, q []int8, ts,
-// nb, nr int, wv []byte, dws []float32, d []float32): k tokens (token m's
+// nb, nr int, wv []byte, dws []float32, d []float32, pf []byte): k tokens (token m's
 // quants at q[m*ts:], 32 a block, and its offsets at q[m*ts+32*nb:], eight
 // int32 a block; its block scales at d[m*nb:]) against 16 prepared rows
 // (wv: 512 bytes a block; dws: 16 float32 a block), row r < nr of token m
-// to dst[m*ldd+r].
+// to dst[m*ldd+r]. It also asks for the nb 34-byte blocks at pf to come
+// into L2 (a row the next prepare reads), one cache line a block.
 func kernel(k int) {
 	fn := fmt.Sprintf("avx512LanesQ8_0_%d", k)
-	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, q []int8, ts, nb, nr int, wv []byte, dws []float32, d []float32)")
+	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, q []int8, ts, nb, nr int, wv []byte, dws []float32, d []float32, pf []byte)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes %d tokens against 16 prepared Q8_0 rows (see _asm/lanesz).", fn, k))
 
@@ -72,6 +73,7 @@ func kernel(k int) {
 	wv := Load(Param("wv").Base(), GP64())
 	dws := Load(Param("dws").Base(), GP64())
 	dp := Load(Param("d").Base(), GP64())
+	pf := Load(Param("pf").Base(), GP64())
 	nb4 := GP64() // token m's scales at dp + m*nb4
 	MOVQ(nb, nb4)
 	SHLQ(U8(2), nb4)
@@ -99,6 +101,7 @@ func kernel(k int) {
 	TESTQ(nb, nb)
 	JZ(LabelRef(fn + "_done"))
 	avx2.LoopLabel(fn + "_block")
+	PREFETCHT1(Mem{Base: pf})
 	// dw_b*d_b for every row, per token (exact: two float16 values).
 	ds := make([]reg.VecVirtual, k)
 	dw := ZMM()
@@ -123,6 +126,7 @@ func kernel(k int) {
 	ADDQ(U32(512), wv)
 	ADDQ(U32(64), dws)
 	ADDQ(U32(4), dp)
+	ADDQ(U32(34), pf)
 	DECQ(nb)
 	JNZ(LabelRef(fn + "_block"))
 
