@@ -25,6 +25,7 @@ func init() {
 func avx2TileKernels() TileKernels {
 	return TileKernels{
 		Q4_0: TileQ8{Run: tileQ4_0AVX2, Pack: packQ8Tile},
+		Q8_0: TileQ8{Run: tileQ8_0AVX2},
 		Q4_K: TileQ8K{Run: tileQ4KAVX2},
 		Q6_K: TileQ8K{Run: tileQ6KAVX2},
 		F16:  TileFloat{Run: tileF16AVX2},
@@ -69,6 +70,28 @@ func tileQ4_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []fl
 		qt, dt, st := q[t*n:(t+k)*n], d[t*nb:(t+k)*nb], s[t*nb:(t+k)*nb]
 		_ = dst[(t+k-1)*ldd+nr-1]
 		f(dst[t*ldd:], ldd, w[:rowsSpan(rb, nr, nb*q4_0Bytes)], rb, nr, qt, dt, st, nb)
+	}
+}
+
+// avx2TileQ8_0 holds the Q8_0 kernels of 1..4 tokens.
+var avx2TileQ8_0 = [...]func(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, nb int){
+	avx2Tile1Q8_0, avx2Tile2Q8_0, avx2Tile3Q8_0, avx2Tile4Q8_0,
+}
+
+// tileQ8_0AVX2 reads q in Q8's own layout.
+func tileQ8_0AVX2(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, _ []byte) {
+	if nt <= 0 || nr <= 0 {
+		return
+	}
+	n, nb, ok := tileQ8Shape(q, d, s, nt)
+	if !ok {
+		panic(fmt.Sprintf("kernels: Q8_0 tile of %d tokens with len(q) = %d, len(d) = %d, len(s) = %d", nt, len(q), len(d), len(s)))
+	}
+	w = w[:rowsSpan(rb, nr, nb*q8_0Bytes)]
+	for t := 0; t < nt; t += 4 {
+		k := min(4, nt-t)
+		_ = dst[(t+k-1)*ldd+nr-1]
+		avx2TileQ8_0[k-1](dst[t*ldd:], ldd, w, rb, nr, q[t*n:(t+k)*n], d[t*nb:(t+k)*nb], nb)
 	}
 }
 

@@ -140,6 +140,34 @@ func avx2Tile3Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d
 //go:noescape
 func avx2Tile4Q4_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, s []int32, nb int)
 
+// avx2Tile1Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 1 token (token t's quants at q[32*nb*t:],
+// its block scales at d[nb*t:]): it writes dst[t*ldd+r] with avx2DotQ8_0's bits.
+//
+//go:noescape
+func avx2Tile1Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, nb int)
+
+// avx2Tile2Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 2 tokens (token t's quants at q[32*nb*t:],
+// its block scales at d[nb*t:]): it writes dst[t*ldd+r] with avx2DotQ8_0's bits.
+//
+//go:noescape
+func avx2Tile2Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, nb int)
+
+// avx2Tile3Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 3 tokens (token t's quants at q[32*nb*t:],
+// its block scales at d[nb*t:]): it writes dst[t*ldd+r] with avx2DotQ8_0's bits.
+//
+//go:noescape
+func avx2Tile3Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, nb int)
+
+// avx2Tile4Q8_0 is the Q8_0 row rule of the package doc for nr rows of nb
+// blocks (row r at w[r*rb:]) against 4 tokens (token t's quants at q[32*nb*t:],
+// its block scales at d[nb*t:]): it writes dst[t*ldd+r] with avx2DotQ8_0's bits.
+//
+//go:noescape
+func avx2Tile4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, nb int)
+
 // avx2Tile1Q4_K is the Q4_K row rule of the package doc for one row of nb
 // super-blocks against 1 token (AVX2, FMA, F16C): token t's activation is
 // q[256*nb*t:], d[nb*t:], bsums[16*nb*t:] (the exact sums of q's

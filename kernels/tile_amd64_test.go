@@ -63,9 +63,6 @@ func TestRequireTiles(t *testing.T) {
 		if v.Field(i).Kind() != reflect.Struct || strings.HasSuffix(v.Type().Field(i).Name, "Batch") {
 			continue // the batch kernels are the AMX path's
 		}
-		if v.Type().Field(i).Name == "Q8_0" {
-			continue // its row kernel's order shares no work between tokens
-		}
 		if v.Field(i).FieldByName("Run").IsNil() {
 			t.Errorf("AVX2 path has no %s tile kernel", v.Type().Field(i).Name)
 		}

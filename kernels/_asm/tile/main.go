@@ -30,6 +30,9 @@ func main() {
 		tileQ4_0(nt)
 	}
 	for nt := 1; nt <= tileTokens; nt++ {
+		tileQ8_0(nt)
+	}
+	for nt := 1; nt <= tileTokens; nt++ {
 		tileQ4K(nt)
 	}
 	for nt := 1; nt <= tileTokens; nt++ {
