@@ -10,7 +10,9 @@
 // same bits as the row kernel for that (row, token): the per-block integer
 // dot products are exact, block b's lands in lane b%8 of the token's own
 // accumulator, and every float32 operation is the same IEEE operation, on
-// the same operands, as in kernels/dot_generic.go.
+// the same operands, as in kernels/dot_generic.go. Q8_0's kernels
+// (q8_0.go) follow its own row rule, eight lanes of four products, and
+// read the activations in Q8's layout.
 package main
 
 import (
