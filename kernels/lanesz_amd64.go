@@ -26,6 +26,8 @@ func avx512LanesKernels(k *RowKernels, t *TileKernels) {
 	t.Q8_0 = TileQ8{Run: tileQ8_0Lanes, Pack: packLanes, PackScale: 2, Scratch: lanesScratch, Rows: lanesRows}
 }
 
+// dotQ8_0AVX512 is the AVX-512 path's Q8_0 row kernel: avx2DotQ8_0's
+// code with Sapphire Rapids' prefetch distances (see _asm/q8lanes.go).
 func dotQ8_0AVX512(w []byte, q []int8, d []float32) float32 {
 	nb := len(d)
 	return avx512DotQ8_0(w[:nb*q8_0Bytes], q[:nb*Q8Block], d)
