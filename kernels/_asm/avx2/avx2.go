@@ -42,6 +42,20 @@ func LoopLabel(l string) {
 	Label(l)
 }
 
+// Token returns the operand at base+disp of token t (t < 4) of an
+// operand laid out token after token: base + t*stride, with stride3 =
+// 3*stride (used only for t == 3).
+func Token(base, stride, stride3 reg.Register, t, disp int) Mem {
+	switch t {
+	case 0:
+		return Mem{Base: base, Disp: disp}
+	case 1, 2:
+		return Mem{Base: base, Index: stride, Scale: uint8(t), Disp: disp}
+	default:
+		return Mem{Base: base, Index: stride3, Scale: 1, Disp: disp}
+	}
+}
+
 // Prefetch asks for the cache lines of the n bytes at base+dist.
 func Prefetch(base reg.Register, n, dist int) {
 	for o := 0; o < n; o += 64 {

@@ -78,16 +78,9 @@ func kernel(k int) {
 	MOVQ(nb, nb4)
 	SHLQ(U8(2), nb4)
 
-	// tok returns token m's operand at base+disp: base + m*stride.
+	// tok returns token m's operand at base+disp (m < maxTokens = 3).
 	tok := func(base, stride reg.Register, m, disp int) Mem {
-		switch m {
-		case 0:
-			return Mem{Base: base, Disp: disp}
-		case 1:
-			return Mem{Base: base, Index: stride, Scale: 1, Disp: disp}
-		default:
-			return Mem{Base: base, Index: stride, Scale: 2, Disp: disp}
-		}
+		return avx2.Token(base, stride, nil, m, disp)
 	}
 
 	acc := make([][8]reg.VecVirtual, k)

@@ -6,6 +6,8 @@ import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
+
+	"github.com/stratanet/strata/kernels/_asm/avx2"
 )
 
 // tileQ8_0 generates avx2TileNQ8_0: Q8_0's row rule (kernels/doc.go, eight
@@ -46,17 +48,7 @@ func tileQ8_0(nt int) {
 		LEAQ(Mem{Base: qs, Index: qs, Scale: 2}, qs3)
 		LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
 	}
-	// tok is token t's operand at base+disp.
-	tok := func(base, stride, stride3 reg.Register, t, disp int) Mem {
-		switch t {
-		case 0:
-			return Mem{Base: base, Disp: disp}
-		case 1, 2:
-			return Mem{Base: base, Index: stride, Scale: uint8(t), Disp: disp}
-		default:
-			return Mem{Base: base, Index: stride3, Scale: 1, Disp: disp}
-		}
-	}
+	tok := avx2.Token
 	ones := YMM()
 	VMOVDQU(cOnes16, ones)
 
