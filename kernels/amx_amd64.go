@@ -23,6 +23,7 @@ func init() {
 	}
 	k, t := avx512Tables()
 	t.Q4_0Batch = TileQ8{Run: tileQ4_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows, MinTokens: amxBatchTokens}
+	t.Q8_0Batch = TileQ8{Run: tileQ8_0AMX, Pack: packAMX, Scratch: amxScratch, Rows: amxRows, MinTokens: amxBatchTokens}
 	amxKQuantKernels(&t)
 	registerPath(AMX, k)
 	registerTiles(AMX, t)
@@ -78,14 +79,21 @@ func packAMX(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []int3
 
 // tileQ4_0AMX reads the activation in packAMX's form.
 func tileQ4_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
-	tileAMX(amxPrep16Q4_0, amxPrepQ4_0, "Q4_0", q4_0Bytes, dst, ldd, w, rb, nr, q, d, s, nt, sc)
+	tileAMX(amxPrep16Q4_0, amxPrepQ4_0, "Q4_0", q4_0Bytes, false, dst, ldd, w, rb, nr, q, d, s, nt, sc)
+}
+
+// tileQ8_0AMX reads the activation in packAMX's form: Q8_0's one chain
+// per output (the package doc), from the whole-block dots TDPBSSD gives.
+func tileQ8_0AMX(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
+	tileAMX(amxPrep16Q8_0Signed, amxPrepQ8_0Signed, "Q8_0", q8_0Bytes, true, dst, ldd, w, rb, nr, q, d, s, nt, sc)
 }
 
 // tileAMX prepares 16 rows at a time with prep16 (fewer, at the end, with
-// prep; for blocks of size bytes) and runs the dot kernels over their tokens, in groups of amxTokens and
-// then the rest, slicing every operand to what the kernels read so that a
-// short one panics instead.
-func tileAMX(prep16 func(wv []byte, dws []float32, w []byte, rb, nb int), prep func(wv []byte, dws []float32, w []byte, rb, nr, nb int), name string, size int, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
+// prep; for blocks of size bytes) and runs the dot kernels over their
+// tokens (the lane rule's, or with chain Q8_0's), in groups of amxTokens
+// and then the rest, slicing every operand to what the kernels read so
+// that a short one panics instead.
+func tileAMX(prep16 func(wv []byte, dws []float32, w []byte, rb, nb int), prep func(wv []byte, dws []float32, w []byte, rb, nr, nb int), name string, size int, chain bool, dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, s []int32, nt int, sc []byte) {
 	if nt <= 0 || nr <= 0 {
 		return
 	}
@@ -115,11 +123,11 @@ func tileAMX(prep16 func(wv []byte, dws []float32, w []byte, rb, nb int), prep f
 			prep(wv, dws, w[r0*rb:], rb, rows, nb)
 		}
 		if full > 0 {
-			amxDot(amxTokens, dst[r0:(full*amxTokens-1)*ldd+r0+rows], ldd, q[:full*amxTokens*n], n, d[:full*amxTokens*nb], nb, full, rows, wv, dws, cfgFull[:], acc)
+			amxDot(chain, amxTokens, dst[r0:(full*amxTokens-1)*ldd+r0+rows], ldd, q[:full*amxTokens*n], n, d[:full*amxTokens*nb], nb, full, rows, wv, dws, cfgFull[:], acc)
 		}
 		if tail > 0 {
 			t0 := full * amxTokens
-			amxDot(tail, dst[t0*ldd+r0:(nt-1)*ldd+r0+rows], ldd, q[t0*n:nt*n], n, d[t0*nb:nt*nb], nb, 1, rows, wv, dws, cfgTail[:], acc)
+			amxDot(chain, tail, dst[t0*ldd+r0:(nt-1)*ldd+r0+rows], ldd, q[t0*n:nt*n], n, d[t0*nb:nt*nb], nb, 1, rows, wv, dws, cfgTail[:], acc)
 		}
 	}
 }
@@ -155,9 +163,13 @@ func amxConfig(c *[64]byte, k int) {
 	}
 }
 
-// amxDot calls the dot kernel of k tokens directly (a call through a
-// function value would make its operands escape).
-func amxDot(k int, dst []float32, ldd int, q []int8, n int, pd []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc []float32) {
+// amxDot calls the dot kernel of k tokens (with chain, Q8_0's) directly
+// (a call through a function value would make its operands escape).
+func amxDot(chain bool, k int, dst []float32, ldd int, q []int8, n int, pd []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc []float32) {
+	if chain {
+		amxChain(k, dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+		return
+	}
 	switch k {
 	case 1:
 		amxDotQ8_1(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
@@ -193,5 +205,45 @@ func amxDot(k int, dst []float32, ldd int, q []int8, n int, pd []float32, nb, ng
 		amxDotQ8_16(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
 	default:
 		panic(fmt.Sprintf("kernels: no AMX dot kernel of %d tokens", k))
+	}
+}
+
+// amxChain is amxDot for Q8_0's chain kernels.
+func amxChain(k int, dst []float32, ldd int, q []int8, n int, pd []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc []float32) {
+	switch k {
+	case 1:
+		amxChainQ8_0_1(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 2:
+		amxChainQ8_0_2(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 3:
+		amxChainQ8_0_3(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 4:
+		amxChainQ8_0_4(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 5:
+		amxChainQ8_0_5(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 6:
+		amxChainQ8_0_6(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 7:
+		amxChainQ8_0_7(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 8:
+		amxChainQ8_0_8(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 9:
+		amxChainQ8_0_9(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 10:
+		amxChainQ8_0_10(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 11:
+		amxChainQ8_0_11(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 12:
+		amxChainQ8_0_12(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 13:
+		amxChainQ8_0_13(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 14:
+		amxChainQ8_0_14(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 15:
+		amxChainQ8_0_15(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	case 16:
+		amxChainQ8_0_16(dst, ldd, q, n, pd, nb, ng, nr, wv, dws, cfg, sc)
+	default:
+		panic(fmt.Sprintf("kernels: no AMX Q8_0 kernel of %d tokens", k))
 	}
 }

@@ -195,6 +195,72 @@ amxPrepQ8_0_done:
 	VZEROUPPER
 	RET
 
+// func amxPrepQ8_0Signed(wv []byte, dws []float32, w []byte, rb int, nr int, nb int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·amxPrepQ8_0Signed(SB), NOSPLIT, $0-96
+	MOVQ         wv_base+0(FP), AX
+	MOVQ         dws_base+24(FP), CX
+	MOVQ         w_base+48(FP), DX
+	MOVQ         nb+88(FP), BX
+	MOVQ         rb+72(FP), SI
+	VPBROADCASTD SI, Z0
+	MOVQ         nr+80(FP), SI
+	DECQ         SI
+	VPBROADCASTD SI, Z1
+	VPMINUD      amx_iota<>+0(SB), Z1, Z1
+	VPMULLD      Z1, Z0, Z0
+	TESTQ        BX, BX
+	JZ           amxPrepQ8_0Signed_done
+
+amxPrepQ8_0Signed_block:
+	KXNORW     K1, K1, K1
+	VPXORD     Z2, Z2, Z2
+	VPGATHERDD (DX)(Z0*1), K1, Z2
+	VPMOVDW    Z2, Y1
+	VCVTPH2PS  Y1, Z2
+	VMOVUPS    Z2, (CX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z3, Z3, Z3
+	VPGATHERDD 2(DX)(Z0*1), K1, Z3
+	VMOVDQU8   Z3, (AX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z4, Z4, Z4
+	VPGATHERDD 6(DX)(Z0*1), K1, Z4
+	VMOVDQU8   Z4, 64(AX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z5, Z5, Z5
+	VPGATHERDD 10(DX)(Z0*1), K1, Z5
+	VMOVDQU8   Z5, 128(AX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z6, Z6, Z6
+	VPGATHERDD 14(DX)(Z0*1), K1, Z6
+	VMOVDQU8   Z6, 192(AX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z7, Z7, Z7
+	VPGATHERDD 18(DX)(Z0*1), K1, Z7
+	VMOVDQU8   Z7, 256(AX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z8, Z8, Z8
+	VPGATHERDD 22(DX)(Z0*1), K1, Z8
+	VMOVDQU8   Z8, 320(AX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z9, Z9, Z9
+	VPGATHERDD 26(DX)(Z0*1), K1, Z9
+	VMOVDQU8   Z9, 384(AX)
+	KXNORW     K1, K1, K1
+	VPXORD     Z10, Z10, Z10
+	VPGATHERDD 30(DX)(Z0*1), K1, Z10
+	VMOVDQU8   Z10, 448(AX)
+	ADDQ       $0x00000022, DX
+	ADDQ       $0x00000200, AX
+	ADDQ       $0x00000040, CX
+	DECQ       BX
+	JNZ        amxPrepQ8_0Signed_block
+
+amxPrepQ8_0Signed_done:
+	VZEROUPPER
+	RET
+
 // func amxPrep16Q4_0(wv []byte, dws []float32, w []byte, rb int, nb int)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VL, MMX+
 TEXT ·amxPrep16Q4_0(SB), NOSPLIT, $0-88
@@ -426,6 +492,118 @@ amxPrep16Q8_0_done:
 	VZEROUPPER
 	RET
 
+// func amxPrep16Q8_0Signed(wv []byte, dws []float32, w []byte, rb int, nb int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, MMX+
+TEXT ·amxPrep16Q8_0Signed(SB), NOSPLIT, $0-88
+	MOVQ         wv_base+0(FP), AX
+	MOVQ         dws_base+24(FP), CX
+	MOVQ         w_base+48(FP), DX
+	MOVQ         nb+80(FP), BX
+	MOVQ         rb+72(FP), SI
+	VPBROADCASTD SI, Z0
+	VPMULLD      amx_iota<>+0(SB), Z0, Z0
+	MOVQ         DX, DI
+	LEAQ         (DI)(SI*1), R8
+	LEAQ         (R8)(SI*1), R9
+	LEAQ         (R9)(SI*1), R10
+	SHLQ         $0x02, SI
+	LEAQ         (SI)(SI*2), R11
+	TESTQ        BX, BX
+	JZ           amxPrep16Q8_0Signed_done
+
+amxPrep16Q8_0Signed_block:
+	KXNORW       K1, K1, K1
+	VPXORD       Z1, Z1, Z1
+	VPGATHERDD   (DX)(Z0*1), K1, Z1
+	VPMOVDW      Z1, Y1
+	VCVTPH2PS    Y1, Z1
+	VMOVUPS      Z1, (CX)
+	PREFETCHT0   272(DI)
+	PREFETCHT0   272(DI)(SI*1)
+	PREFETCHT0   272(DI)(SI*2)
+	PREFETCHT0   272(DI)(R11*1)
+	PREFETCHT0   272(R8)
+	PREFETCHT0   272(R8)(SI*1)
+	PREFETCHT0   272(R8)(SI*2)
+	PREFETCHT0   272(R8)(R11*1)
+	PREFETCHT0   272(R9)
+	PREFETCHT0   272(R9)(SI*1)
+	PREFETCHT0   272(R9)(SI*2)
+	PREFETCHT0   272(R9)(R11*1)
+	PREFETCHT0   272(R10)
+	PREFETCHT0   272(R10)(SI*1)
+	PREFETCHT0   272(R10)(SI*2)
+	PREFETCHT0   272(R10)(R11*1)
+	VMOVDQU32    2(DI), X2
+	VINSERTI32X4 $0x01, 2(DI)(SI*1), Z2, Z2
+	VINSERTI32X4 $0x02, 2(DI)(SI*2), Z2, Z2
+	VINSERTI32X4 $0x03, 2(DI)(R11*1), Z2, Z2
+	VMOVDQU32    2(R8), X3
+	VINSERTI32X4 $0x01, 2(R8)(SI*1), Z3, Z3
+	VINSERTI32X4 $0x02, 2(R8)(SI*2), Z3, Z3
+	VINSERTI32X4 $0x03, 2(R8)(R11*1), Z3, Z3
+	VMOVDQU32    2(R9), X4
+	VINSERTI32X4 $0x01, 2(R9)(SI*1), Z4, Z4
+	VINSERTI32X4 $0x02, 2(R9)(SI*2), Z4, Z4
+	VINSERTI32X4 $0x03, 2(R9)(R11*1), Z4, Z4
+	VMOVDQU32    2(R10), X5
+	VINSERTI32X4 $0x01, 2(R10)(SI*1), Z5, Z5
+	VINSERTI32X4 $0x02, 2(R10)(SI*2), Z5, Z5
+	VINSERTI32X4 $0x03, 2(R10)(R11*1), Z5, Z5
+	VPUNPCKLDQ   Z3, Z2, Z6
+	VPUNPCKHDQ   Z3, Z2, Z7
+	VPUNPCKLDQ   Z5, Z4, Z8
+	VPUNPCKHDQ   Z5, Z4, Z9
+	VPUNPCKLQDQ  Z8, Z6, Z10
+	VPUNPCKHQDQ  Z8, Z6, Z6
+	VPUNPCKLQDQ  Z9, Z7, Z8
+	VPUNPCKHQDQ  Z9, Z7, Z7
+	VMOVDQU8     Z10, (AX)
+	VMOVDQU8     Z6, 64(AX)
+	VMOVDQU8     Z8, 128(AX)
+	VMOVDQU8     Z7, 192(AX)
+	VMOVDQU32    18(DI), X11
+	VINSERTI32X4 $0x01, 18(DI)(SI*1), Z11, Z11
+	VINSERTI32X4 $0x02, 18(DI)(SI*2), Z11, Z11
+	VINSERTI32X4 $0x03, 18(DI)(R11*1), Z11, Z11
+	VMOVDQU32    18(R8), X12
+	VINSERTI32X4 $0x01, 18(R8)(SI*1), Z12, Z12
+	VINSERTI32X4 $0x02, 18(R8)(SI*2), Z12, Z12
+	VINSERTI32X4 $0x03, 18(R8)(R11*1), Z12, Z12
+	VMOVDQU32    18(R9), X13
+	VINSERTI32X4 $0x01, 18(R9)(SI*1), Z13, Z13
+	VINSERTI32X4 $0x02, 18(R9)(SI*2), Z13, Z13
+	VINSERTI32X4 $0x03, 18(R9)(R11*1), Z13, Z13
+	VMOVDQU32    18(R10), X14
+	VINSERTI32X4 $0x01, 18(R10)(SI*1), Z14, Z14
+	VINSERTI32X4 $0x02, 18(R10)(SI*2), Z14, Z14
+	VINSERTI32X4 $0x03, 18(R10)(R11*1), Z14, Z14
+	VPUNPCKLDQ   Z12, Z11, Z6
+	VPUNPCKHDQ   Z12, Z11, Z7
+	VPUNPCKLDQ   Z14, Z13, Z8
+	VPUNPCKHDQ   Z14, Z13, Z9
+	VPUNPCKLQDQ  Z8, Z6, Z10
+	VPUNPCKHQDQ  Z8, Z6, Z6
+	VPUNPCKLQDQ  Z9, Z7, Z8
+	VPUNPCKHQDQ  Z9, Z7, Z7
+	VMOVDQU8     Z10, 256(AX)
+	VMOVDQU8     Z6, 320(AX)
+	VMOVDQU8     Z8, 384(AX)
+	VMOVDQU8     Z7, 448(AX)
+	ADDQ         $0x00000022, DX
+	ADDQ         $0x00000022, DI
+	ADDQ         $0x00000022, R8
+	ADDQ         $0x00000022, R9
+	ADDQ         $0x00000022, R10
+	ADDQ         $0x00000200, AX
+	ADDQ         $0x00000040, CX
+	DECQ         BX
+	JNZ          amxPrep16Q8_0Signed_block
+
+amxPrep16Q8_0Signed_done:
+	VZEROUPPER
+	RET
+
 // func amxDotQ8_1(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
 // Requires: AVX, AVX512F
 TEXT ·amxDotQ8_1(SB), NOSPLIT, $0-208
@@ -473,6 +651,7 @@ amxDotQ8_1_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_1_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -736,6 +915,7 @@ amxDotQ8_2_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_2_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -1026,6 +1206,7 @@ amxDotQ8_3_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_3_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -1343,6 +1524,7 @@ amxDotQ8_4_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_4_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -1687,6 +1869,7 @@ amxDotQ8_5_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_5_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -2058,6 +2241,7 @@ amxDotQ8_6_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_6_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -2456,6 +2640,7 @@ amxDotQ8_7_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_7_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -2881,6 +3066,7 @@ amxDotQ8_8_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_8_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -3333,6 +3519,7 @@ amxDotQ8_9_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_9_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -3812,6 +3999,7 @@ amxDotQ8_10_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_10_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -4318,6 +4506,7 @@ amxDotQ8_11_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_11_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -4851,6 +5040,7 @@ amxDotQ8_12_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_12_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -5411,6 +5601,7 @@ amxDotQ8_13_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_13_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -5998,6 +6189,7 @@ amxDotQ8_14_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_14_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -6612,6 +6804,7 @@ amxDotQ8_15_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_15_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -7253,6 +7446,7 @@ amxDotQ8_16_lane:
 	SUBQ   R11, R10
 	ADDQ   $0x07, R10
 	SHRQ   $0x03, R10
+	TESTQ  R10, R10
 	JZ     amxDotQ8_16_laneDone
 
 	// TILELOADD tmm0, (AX)(DX*1)
@@ -7848,6 +8042,5628 @@ amxDotQ8_16_laneDone:
 	ADDQ    CX, R15
 	DECQ    R13
 	JNZ     amxDotQ8_16_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_1(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_1(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_1_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	IMUL3Q $0x00000020, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000004, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_1_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_1_drain0
+
+amxChainQ8_0_1_blocks:
+	// TILELOADD tmm3, 32(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x5c
+	BYTE $0x10
+	BYTE $0x20
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z1
+	VMULPS.BCST (DI), Z1, Z1
+	VCVTDQ2PS   (CX), Z2
+	VFMADD231PS Z2, Z1, Z0
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000004, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_1_drain1
+
+	// TILELOADD tmm0, 32(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x44
+	BYTE $0x10
+	BYTE $0x20
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z1
+	VMULPS.BCST (DI), Z1, Z1
+	VCVTDQ2PS   1024(CX), Z2
+	VFMADD231PS Z2, Z1, Z0
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000004, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_1_blocks
+
+amxChainQ8_0_1_drain0:
+	VMOVUPS     (R8), Z1
+	VMULPS.BCST (DI), Z1, Z1
+	VCVTDQ2PS   (CX), Z2
+	VFMADD231PS Z2, Z1, Z0
+	JMP         amxChainQ8_0_1_laneDone
+
+amxChainQ8_0_1_drain1:
+	VMOVUPS     (R8), Z1
+	VMULPS.BCST (DI), Z1, Z1
+	VCVTDQ2PS   1024(CX), Z2
+	VFMADD231PS Z2, Z1, Z0
+
+amxChainQ8_0_1_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	IMUL3Q  $0x00000001, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000001, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000004, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_1_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_2(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_2(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_2_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	IMUL3Q $0x00000040, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000008, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_2_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_2_drain0
+
+amxChainQ8_0_2_blocks:
+	// TILELOADD tmm3, 64(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x5c
+	BYTE $0x10
+	BYTE $0x40
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z2
+	VMULPS.BCST (DI), Z2, Z3
+	VCVTDQ2PS   (CX), Z4
+	VFMADD231PS Z4, Z3, Z0
+	VMULPS.BCST 4(DI), Z2, Z2
+	VCVTDQ2PS   64(CX), Z3
+	VFMADD231PS Z3, Z2, Z1
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000008, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_2_drain1
+
+	// TILELOADD tmm0, 64(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x44
+	BYTE $0x10
+	BYTE $0x40
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z2
+	VMULPS.BCST (DI), Z2, Z3
+	VCVTDQ2PS   1024(CX), Z4
+	VFMADD231PS Z4, Z3, Z0
+	VMULPS.BCST 4(DI), Z2, Z2
+	VCVTDQ2PS   1088(CX), Z3
+	VFMADD231PS Z3, Z2, Z1
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000008, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_2_blocks
+
+amxChainQ8_0_2_drain0:
+	VMOVUPS     (R8), Z2
+	VMULPS.BCST (DI), Z2, Z3
+	VCVTDQ2PS   (CX), Z4
+	VFMADD231PS Z4, Z3, Z0
+	VMULPS.BCST 4(DI), Z2, Z2
+	VCVTDQ2PS   64(CX), Z3
+	VFMADD231PS Z3, Z2, Z1
+	JMP         amxChainQ8_0_2_laneDone
+
+amxChainQ8_0_2_drain1:
+	VMOVUPS     (R8), Z2
+	VMULPS.BCST (DI), Z2, Z3
+	VCVTDQ2PS   1024(CX), Z4
+	VFMADD231PS Z4, Z3, Z0
+	VMULPS.BCST 4(DI), Z2, Z2
+	VCVTDQ2PS   1088(CX), Z3
+	VFMADD231PS Z3, Z2, Z1
+
+amxChainQ8_0_2_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	IMUL3Q  $0x00000002, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000002, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000008, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_2_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_3(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_3(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_3_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	IMUL3Q $0x00000060, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000000c, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_3_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_3_drain0
+
+amxChainQ8_0_3_blocks:
+	// TILELOADD tmm3, 96(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x5c
+	BYTE $0x10
+	BYTE $0x60
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z3
+	VMULPS.BCST (DI), Z3, Z4
+	VCVTDQ2PS   (CX), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VMULPS.BCST 4(DI), Z3, Z4
+	VCVTDQ2PS   64(CX), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VMULPS.BCST 8(DI), Z3, Z3
+	VCVTDQ2PS   128(CX), Z4
+	VFMADD231PS Z4, Z3, Z2
+	ADDQ        $0x00000060, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000000c, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_3_drain1
+
+	// TILELOADD tmm0, 96(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x44
+	BYTE $0x10
+	BYTE $0x60
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z3
+	VMULPS.BCST (DI), Z3, Z4
+	VCVTDQ2PS   1024(CX), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VMULPS.BCST 4(DI), Z3, Z4
+	VCVTDQ2PS   1088(CX), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VMULPS.BCST 8(DI), Z3, Z3
+	VCVTDQ2PS   1152(CX), Z4
+	VFMADD231PS Z4, Z3, Z2
+	ADDQ        $0x00000060, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000000c, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_3_blocks
+
+amxChainQ8_0_3_drain0:
+	VMOVUPS     (R8), Z3
+	VMULPS.BCST (DI), Z3, Z4
+	VCVTDQ2PS   (CX), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VMULPS.BCST 4(DI), Z3, Z4
+	VCVTDQ2PS   64(CX), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VMULPS.BCST 8(DI), Z3, Z3
+	VCVTDQ2PS   128(CX), Z4
+	VFMADD231PS Z4, Z3, Z2
+	JMP         amxChainQ8_0_3_laneDone
+
+amxChainQ8_0_3_drain1:
+	VMOVUPS     (R8), Z3
+	VMULPS.BCST (DI), Z3, Z4
+	VCVTDQ2PS   1024(CX), Z5
+	VFMADD231PS Z5, Z4, Z0
+	VMULPS.BCST 4(DI), Z3, Z4
+	VCVTDQ2PS   1088(CX), Z5
+	VFMADD231PS Z5, Z4, Z1
+	VMULPS.BCST 8(DI), Z3, Z3
+	VCVTDQ2PS   1152(CX), Z4
+	VFMADD231PS Z4, Z3, Z2
+
+amxChainQ8_0_3_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	IMUL3Q  $0x00000003, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000003, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x0000000c, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_3_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_4(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_4(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_4_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	IMUL3Q $0x00000080, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000010, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_4_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_4_drain0
+
+amxChainQ8_0_4_blocks:
+	// TILELOADD tmm3, 128(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x80
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z4
+	VMULPS.BCST (DI), Z4, Z5
+	VCVTDQ2PS   (CX), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VMULPS.BCST 4(DI), Z4, Z5
+	VCVTDQ2PS   64(CX), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VMULPS.BCST 8(DI), Z4, Z5
+	VCVTDQ2PS   128(CX), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VMULPS.BCST 12(DI), Z4, Z4
+	VCVTDQ2PS   192(CX), Z5
+	VFMADD231PS Z5, Z4, Z3
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000010, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_4_drain1
+
+	// TILELOADD tmm0, 128(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0x80
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z4
+	VMULPS.BCST (DI), Z4, Z5
+	VCVTDQ2PS   1024(CX), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VMULPS.BCST 4(DI), Z4, Z5
+	VCVTDQ2PS   1088(CX), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VMULPS.BCST 8(DI), Z4, Z5
+	VCVTDQ2PS   1152(CX), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VMULPS.BCST 12(DI), Z4, Z4
+	VCVTDQ2PS   1216(CX), Z5
+	VFMADD231PS Z5, Z4, Z3
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000010, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_4_blocks
+
+amxChainQ8_0_4_drain0:
+	VMOVUPS     (R8), Z4
+	VMULPS.BCST (DI), Z4, Z5
+	VCVTDQ2PS   (CX), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VMULPS.BCST 4(DI), Z4, Z5
+	VCVTDQ2PS   64(CX), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VMULPS.BCST 8(DI), Z4, Z5
+	VCVTDQ2PS   128(CX), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VMULPS.BCST 12(DI), Z4, Z4
+	VCVTDQ2PS   192(CX), Z5
+	VFMADD231PS Z5, Z4, Z3
+	JMP         amxChainQ8_0_4_laneDone
+
+amxChainQ8_0_4_drain1:
+	VMOVUPS     (R8), Z4
+	VMULPS.BCST (DI), Z4, Z5
+	VCVTDQ2PS   1024(CX), Z6
+	VFMADD231PS Z6, Z5, Z0
+	VMULPS.BCST 4(DI), Z4, Z5
+	VCVTDQ2PS   1088(CX), Z6
+	VFMADD231PS Z6, Z5, Z1
+	VMULPS.BCST 8(DI), Z4, Z5
+	VCVTDQ2PS   1152(CX), Z6
+	VFMADD231PS Z6, Z5, Z2
+	VMULPS.BCST 12(DI), Z4, Z4
+	VCVTDQ2PS   1216(CX), Z5
+	VFMADD231PS Z5, Z4, Z3
+
+amxChainQ8_0_4_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	IMUL3Q  $0x00000004, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000004, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000010, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_4_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_5(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_5(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_5_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	IMUL3Q $0x000000a0, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000014, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_5_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_5_drain0
+
+amxChainQ8_0_5_blocks:
+	// TILELOADD tmm3, 160(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0xa0
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z5
+	VMULPS.BCST (DI), Z5, Z6
+	VCVTDQ2PS   (CX), Z7
+	VFMADD231PS Z7, Z6, Z0
+	VMULPS.BCST 4(DI), Z5, Z6
+	VCVTDQ2PS   64(CX), Z7
+	VFMADD231PS Z7, Z6, Z1
+	VMULPS.BCST 8(DI), Z5, Z6
+	VCVTDQ2PS   128(CX), Z7
+	VFMADD231PS Z7, Z6, Z2
+	VMULPS.BCST 12(DI), Z5, Z6
+	VCVTDQ2PS   192(CX), Z7
+	VFMADD231PS Z7, Z6, Z3
+	VMULPS.BCST 16(DI), Z5, Z5
+	VCVTDQ2PS   256(CX), Z6
+	VFMADD231PS Z6, Z5, Z4
+	ADDQ        $0x000000a0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000014, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_5_drain1
+
+	// TILELOADD tmm0, 160(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0xa0
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z5
+	VMULPS.BCST (DI), Z5, Z6
+	VCVTDQ2PS   1024(CX), Z7
+	VFMADD231PS Z7, Z6, Z0
+	VMULPS.BCST 4(DI), Z5, Z6
+	VCVTDQ2PS   1088(CX), Z7
+	VFMADD231PS Z7, Z6, Z1
+	VMULPS.BCST 8(DI), Z5, Z6
+	VCVTDQ2PS   1152(CX), Z7
+	VFMADD231PS Z7, Z6, Z2
+	VMULPS.BCST 12(DI), Z5, Z6
+	VCVTDQ2PS   1216(CX), Z7
+	VFMADD231PS Z7, Z6, Z3
+	VMULPS.BCST 16(DI), Z5, Z5
+	VCVTDQ2PS   1280(CX), Z6
+	VFMADD231PS Z6, Z5, Z4
+	ADDQ        $0x000000a0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000014, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_5_blocks
+
+amxChainQ8_0_5_drain0:
+	VMOVUPS     (R8), Z5
+	VMULPS.BCST (DI), Z5, Z6
+	VCVTDQ2PS   (CX), Z7
+	VFMADD231PS Z7, Z6, Z0
+	VMULPS.BCST 4(DI), Z5, Z6
+	VCVTDQ2PS   64(CX), Z7
+	VFMADD231PS Z7, Z6, Z1
+	VMULPS.BCST 8(DI), Z5, Z6
+	VCVTDQ2PS   128(CX), Z7
+	VFMADD231PS Z7, Z6, Z2
+	VMULPS.BCST 12(DI), Z5, Z6
+	VCVTDQ2PS   192(CX), Z7
+	VFMADD231PS Z7, Z6, Z3
+	VMULPS.BCST 16(DI), Z5, Z5
+	VCVTDQ2PS   256(CX), Z6
+	VFMADD231PS Z6, Z5, Z4
+	JMP         amxChainQ8_0_5_laneDone
+
+amxChainQ8_0_5_drain1:
+	VMOVUPS     (R8), Z5
+	VMULPS.BCST (DI), Z5, Z6
+	VCVTDQ2PS   1024(CX), Z7
+	VFMADD231PS Z7, Z6, Z0
+	VMULPS.BCST 4(DI), Z5, Z6
+	VCVTDQ2PS   1088(CX), Z7
+	VFMADD231PS Z7, Z6, Z1
+	VMULPS.BCST 8(DI), Z5, Z6
+	VCVTDQ2PS   1152(CX), Z7
+	VFMADD231PS Z7, Z6, Z2
+	VMULPS.BCST 12(DI), Z5, Z6
+	VCVTDQ2PS   1216(CX), Z7
+	VFMADD231PS Z7, Z6, Z3
+	VMULPS.BCST 16(DI), Z5, Z5
+	VCVTDQ2PS   1280(CX), Z6
+	VFMADD231PS Z6, Z5, Z4
+
+amxChainQ8_0_5_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	IMUL3Q  $0x00000005, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000005, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000014, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_5_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_6(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_6(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_6_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	IMUL3Q $0x000000c0, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000018, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_6_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_6_drain0
+
+amxChainQ8_0_6_blocks:
+	// TILELOADD tmm3, 192(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0xc0
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z6
+	VMULPS.BCST (DI), Z6, Z7
+	VCVTDQ2PS   (CX), Z8
+	VFMADD231PS Z8, Z7, Z0
+	VMULPS.BCST 4(DI), Z6, Z7
+	VCVTDQ2PS   64(CX), Z8
+	VFMADD231PS Z8, Z7, Z1
+	VMULPS.BCST 8(DI), Z6, Z7
+	VCVTDQ2PS   128(CX), Z8
+	VFMADD231PS Z8, Z7, Z2
+	VMULPS.BCST 12(DI), Z6, Z7
+	VCVTDQ2PS   192(CX), Z8
+	VFMADD231PS Z8, Z7, Z3
+	VMULPS.BCST 16(DI), Z6, Z7
+	VCVTDQ2PS   256(CX), Z8
+	VFMADD231PS Z8, Z7, Z4
+	VMULPS.BCST 20(DI), Z6, Z6
+	VCVTDQ2PS   320(CX), Z7
+	VFMADD231PS Z7, Z6, Z5
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000018, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_6_drain1
+
+	// TILELOADD tmm0, 192(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0xc0
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z6
+	VMULPS.BCST (DI), Z6, Z7
+	VCVTDQ2PS   1024(CX), Z8
+	VFMADD231PS Z8, Z7, Z0
+	VMULPS.BCST 4(DI), Z6, Z7
+	VCVTDQ2PS   1088(CX), Z8
+	VFMADD231PS Z8, Z7, Z1
+	VMULPS.BCST 8(DI), Z6, Z7
+	VCVTDQ2PS   1152(CX), Z8
+	VFMADD231PS Z8, Z7, Z2
+	VMULPS.BCST 12(DI), Z6, Z7
+	VCVTDQ2PS   1216(CX), Z8
+	VFMADD231PS Z8, Z7, Z3
+	VMULPS.BCST 16(DI), Z6, Z7
+	VCVTDQ2PS   1280(CX), Z8
+	VFMADD231PS Z8, Z7, Z4
+	VMULPS.BCST 20(DI), Z6, Z6
+	VCVTDQ2PS   1344(CX), Z7
+	VFMADD231PS Z7, Z6, Z5
+	ADDQ        $0x000000c0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000018, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_6_blocks
+
+amxChainQ8_0_6_drain0:
+	VMOVUPS     (R8), Z6
+	VMULPS.BCST (DI), Z6, Z7
+	VCVTDQ2PS   (CX), Z8
+	VFMADD231PS Z8, Z7, Z0
+	VMULPS.BCST 4(DI), Z6, Z7
+	VCVTDQ2PS   64(CX), Z8
+	VFMADD231PS Z8, Z7, Z1
+	VMULPS.BCST 8(DI), Z6, Z7
+	VCVTDQ2PS   128(CX), Z8
+	VFMADD231PS Z8, Z7, Z2
+	VMULPS.BCST 12(DI), Z6, Z7
+	VCVTDQ2PS   192(CX), Z8
+	VFMADD231PS Z8, Z7, Z3
+	VMULPS.BCST 16(DI), Z6, Z7
+	VCVTDQ2PS   256(CX), Z8
+	VFMADD231PS Z8, Z7, Z4
+	VMULPS.BCST 20(DI), Z6, Z6
+	VCVTDQ2PS   320(CX), Z7
+	VFMADD231PS Z7, Z6, Z5
+	JMP         amxChainQ8_0_6_laneDone
+
+amxChainQ8_0_6_drain1:
+	VMOVUPS     (R8), Z6
+	VMULPS.BCST (DI), Z6, Z7
+	VCVTDQ2PS   1024(CX), Z8
+	VFMADD231PS Z8, Z7, Z0
+	VMULPS.BCST 4(DI), Z6, Z7
+	VCVTDQ2PS   1088(CX), Z8
+	VFMADD231PS Z8, Z7, Z1
+	VMULPS.BCST 8(DI), Z6, Z7
+	VCVTDQ2PS   1152(CX), Z8
+	VFMADD231PS Z8, Z7, Z2
+	VMULPS.BCST 12(DI), Z6, Z7
+	VCVTDQ2PS   1216(CX), Z8
+	VFMADD231PS Z8, Z7, Z3
+	VMULPS.BCST 16(DI), Z6, Z7
+	VCVTDQ2PS   1280(CX), Z8
+	VFMADD231PS Z8, Z7, Z4
+	VMULPS.BCST 20(DI), Z6, Z6
+	VCVTDQ2PS   1344(CX), Z7
+	VFMADD231PS Z7, Z6, Z5
+
+amxChainQ8_0_6_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	IMUL3Q  $0x00000006, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000006, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000018, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_6_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_7(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_7(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_7_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	IMUL3Q $0x000000e0, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000001c, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_7_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_7_drain0
+
+amxChainQ8_0_7_blocks:
+	// TILELOADD tmm3, 224(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0xe0
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z7
+	VMULPS.BCST (DI), Z7, Z8
+	VCVTDQ2PS   (CX), Z9
+	VFMADD231PS Z9, Z8, Z0
+	VMULPS.BCST 4(DI), Z7, Z8
+	VCVTDQ2PS   64(CX), Z9
+	VFMADD231PS Z9, Z8, Z1
+	VMULPS.BCST 8(DI), Z7, Z8
+	VCVTDQ2PS   128(CX), Z9
+	VFMADD231PS Z9, Z8, Z2
+	VMULPS.BCST 12(DI), Z7, Z8
+	VCVTDQ2PS   192(CX), Z9
+	VFMADD231PS Z9, Z8, Z3
+	VMULPS.BCST 16(DI), Z7, Z8
+	VCVTDQ2PS   256(CX), Z9
+	VFMADD231PS Z9, Z8, Z4
+	VMULPS.BCST 20(DI), Z7, Z8
+	VCVTDQ2PS   320(CX), Z9
+	VFMADD231PS Z9, Z8, Z5
+	VMULPS.BCST 24(DI), Z7, Z7
+	VCVTDQ2PS   384(CX), Z8
+	VFMADD231PS Z8, Z7, Z6
+	ADDQ        $0x000000e0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000001c, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_7_drain1
+
+	// TILELOADD tmm0, 224(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0xe0
+	BYTE $0x00
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z7
+	VMULPS.BCST (DI), Z7, Z8
+	VCVTDQ2PS   1024(CX), Z9
+	VFMADD231PS Z9, Z8, Z0
+	VMULPS.BCST 4(DI), Z7, Z8
+	VCVTDQ2PS   1088(CX), Z9
+	VFMADD231PS Z9, Z8, Z1
+	VMULPS.BCST 8(DI), Z7, Z8
+	VCVTDQ2PS   1152(CX), Z9
+	VFMADD231PS Z9, Z8, Z2
+	VMULPS.BCST 12(DI), Z7, Z8
+	VCVTDQ2PS   1216(CX), Z9
+	VFMADD231PS Z9, Z8, Z3
+	VMULPS.BCST 16(DI), Z7, Z8
+	VCVTDQ2PS   1280(CX), Z9
+	VFMADD231PS Z9, Z8, Z4
+	VMULPS.BCST 20(DI), Z7, Z8
+	VCVTDQ2PS   1344(CX), Z9
+	VFMADD231PS Z9, Z8, Z5
+	VMULPS.BCST 24(DI), Z7, Z7
+	VCVTDQ2PS   1408(CX), Z8
+	VFMADD231PS Z8, Z7, Z6
+	ADDQ        $0x000000e0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000001c, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_7_blocks
+
+amxChainQ8_0_7_drain0:
+	VMOVUPS     (R8), Z7
+	VMULPS.BCST (DI), Z7, Z8
+	VCVTDQ2PS   (CX), Z9
+	VFMADD231PS Z9, Z8, Z0
+	VMULPS.BCST 4(DI), Z7, Z8
+	VCVTDQ2PS   64(CX), Z9
+	VFMADD231PS Z9, Z8, Z1
+	VMULPS.BCST 8(DI), Z7, Z8
+	VCVTDQ2PS   128(CX), Z9
+	VFMADD231PS Z9, Z8, Z2
+	VMULPS.BCST 12(DI), Z7, Z8
+	VCVTDQ2PS   192(CX), Z9
+	VFMADD231PS Z9, Z8, Z3
+	VMULPS.BCST 16(DI), Z7, Z8
+	VCVTDQ2PS   256(CX), Z9
+	VFMADD231PS Z9, Z8, Z4
+	VMULPS.BCST 20(DI), Z7, Z8
+	VCVTDQ2PS   320(CX), Z9
+	VFMADD231PS Z9, Z8, Z5
+	VMULPS.BCST 24(DI), Z7, Z7
+	VCVTDQ2PS   384(CX), Z8
+	VFMADD231PS Z8, Z7, Z6
+	JMP         amxChainQ8_0_7_laneDone
+
+amxChainQ8_0_7_drain1:
+	VMOVUPS     (R8), Z7
+	VMULPS.BCST (DI), Z7, Z8
+	VCVTDQ2PS   1024(CX), Z9
+	VFMADD231PS Z9, Z8, Z0
+	VMULPS.BCST 4(DI), Z7, Z8
+	VCVTDQ2PS   1088(CX), Z9
+	VFMADD231PS Z9, Z8, Z1
+	VMULPS.BCST 8(DI), Z7, Z8
+	VCVTDQ2PS   1152(CX), Z9
+	VFMADD231PS Z9, Z8, Z2
+	VMULPS.BCST 12(DI), Z7, Z8
+	VCVTDQ2PS   1216(CX), Z9
+	VFMADD231PS Z9, Z8, Z3
+	VMULPS.BCST 16(DI), Z7, Z8
+	VCVTDQ2PS   1280(CX), Z9
+	VFMADD231PS Z9, Z8, Z4
+	VMULPS.BCST 20(DI), Z7, Z8
+	VCVTDQ2PS   1344(CX), Z9
+	VFMADD231PS Z9, Z8, Z5
+	VMULPS.BCST 24(DI), Z7, Z7
+	VCVTDQ2PS   1408(CX), Z8
+	VFMADD231PS Z8, Z7, Z6
+
+amxChainQ8_0_7_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	IMUL3Q  $0x00000007, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000007, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x0000001c, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_7_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_8(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_8(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_8_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	IMUL3Q $0x00000100, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000020, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_8_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_8_drain0
+
+amxChainQ8_0_8_blocks:
+	// TILELOADD tmm3, 256(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z8
+	VMULPS.BCST (DI), Z8, Z9
+	VCVTDQ2PS   (CX), Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMULPS.BCST 4(DI), Z8, Z9
+	VCVTDQ2PS   64(CX), Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMULPS.BCST 8(DI), Z8, Z9
+	VCVTDQ2PS   128(CX), Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMULPS.BCST 12(DI), Z8, Z9
+	VCVTDQ2PS   192(CX), Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMULPS.BCST 16(DI), Z8, Z9
+	VCVTDQ2PS   256(CX), Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMULPS.BCST 20(DI), Z8, Z9
+	VCVTDQ2PS   320(CX), Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMULPS.BCST 24(DI), Z8, Z9
+	VCVTDQ2PS   384(CX), Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMULPS.BCST 28(DI), Z8, Z8
+	VCVTDQ2PS   448(CX), Z9
+	VFMADD231PS Z9, Z8, Z7
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000020, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_8_drain1
+
+	// TILELOADD tmm0, 256(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z8
+	VMULPS.BCST (DI), Z8, Z9
+	VCVTDQ2PS   1024(CX), Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMULPS.BCST 4(DI), Z8, Z9
+	VCVTDQ2PS   1088(CX), Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMULPS.BCST 8(DI), Z8, Z9
+	VCVTDQ2PS   1152(CX), Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMULPS.BCST 12(DI), Z8, Z9
+	VCVTDQ2PS   1216(CX), Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMULPS.BCST 16(DI), Z8, Z9
+	VCVTDQ2PS   1280(CX), Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMULPS.BCST 20(DI), Z8, Z9
+	VCVTDQ2PS   1344(CX), Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMULPS.BCST 24(DI), Z8, Z9
+	VCVTDQ2PS   1408(CX), Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMULPS.BCST 28(DI), Z8, Z8
+	VCVTDQ2PS   1472(CX), Z9
+	VFMADD231PS Z9, Z8, Z7
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000020, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_8_blocks
+
+amxChainQ8_0_8_drain0:
+	VMOVUPS     (R8), Z8
+	VMULPS.BCST (DI), Z8, Z9
+	VCVTDQ2PS   (CX), Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMULPS.BCST 4(DI), Z8, Z9
+	VCVTDQ2PS   64(CX), Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMULPS.BCST 8(DI), Z8, Z9
+	VCVTDQ2PS   128(CX), Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMULPS.BCST 12(DI), Z8, Z9
+	VCVTDQ2PS   192(CX), Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMULPS.BCST 16(DI), Z8, Z9
+	VCVTDQ2PS   256(CX), Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMULPS.BCST 20(DI), Z8, Z9
+	VCVTDQ2PS   320(CX), Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMULPS.BCST 24(DI), Z8, Z9
+	VCVTDQ2PS   384(CX), Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMULPS.BCST 28(DI), Z8, Z8
+	VCVTDQ2PS   448(CX), Z9
+	VFMADD231PS Z9, Z8, Z7
+	JMP         amxChainQ8_0_8_laneDone
+
+amxChainQ8_0_8_drain1:
+	VMOVUPS     (R8), Z8
+	VMULPS.BCST (DI), Z8, Z9
+	VCVTDQ2PS   1024(CX), Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMULPS.BCST 4(DI), Z8, Z9
+	VCVTDQ2PS   1088(CX), Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMULPS.BCST 8(DI), Z8, Z9
+	VCVTDQ2PS   1152(CX), Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMULPS.BCST 12(DI), Z8, Z9
+	VCVTDQ2PS   1216(CX), Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMULPS.BCST 16(DI), Z8, Z9
+	VCVTDQ2PS   1280(CX), Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMULPS.BCST 20(DI), Z8, Z9
+	VCVTDQ2PS   1344(CX), Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMULPS.BCST 24(DI), Z8, Z9
+	VCVTDQ2PS   1408(CX), Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMULPS.BCST 28(DI), Z8, Z8
+	VCVTDQ2PS   1472(CX), Z9
+	VFMADD231PS Z9, Z8, Z7
+
+amxChainQ8_0_8_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	IMUL3Q  $0x00000008, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000008, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000020, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_8_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_9(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_9(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_9_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	IMUL3Q $0x00000120, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000024, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_9_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_9_drain0
+
+amxChainQ8_0_9_blocks:
+	// TILELOADD tmm3, 288(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x20
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z9
+	VMULPS.BCST (DI), Z9, Z10
+	VCVTDQ2PS   (CX), Z11
+	VFMADD231PS Z11, Z10, Z0
+	VMULPS.BCST 4(DI), Z9, Z10
+	VCVTDQ2PS   64(CX), Z11
+	VFMADD231PS Z11, Z10, Z1
+	VMULPS.BCST 8(DI), Z9, Z10
+	VCVTDQ2PS   128(CX), Z11
+	VFMADD231PS Z11, Z10, Z2
+	VMULPS.BCST 12(DI), Z9, Z10
+	VCVTDQ2PS   192(CX), Z11
+	VFMADD231PS Z11, Z10, Z3
+	VMULPS.BCST 16(DI), Z9, Z10
+	VCVTDQ2PS   256(CX), Z11
+	VFMADD231PS Z11, Z10, Z4
+	VMULPS.BCST 20(DI), Z9, Z10
+	VCVTDQ2PS   320(CX), Z11
+	VFMADD231PS Z11, Z10, Z5
+	VMULPS.BCST 24(DI), Z9, Z10
+	VCVTDQ2PS   384(CX), Z11
+	VFMADD231PS Z11, Z10, Z6
+	VMULPS.BCST 28(DI), Z9, Z10
+	VCVTDQ2PS   448(CX), Z11
+	VFMADD231PS Z11, Z10, Z7
+	VMULPS.BCST 32(DI), Z9, Z9
+	VCVTDQ2PS   512(CX), Z10
+	VFMADD231PS Z10, Z9, Z8
+	ADDQ        $0x00000120, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000024, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_9_drain1
+
+	// TILELOADD tmm0, 288(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0x20
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z9
+	VMULPS.BCST (DI), Z9, Z10
+	VCVTDQ2PS   1024(CX), Z11
+	VFMADD231PS Z11, Z10, Z0
+	VMULPS.BCST 4(DI), Z9, Z10
+	VCVTDQ2PS   1088(CX), Z11
+	VFMADD231PS Z11, Z10, Z1
+	VMULPS.BCST 8(DI), Z9, Z10
+	VCVTDQ2PS   1152(CX), Z11
+	VFMADD231PS Z11, Z10, Z2
+	VMULPS.BCST 12(DI), Z9, Z10
+	VCVTDQ2PS   1216(CX), Z11
+	VFMADD231PS Z11, Z10, Z3
+	VMULPS.BCST 16(DI), Z9, Z10
+	VCVTDQ2PS   1280(CX), Z11
+	VFMADD231PS Z11, Z10, Z4
+	VMULPS.BCST 20(DI), Z9, Z10
+	VCVTDQ2PS   1344(CX), Z11
+	VFMADD231PS Z11, Z10, Z5
+	VMULPS.BCST 24(DI), Z9, Z10
+	VCVTDQ2PS   1408(CX), Z11
+	VFMADD231PS Z11, Z10, Z6
+	VMULPS.BCST 28(DI), Z9, Z10
+	VCVTDQ2PS   1472(CX), Z11
+	VFMADD231PS Z11, Z10, Z7
+	VMULPS.BCST 32(DI), Z9, Z9
+	VCVTDQ2PS   1536(CX), Z10
+	VFMADD231PS Z10, Z9, Z8
+	ADDQ        $0x00000120, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000024, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_9_blocks
+
+amxChainQ8_0_9_drain0:
+	VMOVUPS     (R8), Z9
+	VMULPS.BCST (DI), Z9, Z10
+	VCVTDQ2PS   (CX), Z11
+	VFMADD231PS Z11, Z10, Z0
+	VMULPS.BCST 4(DI), Z9, Z10
+	VCVTDQ2PS   64(CX), Z11
+	VFMADD231PS Z11, Z10, Z1
+	VMULPS.BCST 8(DI), Z9, Z10
+	VCVTDQ2PS   128(CX), Z11
+	VFMADD231PS Z11, Z10, Z2
+	VMULPS.BCST 12(DI), Z9, Z10
+	VCVTDQ2PS   192(CX), Z11
+	VFMADD231PS Z11, Z10, Z3
+	VMULPS.BCST 16(DI), Z9, Z10
+	VCVTDQ2PS   256(CX), Z11
+	VFMADD231PS Z11, Z10, Z4
+	VMULPS.BCST 20(DI), Z9, Z10
+	VCVTDQ2PS   320(CX), Z11
+	VFMADD231PS Z11, Z10, Z5
+	VMULPS.BCST 24(DI), Z9, Z10
+	VCVTDQ2PS   384(CX), Z11
+	VFMADD231PS Z11, Z10, Z6
+	VMULPS.BCST 28(DI), Z9, Z10
+	VCVTDQ2PS   448(CX), Z11
+	VFMADD231PS Z11, Z10, Z7
+	VMULPS.BCST 32(DI), Z9, Z9
+	VCVTDQ2PS   512(CX), Z10
+	VFMADD231PS Z10, Z9, Z8
+	JMP         amxChainQ8_0_9_laneDone
+
+amxChainQ8_0_9_drain1:
+	VMOVUPS     (R8), Z9
+	VMULPS.BCST (DI), Z9, Z10
+	VCVTDQ2PS   1024(CX), Z11
+	VFMADD231PS Z11, Z10, Z0
+	VMULPS.BCST 4(DI), Z9, Z10
+	VCVTDQ2PS   1088(CX), Z11
+	VFMADD231PS Z11, Z10, Z1
+	VMULPS.BCST 8(DI), Z9, Z10
+	VCVTDQ2PS   1152(CX), Z11
+	VFMADD231PS Z11, Z10, Z2
+	VMULPS.BCST 12(DI), Z9, Z10
+	VCVTDQ2PS   1216(CX), Z11
+	VFMADD231PS Z11, Z10, Z3
+	VMULPS.BCST 16(DI), Z9, Z10
+	VCVTDQ2PS   1280(CX), Z11
+	VFMADD231PS Z11, Z10, Z4
+	VMULPS.BCST 20(DI), Z9, Z10
+	VCVTDQ2PS   1344(CX), Z11
+	VFMADD231PS Z11, Z10, Z5
+	VMULPS.BCST 24(DI), Z9, Z10
+	VCVTDQ2PS   1408(CX), Z11
+	VFMADD231PS Z11, Z10, Z6
+	VMULPS.BCST 28(DI), Z9, Z10
+	VCVTDQ2PS   1472(CX), Z11
+	VFMADD231PS Z11, Z10, Z7
+	VMULPS.BCST 32(DI), Z9, Z9
+	VCVTDQ2PS   1536(CX), Z10
+	VFMADD231PS Z10, Z9, Z8
+
+amxChainQ8_0_9_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	IMUL3Q  $0x00000009, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000009, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000024, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_9_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_10(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_10(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_10_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	IMUL3Q $0x00000140, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000028, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_10_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_10_drain0
+
+amxChainQ8_0_10_blocks:
+	// TILELOADD tmm3, 320(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x40
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z10
+	VMULPS.BCST (DI), Z10, Z11
+	VCVTDQ2PS   (CX), Z12
+	VFMADD231PS Z12, Z11, Z0
+	VMULPS.BCST 4(DI), Z10, Z11
+	VCVTDQ2PS   64(CX), Z12
+	VFMADD231PS Z12, Z11, Z1
+	VMULPS.BCST 8(DI), Z10, Z11
+	VCVTDQ2PS   128(CX), Z12
+	VFMADD231PS Z12, Z11, Z2
+	VMULPS.BCST 12(DI), Z10, Z11
+	VCVTDQ2PS   192(CX), Z12
+	VFMADD231PS Z12, Z11, Z3
+	VMULPS.BCST 16(DI), Z10, Z11
+	VCVTDQ2PS   256(CX), Z12
+	VFMADD231PS Z12, Z11, Z4
+	VMULPS.BCST 20(DI), Z10, Z11
+	VCVTDQ2PS   320(CX), Z12
+	VFMADD231PS Z12, Z11, Z5
+	VMULPS.BCST 24(DI), Z10, Z11
+	VCVTDQ2PS   384(CX), Z12
+	VFMADD231PS Z12, Z11, Z6
+	VMULPS.BCST 28(DI), Z10, Z11
+	VCVTDQ2PS   448(CX), Z12
+	VFMADD231PS Z12, Z11, Z7
+	VMULPS.BCST 32(DI), Z10, Z11
+	VCVTDQ2PS   512(CX), Z12
+	VFMADD231PS Z12, Z11, Z8
+	VMULPS.BCST 36(DI), Z10, Z10
+	VCVTDQ2PS   576(CX), Z11
+	VFMADD231PS Z11, Z10, Z9
+	ADDQ        $0x00000140, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000028, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_10_drain1
+
+	// TILELOADD tmm0, 320(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0x40
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z10
+	VMULPS.BCST (DI), Z10, Z11
+	VCVTDQ2PS   1024(CX), Z12
+	VFMADD231PS Z12, Z11, Z0
+	VMULPS.BCST 4(DI), Z10, Z11
+	VCVTDQ2PS   1088(CX), Z12
+	VFMADD231PS Z12, Z11, Z1
+	VMULPS.BCST 8(DI), Z10, Z11
+	VCVTDQ2PS   1152(CX), Z12
+	VFMADD231PS Z12, Z11, Z2
+	VMULPS.BCST 12(DI), Z10, Z11
+	VCVTDQ2PS   1216(CX), Z12
+	VFMADD231PS Z12, Z11, Z3
+	VMULPS.BCST 16(DI), Z10, Z11
+	VCVTDQ2PS   1280(CX), Z12
+	VFMADD231PS Z12, Z11, Z4
+	VMULPS.BCST 20(DI), Z10, Z11
+	VCVTDQ2PS   1344(CX), Z12
+	VFMADD231PS Z12, Z11, Z5
+	VMULPS.BCST 24(DI), Z10, Z11
+	VCVTDQ2PS   1408(CX), Z12
+	VFMADD231PS Z12, Z11, Z6
+	VMULPS.BCST 28(DI), Z10, Z11
+	VCVTDQ2PS   1472(CX), Z12
+	VFMADD231PS Z12, Z11, Z7
+	VMULPS.BCST 32(DI), Z10, Z11
+	VCVTDQ2PS   1536(CX), Z12
+	VFMADD231PS Z12, Z11, Z8
+	VMULPS.BCST 36(DI), Z10, Z10
+	VCVTDQ2PS   1600(CX), Z11
+	VFMADD231PS Z11, Z10, Z9
+	ADDQ        $0x00000140, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000028, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_10_blocks
+
+amxChainQ8_0_10_drain0:
+	VMOVUPS     (R8), Z10
+	VMULPS.BCST (DI), Z10, Z11
+	VCVTDQ2PS   (CX), Z12
+	VFMADD231PS Z12, Z11, Z0
+	VMULPS.BCST 4(DI), Z10, Z11
+	VCVTDQ2PS   64(CX), Z12
+	VFMADD231PS Z12, Z11, Z1
+	VMULPS.BCST 8(DI), Z10, Z11
+	VCVTDQ2PS   128(CX), Z12
+	VFMADD231PS Z12, Z11, Z2
+	VMULPS.BCST 12(DI), Z10, Z11
+	VCVTDQ2PS   192(CX), Z12
+	VFMADD231PS Z12, Z11, Z3
+	VMULPS.BCST 16(DI), Z10, Z11
+	VCVTDQ2PS   256(CX), Z12
+	VFMADD231PS Z12, Z11, Z4
+	VMULPS.BCST 20(DI), Z10, Z11
+	VCVTDQ2PS   320(CX), Z12
+	VFMADD231PS Z12, Z11, Z5
+	VMULPS.BCST 24(DI), Z10, Z11
+	VCVTDQ2PS   384(CX), Z12
+	VFMADD231PS Z12, Z11, Z6
+	VMULPS.BCST 28(DI), Z10, Z11
+	VCVTDQ2PS   448(CX), Z12
+	VFMADD231PS Z12, Z11, Z7
+	VMULPS.BCST 32(DI), Z10, Z11
+	VCVTDQ2PS   512(CX), Z12
+	VFMADD231PS Z12, Z11, Z8
+	VMULPS.BCST 36(DI), Z10, Z10
+	VCVTDQ2PS   576(CX), Z11
+	VFMADD231PS Z11, Z10, Z9
+	JMP         amxChainQ8_0_10_laneDone
+
+amxChainQ8_0_10_drain1:
+	VMOVUPS     (R8), Z10
+	VMULPS.BCST (DI), Z10, Z11
+	VCVTDQ2PS   1024(CX), Z12
+	VFMADD231PS Z12, Z11, Z0
+	VMULPS.BCST 4(DI), Z10, Z11
+	VCVTDQ2PS   1088(CX), Z12
+	VFMADD231PS Z12, Z11, Z1
+	VMULPS.BCST 8(DI), Z10, Z11
+	VCVTDQ2PS   1152(CX), Z12
+	VFMADD231PS Z12, Z11, Z2
+	VMULPS.BCST 12(DI), Z10, Z11
+	VCVTDQ2PS   1216(CX), Z12
+	VFMADD231PS Z12, Z11, Z3
+	VMULPS.BCST 16(DI), Z10, Z11
+	VCVTDQ2PS   1280(CX), Z12
+	VFMADD231PS Z12, Z11, Z4
+	VMULPS.BCST 20(DI), Z10, Z11
+	VCVTDQ2PS   1344(CX), Z12
+	VFMADD231PS Z12, Z11, Z5
+	VMULPS.BCST 24(DI), Z10, Z11
+	VCVTDQ2PS   1408(CX), Z12
+	VFMADD231PS Z12, Z11, Z6
+	VMULPS.BCST 28(DI), Z10, Z11
+	VCVTDQ2PS   1472(CX), Z12
+	VFMADD231PS Z12, Z11, Z7
+	VMULPS.BCST 32(DI), Z10, Z11
+	VCVTDQ2PS   1536(CX), Z12
+	VFMADD231PS Z12, Z11, Z8
+	VMULPS.BCST 36(DI), Z10, Z10
+	VCVTDQ2PS   1600(CX), Z11
+	VFMADD231PS Z11, Z10, Z9
+
+amxChainQ8_0_10_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z9, K1, (AX)
+	IMUL3Q  $0x0000000a, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000a, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000028, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_10_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_11(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_11(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_11_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	IMUL3Q $0x00000160, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000002c, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_11_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_11_drain0
+
+amxChainQ8_0_11_blocks:
+	// TILELOADD tmm3, 352(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x60
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z11
+	VMULPS.BCST (DI), Z11, Z12
+	VCVTDQ2PS   (CX), Z13
+	VFMADD231PS Z13, Z12, Z0
+	VMULPS.BCST 4(DI), Z11, Z12
+	VCVTDQ2PS   64(CX), Z13
+	VFMADD231PS Z13, Z12, Z1
+	VMULPS.BCST 8(DI), Z11, Z12
+	VCVTDQ2PS   128(CX), Z13
+	VFMADD231PS Z13, Z12, Z2
+	VMULPS.BCST 12(DI), Z11, Z12
+	VCVTDQ2PS   192(CX), Z13
+	VFMADD231PS Z13, Z12, Z3
+	VMULPS.BCST 16(DI), Z11, Z12
+	VCVTDQ2PS   256(CX), Z13
+	VFMADD231PS Z13, Z12, Z4
+	VMULPS.BCST 20(DI), Z11, Z12
+	VCVTDQ2PS   320(CX), Z13
+	VFMADD231PS Z13, Z12, Z5
+	VMULPS.BCST 24(DI), Z11, Z12
+	VCVTDQ2PS   384(CX), Z13
+	VFMADD231PS Z13, Z12, Z6
+	VMULPS.BCST 28(DI), Z11, Z12
+	VCVTDQ2PS   448(CX), Z13
+	VFMADD231PS Z13, Z12, Z7
+	VMULPS.BCST 32(DI), Z11, Z12
+	VCVTDQ2PS   512(CX), Z13
+	VFMADD231PS Z13, Z12, Z8
+	VMULPS.BCST 36(DI), Z11, Z12
+	VCVTDQ2PS   576(CX), Z13
+	VFMADD231PS Z13, Z12, Z9
+	VMULPS.BCST 40(DI), Z11, Z11
+	VCVTDQ2PS   640(CX), Z12
+	VFMADD231PS Z12, Z11, Z10
+	ADDQ        $0x00000160, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000002c, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_11_drain1
+
+	// TILELOADD tmm0, 352(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0x60
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z11
+	VMULPS.BCST (DI), Z11, Z12
+	VCVTDQ2PS   1024(CX), Z13
+	VFMADD231PS Z13, Z12, Z0
+	VMULPS.BCST 4(DI), Z11, Z12
+	VCVTDQ2PS   1088(CX), Z13
+	VFMADD231PS Z13, Z12, Z1
+	VMULPS.BCST 8(DI), Z11, Z12
+	VCVTDQ2PS   1152(CX), Z13
+	VFMADD231PS Z13, Z12, Z2
+	VMULPS.BCST 12(DI), Z11, Z12
+	VCVTDQ2PS   1216(CX), Z13
+	VFMADD231PS Z13, Z12, Z3
+	VMULPS.BCST 16(DI), Z11, Z12
+	VCVTDQ2PS   1280(CX), Z13
+	VFMADD231PS Z13, Z12, Z4
+	VMULPS.BCST 20(DI), Z11, Z12
+	VCVTDQ2PS   1344(CX), Z13
+	VFMADD231PS Z13, Z12, Z5
+	VMULPS.BCST 24(DI), Z11, Z12
+	VCVTDQ2PS   1408(CX), Z13
+	VFMADD231PS Z13, Z12, Z6
+	VMULPS.BCST 28(DI), Z11, Z12
+	VCVTDQ2PS   1472(CX), Z13
+	VFMADD231PS Z13, Z12, Z7
+	VMULPS.BCST 32(DI), Z11, Z12
+	VCVTDQ2PS   1536(CX), Z13
+	VFMADD231PS Z13, Z12, Z8
+	VMULPS.BCST 36(DI), Z11, Z12
+	VCVTDQ2PS   1600(CX), Z13
+	VFMADD231PS Z13, Z12, Z9
+	VMULPS.BCST 40(DI), Z11, Z11
+	VCVTDQ2PS   1664(CX), Z12
+	VFMADD231PS Z12, Z11, Z10
+	ADDQ        $0x00000160, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000002c, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_11_blocks
+
+amxChainQ8_0_11_drain0:
+	VMOVUPS     (R8), Z11
+	VMULPS.BCST (DI), Z11, Z12
+	VCVTDQ2PS   (CX), Z13
+	VFMADD231PS Z13, Z12, Z0
+	VMULPS.BCST 4(DI), Z11, Z12
+	VCVTDQ2PS   64(CX), Z13
+	VFMADD231PS Z13, Z12, Z1
+	VMULPS.BCST 8(DI), Z11, Z12
+	VCVTDQ2PS   128(CX), Z13
+	VFMADD231PS Z13, Z12, Z2
+	VMULPS.BCST 12(DI), Z11, Z12
+	VCVTDQ2PS   192(CX), Z13
+	VFMADD231PS Z13, Z12, Z3
+	VMULPS.BCST 16(DI), Z11, Z12
+	VCVTDQ2PS   256(CX), Z13
+	VFMADD231PS Z13, Z12, Z4
+	VMULPS.BCST 20(DI), Z11, Z12
+	VCVTDQ2PS   320(CX), Z13
+	VFMADD231PS Z13, Z12, Z5
+	VMULPS.BCST 24(DI), Z11, Z12
+	VCVTDQ2PS   384(CX), Z13
+	VFMADD231PS Z13, Z12, Z6
+	VMULPS.BCST 28(DI), Z11, Z12
+	VCVTDQ2PS   448(CX), Z13
+	VFMADD231PS Z13, Z12, Z7
+	VMULPS.BCST 32(DI), Z11, Z12
+	VCVTDQ2PS   512(CX), Z13
+	VFMADD231PS Z13, Z12, Z8
+	VMULPS.BCST 36(DI), Z11, Z12
+	VCVTDQ2PS   576(CX), Z13
+	VFMADD231PS Z13, Z12, Z9
+	VMULPS.BCST 40(DI), Z11, Z11
+	VCVTDQ2PS   640(CX), Z12
+	VFMADD231PS Z12, Z11, Z10
+	JMP         amxChainQ8_0_11_laneDone
+
+amxChainQ8_0_11_drain1:
+	VMOVUPS     (R8), Z11
+	VMULPS.BCST (DI), Z11, Z12
+	VCVTDQ2PS   1024(CX), Z13
+	VFMADD231PS Z13, Z12, Z0
+	VMULPS.BCST 4(DI), Z11, Z12
+	VCVTDQ2PS   1088(CX), Z13
+	VFMADD231PS Z13, Z12, Z1
+	VMULPS.BCST 8(DI), Z11, Z12
+	VCVTDQ2PS   1152(CX), Z13
+	VFMADD231PS Z13, Z12, Z2
+	VMULPS.BCST 12(DI), Z11, Z12
+	VCVTDQ2PS   1216(CX), Z13
+	VFMADD231PS Z13, Z12, Z3
+	VMULPS.BCST 16(DI), Z11, Z12
+	VCVTDQ2PS   1280(CX), Z13
+	VFMADD231PS Z13, Z12, Z4
+	VMULPS.BCST 20(DI), Z11, Z12
+	VCVTDQ2PS   1344(CX), Z13
+	VFMADD231PS Z13, Z12, Z5
+	VMULPS.BCST 24(DI), Z11, Z12
+	VCVTDQ2PS   1408(CX), Z13
+	VFMADD231PS Z13, Z12, Z6
+	VMULPS.BCST 28(DI), Z11, Z12
+	VCVTDQ2PS   1472(CX), Z13
+	VFMADD231PS Z13, Z12, Z7
+	VMULPS.BCST 32(DI), Z11, Z12
+	VCVTDQ2PS   1536(CX), Z13
+	VFMADD231PS Z13, Z12, Z8
+	VMULPS.BCST 36(DI), Z11, Z12
+	VCVTDQ2PS   1600(CX), Z13
+	VFMADD231PS Z13, Z12, Z9
+	VMULPS.BCST 40(DI), Z11, Z11
+	VCVTDQ2PS   1664(CX), Z12
+	VFMADD231PS Z12, Z11, Z10
+
+amxChainQ8_0_11_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z10, K1, (AX)
+	IMUL3Q  $0x0000000b, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000b, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x0000002c, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_11_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_12(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_12(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_12_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	IMUL3Q $0x00000180, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000030, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_12_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_12_drain0
+
+amxChainQ8_0_12_blocks:
+	// TILELOADD tmm3, 384(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x80
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z12
+	VMULPS.BCST (DI), Z12, Z13
+	VCVTDQ2PS   (CX), Z14
+	VFMADD231PS Z14, Z13, Z0
+	VMULPS.BCST 4(DI), Z12, Z13
+	VCVTDQ2PS   64(CX), Z14
+	VFMADD231PS Z14, Z13, Z1
+	VMULPS.BCST 8(DI), Z12, Z13
+	VCVTDQ2PS   128(CX), Z14
+	VFMADD231PS Z14, Z13, Z2
+	VMULPS.BCST 12(DI), Z12, Z13
+	VCVTDQ2PS   192(CX), Z14
+	VFMADD231PS Z14, Z13, Z3
+	VMULPS.BCST 16(DI), Z12, Z13
+	VCVTDQ2PS   256(CX), Z14
+	VFMADD231PS Z14, Z13, Z4
+	VMULPS.BCST 20(DI), Z12, Z13
+	VCVTDQ2PS   320(CX), Z14
+	VFMADD231PS Z14, Z13, Z5
+	VMULPS.BCST 24(DI), Z12, Z13
+	VCVTDQ2PS   384(CX), Z14
+	VFMADD231PS Z14, Z13, Z6
+	VMULPS.BCST 28(DI), Z12, Z13
+	VCVTDQ2PS   448(CX), Z14
+	VFMADD231PS Z14, Z13, Z7
+	VMULPS.BCST 32(DI), Z12, Z13
+	VCVTDQ2PS   512(CX), Z14
+	VFMADD231PS Z14, Z13, Z8
+	VMULPS.BCST 36(DI), Z12, Z13
+	VCVTDQ2PS   576(CX), Z14
+	VFMADD231PS Z14, Z13, Z9
+	VMULPS.BCST 40(DI), Z12, Z13
+	VCVTDQ2PS   640(CX), Z14
+	VFMADD231PS Z14, Z13, Z10
+	VMULPS.BCST 44(DI), Z12, Z12
+	VCVTDQ2PS   704(CX), Z13
+	VFMADD231PS Z13, Z12, Z11
+	ADDQ        $0x00000180, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000030, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_12_drain1
+
+	// TILELOADD tmm0, 384(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0x80
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z12
+	VMULPS.BCST (DI), Z12, Z13
+	VCVTDQ2PS   1024(CX), Z14
+	VFMADD231PS Z14, Z13, Z0
+	VMULPS.BCST 4(DI), Z12, Z13
+	VCVTDQ2PS   1088(CX), Z14
+	VFMADD231PS Z14, Z13, Z1
+	VMULPS.BCST 8(DI), Z12, Z13
+	VCVTDQ2PS   1152(CX), Z14
+	VFMADD231PS Z14, Z13, Z2
+	VMULPS.BCST 12(DI), Z12, Z13
+	VCVTDQ2PS   1216(CX), Z14
+	VFMADD231PS Z14, Z13, Z3
+	VMULPS.BCST 16(DI), Z12, Z13
+	VCVTDQ2PS   1280(CX), Z14
+	VFMADD231PS Z14, Z13, Z4
+	VMULPS.BCST 20(DI), Z12, Z13
+	VCVTDQ2PS   1344(CX), Z14
+	VFMADD231PS Z14, Z13, Z5
+	VMULPS.BCST 24(DI), Z12, Z13
+	VCVTDQ2PS   1408(CX), Z14
+	VFMADD231PS Z14, Z13, Z6
+	VMULPS.BCST 28(DI), Z12, Z13
+	VCVTDQ2PS   1472(CX), Z14
+	VFMADD231PS Z14, Z13, Z7
+	VMULPS.BCST 32(DI), Z12, Z13
+	VCVTDQ2PS   1536(CX), Z14
+	VFMADD231PS Z14, Z13, Z8
+	VMULPS.BCST 36(DI), Z12, Z13
+	VCVTDQ2PS   1600(CX), Z14
+	VFMADD231PS Z14, Z13, Z9
+	VMULPS.BCST 40(DI), Z12, Z13
+	VCVTDQ2PS   1664(CX), Z14
+	VFMADD231PS Z14, Z13, Z10
+	VMULPS.BCST 44(DI), Z12, Z12
+	VCVTDQ2PS   1728(CX), Z13
+	VFMADD231PS Z13, Z12, Z11
+	ADDQ        $0x00000180, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000030, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_12_blocks
+
+amxChainQ8_0_12_drain0:
+	VMOVUPS     (R8), Z12
+	VMULPS.BCST (DI), Z12, Z13
+	VCVTDQ2PS   (CX), Z14
+	VFMADD231PS Z14, Z13, Z0
+	VMULPS.BCST 4(DI), Z12, Z13
+	VCVTDQ2PS   64(CX), Z14
+	VFMADD231PS Z14, Z13, Z1
+	VMULPS.BCST 8(DI), Z12, Z13
+	VCVTDQ2PS   128(CX), Z14
+	VFMADD231PS Z14, Z13, Z2
+	VMULPS.BCST 12(DI), Z12, Z13
+	VCVTDQ2PS   192(CX), Z14
+	VFMADD231PS Z14, Z13, Z3
+	VMULPS.BCST 16(DI), Z12, Z13
+	VCVTDQ2PS   256(CX), Z14
+	VFMADD231PS Z14, Z13, Z4
+	VMULPS.BCST 20(DI), Z12, Z13
+	VCVTDQ2PS   320(CX), Z14
+	VFMADD231PS Z14, Z13, Z5
+	VMULPS.BCST 24(DI), Z12, Z13
+	VCVTDQ2PS   384(CX), Z14
+	VFMADD231PS Z14, Z13, Z6
+	VMULPS.BCST 28(DI), Z12, Z13
+	VCVTDQ2PS   448(CX), Z14
+	VFMADD231PS Z14, Z13, Z7
+	VMULPS.BCST 32(DI), Z12, Z13
+	VCVTDQ2PS   512(CX), Z14
+	VFMADD231PS Z14, Z13, Z8
+	VMULPS.BCST 36(DI), Z12, Z13
+	VCVTDQ2PS   576(CX), Z14
+	VFMADD231PS Z14, Z13, Z9
+	VMULPS.BCST 40(DI), Z12, Z13
+	VCVTDQ2PS   640(CX), Z14
+	VFMADD231PS Z14, Z13, Z10
+	VMULPS.BCST 44(DI), Z12, Z12
+	VCVTDQ2PS   704(CX), Z13
+	VFMADD231PS Z13, Z12, Z11
+	JMP         amxChainQ8_0_12_laneDone
+
+amxChainQ8_0_12_drain1:
+	VMOVUPS     (R8), Z12
+	VMULPS.BCST (DI), Z12, Z13
+	VCVTDQ2PS   1024(CX), Z14
+	VFMADD231PS Z14, Z13, Z0
+	VMULPS.BCST 4(DI), Z12, Z13
+	VCVTDQ2PS   1088(CX), Z14
+	VFMADD231PS Z14, Z13, Z1
+	VMULPS.BCST 8(DI), Z12, Z13
+	VCVTDQ2PS   1152(CX), Z14
+	VFMADD231PS Z14, Z13, Z2
+	VMULPS.BCST 12(DI), Z12, Z13
+	VCVTDQ2PS   1216(CX), Z14
+	VFMADD231PS Z14, Z13, Z3
+	VMULPS.BCST 16(DI), Z12, Z13
+	VCVTDQ2PS   1280(CX), Z14
+	VFMADD231PS Z14, Z13, Z4
+	VMULPS.BCST 20(DI), Z12, Z13
+	VCVTDQ2PS   1344(CX), Z14
+	VFMADD231PS Z14, Z13, Z5
+	VMULPS.BCST 24(DI), Z12, Z13
+	VCVTDQ2PS   1408(CX), Z14
+	VFMADD231PS Z14, Z13, Z6
+	VMULPS.BCST 28(DI), Z12, Z13
+	VCVTDQ2PS   1472(CX), Z14
+	VFMADD231PS Z14, Z13, Z7
+	VMULPS.BCST 32(DI), Z12, Z13
+	VCVTDQ2PS   1536(CX), Z14
+	VFMADD231PS Z14, Z13, Z8
+	VMULPS.BCST 36(DI), Z12, Z13
+	VCVTDQ2PS   1600(CX), Z14
+	VFMADD231PS Z14, Z13, Z9
+	VMULPS.BCST 40(DI), Z12, Z13
+	VCVTDQ2PS   1664(CX), Z14
+	VFMADD231PS Z14, Z13, Z10
+	VMULPS.BCST 44(DI), Z12, Z12
+	VCVTDQ2PS   1728(CX), Z13
+	VFMADD231PS Z13, Z12, Z11
+
+amxChainQ8_0_12_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z10, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z11, K1, (AX)
+	IMUL3Q  $0x0000000c, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000c, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000030, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_12_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_13(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_13(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_13_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	IMUL3Q $0x000001a0, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000034, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_13_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_13_drain0
+
+amxChainQ8_0_13_blocks:
+	// TILELOADD tmm3, 416(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0xa0
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z13
+	VMULPS.BCST (DI), Z13, Z14
+	VCVTDQ2PS   (CX), Z15
+	VFMADD231PS Z15, Z14, Z0
+	VMULPS.BCST 4(DI), Z13, Z14
+	VCVTDQ2PS   64(CX), Z15
+	VFMADD231PS Z15, Z14, Z1
+	VMULPS.BCST 8(DI), Z13, Z14
+	VCVTDQ2PS   128(CX), Z15
+	VFMADD231PS Z15, Z14, Z2
+	VMULPS.BCST 12(DI), Z13, Z14
+	VCVTDQ2PS   192(CX), Z15
+	VFMADD231PS Z15, Z14, Z3
+	VMULPS.BCST 16(DI), Z13, Z14
+	VCVTDQ2PS   256(CX), Z15
+	VFMADD231PS Z15, Z14, Z4
+	VMULPS.BCST 20(DI), Z13, Z14
+	VCVTDQ2PS   320(CX), Z15
+	VFMADD231PS Z15, Z14, Z5
+	VMULPS.BCST 24(DI), Z13, Z14
+	VCVTDQ2PS   384(CX), Z15
+	VFMADD231PS Z15, Z14, Z6
+	VMULPS.BCST 28(DI), Z13, Z14
+	VCVTDQ2PS   448(CX), Z15
+	VFMADD231PS Z15, Z14, Z7
+	VMULPS.BCST 32(DI), Z13, Z14
+	VCVTDQ2PS   512(CX), Z15
+	VFMADD231PS Z15, Z14, Z8
+	VMULPS.BCST 36(DI), Z13, Z14
+	VCVTDQ2PS   576(CX), Z15
+	VFMADD231PS Z15, Z14, Z9
+	VMULPS.BCST 40(DI), Z13, Z14
+	VCVTDQ2PS   640(CX), Z15
+	VFMADD231PS Z15, Z14, Z10
+	VMULPS.BCST 44(DI), Z13, Z14
+	VCVTDQ2PS   704(CX), Z15
+	VFMADD231PS Z15, Z14, Z11
+	VMULPS.BCST 48(DI), Z13, Z13
+	VCVTDQ2PS   768(CX), Z14
+	VFMADD231PS Z14, Z13, Z12
+	ADDQ        $0x000001a0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000034, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_13_drain1
+
+	// TILELOADD tmm0, 416(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0xa0
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z13
+	VMULPS.BCST (DI), Z13, Z14
+	VCVTDQ2PS   1024(CX), Z15
+	VFMADD231PS Z15, Z14, Z0
+	VMULPS.BCST 4(DI), Z13, Z14
+	VCVTDQ2PS   1088(CX), Z15
+	VFMADD231PS Z15, Z14, Z1
+	VMULPS.BCST 8(DI), Z13, Z14
+	VCVTDQ2PS   1152(CX), Z15
+	VFMADD231PS Z15, Z14, Z2
+	VMULPS.BCST 12(DI), Z13, Z14
+	VCVTDQ2PS   1216(CX), Z15
+	VFMADD231PS Z15, Z14, Z3
+	VMULPS.BCST 16(DI), Z13, Z14
+	VCVTDQ2PS   1280(CX), Z15
+	VFMADD231PS Z15, Z14, Z4
+	VMULPS.BCST 20(DI), Z13, Z14
+	VCVTDQ2PS   1344(CX), Z15
+	VFMADD231PS Z15, Z14, Z5
+	VMULPS.BCST 24(DI), Z13, Z14
+	VCVTDQ2PS   1408(CX), Z15
+	VFMADD231PS Z15, Z14, Z6
+	VMULPS.BCST 28(DI), Z13, Z14
+	VCVTDQ2PS   1472(CX), Z15
+	VFMADD231PS Z15, Z14, Z7
+	VMULPS.BCST 32(DI), Z13, Z14
+	VCVTDQ2PS   1536(CX), Z15
+	VFMADD231PS Z15, Z14, Z8
+	VMULPS.BCST 36(DI), Z13, Z14
+	VCVTDQ2PS   1600(CX), Z15
+	VFMADD231PS Z15, Z14, Z9
+	VMULPS.BCST 40(DI), Z13, Z14
+	VCVTDQ2PS   1664(CX), Z15
+	VFMADD231PS Z15, Z14, Z10
+	VMULPS.BCST 44(DI), Z13, Z14
+	VCVTDQ2PS   1728(CX), Z15
+	VFMADD231PS Z15, Z14, Z11
+	VMULPS.BCST 48(DI), Z13, Z13
+	VCVTDQ2PS   1792(CX), Z14
+	VFMADD231PS Z14, Z13, Z12
+	ADDQ        $0x000001a0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000034, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_13_blocks
+
+amxChainQ8_0_13_drain0:
+	VMOVUPS     (R8), Z13
+	VMULPS.BCST (DI), Z13, Z14
+	VCVTDQ2PS   (CX), Z15
+	VFMADD231PS Z15, Z14, Z0
+	VMULPS.BCST 4(DI), Z13, Z14
+	VCVTDQ2PS   64(CX), Z15
+	VFMADD231PS Z15, Z14, Z1
+	VMULPS.BCST 8(DI), Z13, Z14
+	VCVTDQ2PS   128(CX), Z15
+	VFMADD231PS Z15, Z14, Z2
+	VMULPS.BCST 12(DI), Z13, Z14
+	VCVTDQ2PS   192(CX), Z15
+	VFMADD231PS Z15, Z14, Z3
+	VMULPS.BCST 16(DI), Z13, Z14
+	VCVTDQ2PS   256(CX), Z15
+	VFMADD231PS Z15, Z14, Z4
+	VMULPS.BCST 20(DI), Z13, Z14
+	VCVTDQ2PS   320(CX), Z15
+	VFMADD231PS Z15, Z14, Z5
+	VMULPS.BCST 24(DI), Z13, Z14
+	VCVTDQ2PS   384(CX), Z15
+	VFMADD231PS Z15, Z14, Z6
+	VMULPS.BCST 28(DI), Z13, Z14
+	VCVTDQ2PS   448(CX), Z15
+	VFMADD231PS Z15, Z14, Z7
+	VMULPS.BCST 32(DI), Z13, Z14
+	VCVTDQ2PS   512(CX), Z15
+	VFMADD231PS Z15, Z14, Z8
+	VMULPS.BCST 36(DI), Z13, Z14
+	VCVTDQ2PS   576(CX), Z15
+	VFMADD231PS Z15, Z14, Z9
+	VMULPS.BCST 40(DI), Z13, Z14
+	VCVTDQ2PS   640(CX), Z15
+	VFMADD231PS Z15, Z14, Z10
+	VMULPS.BCST 44(DI), Z13, Z14
+	VCVTDQ2PS   704(CX), Z15
+	VFMADD231PS Z15, Z14, Z11
+	VMULPS.BCST 48(DI), Z13, Z13
+	VCVTDQ2PS   768(CX), Z14
+	VFMADD231PS Z14, Z13, Z12
+	JMP         amxChainQ8_0_13_laneDone
+
+amxChainQ8_0_13_drain1:
+	VMOVUPS     (R8), Z13
+	VMULPS.BCST (DI), Z13, Z14
+	VCVTDQ2PS   1024(CX), Z15
+	VFMADD231PS Z15, Z14, Z0
+	VMULPS.BCST 4(DI), Z13, Z14
+	VCVTDQ2PS   1088(CX), Z15
+	VFMADD231PS Z15, Z14, Z1
+	VMULPS.BCST 8(DI), Z13, Z14
+	VCVTDQ2PS   1152(CX), Z15
+	VFMADD231PS Z15, Z14, Z2
+	VMULPS.BCST 12(DI), Z13, Z14
+	VCVTDQ2PS   1216(CX), Z15
+	VFMADD231PS Z15, Z14, Z3
+	VMULPS.BCST 16(DI), Z13, Z14
+	VCVTDQ2PS   1280(CX), Z15
+	VFMADD231PS Z15, Z14, Z4
+	VMULPS.BCST 20(DI), Z13, Z14
+	VCVTDQ2PS   1344(CX), Z15
+	VFMADD231PS Z15, Z14, Z5
+	VMULPS.BCST 24(DI), Z13, Z14
+	VCVTDQ2PS   1408(CX), Z15
+	VFMADD231PS Z15, Z14, Z6
+	VMULPS.BCST 28(DI), Z13, Z14
+	VCVTDQ2PS   1472(CX), Z15
+	VFMADD231PS Z15, Z14, Z7
+	VMULPS.BCST 32(DI), Z13, Z14
+	VCVTDQ2PS   1536(CX), Z15
+	VFMADD231PS Z15, Z14, Z8
+	VMULPS.BCST 36(DI), Z13, Z14
+	VCVTDQ2PS   1600(CX), Z15
+	VFMADD231PS Z15, Z14, Z9
+	VMULPS.BCST 40(DI), Z13, Z14
+	VCVTDQ2PS   1664(CX), Z15
+	VFMADD231PS Z15, Z14, Z10
+	VMULPS.BCST 44(DI), Z13, Z14
+	VCVTDQ2PS   1728(CX), Z15
+	VFMADD231PS Z15, Z14, Z11
+	VMULPS.BCST 48(DI), Z13, Z13
+	VCVTDQ2PS   1792(CX), Z14
+	VFMADD231PS Z14, Z13, Z12
+
+amxChainQ8_0_13_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z10, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z11, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z12, K1, (AX)
+	IMUL3Q  $0x0000000d, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000d, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000034, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_13_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_14(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_14(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_14_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	IMUL3Q $0x000001c0, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000038, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_14_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_14_drain0
+
+amxChainQ8_0_14_blocks:
+	// TILELOADD tmm3, 448(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0xc0
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z14
+	VMULPS.BCST (DI), Z14, Z15
+	VCVTDQ2PS   (CX), Z16
+	VFMADD231PS Z16, Z15, Z0
+	VMULPS.BCST 4(DI), Z14, Z15
+	VCVTDQ2PS   64(CX), Z16
+	VFMADD231PS Z16, Z15, Z1
+	VMULPS.BCST 8(DI), Z14, Z15
+	VCVTDQ2PS   128(CX), Z16
+	VFMADD231PS Z16, Z15, Z2
+	VMULPS.BCST 12(DI), Z14, Z15
+	VCVTDQ2PS   192(CX), Z16
+	VFMADD231PS Z16, Z15, Z3
+	VMULPS.BCST 16(DI), Z14, Z15
+	VCVTDQ2PS   256(CX), Z16
+	VFMADD231PS Z16, Z15, Z4
+	VMULPS.BCST 20(DI), Z14, Z15
+	VCVTDQ2PS   320(CX), Z16
+	VFMADD231PS Z16, Z15, Z5
+	VMULPS.BCST 24(DI), Z14, Z15
+	VCVTDQ2PS   384(CX), Z16
+	VFMADD231PS Z16, Z15, Z6
+	VMULPS.BCST 28(DI), Z14, Z15
+	VCVTDQ2PS   448(CX), Z16
+	VFMADD231PS Z16, Z15, Z7
+	VMULPS.BCST 32(DI), Z14, Z15
+	VCVTDQ2PS   512(CX), Z16
+	VFMADD231PS Z16, Z15, Z8
+	VMULPS.BCST 36(DI), Z14, Z15
+	VCVTDQ2PS   576(CX), Z16
+	VFMADD231PS Z16, Z15, Z9
+	VMULPS.BCST 40(DI), Z14, Z15
+	VCVTDQ2PS   640(CX), Z16
+	VFMADD231PS Z16, Z15, Z10
+	VMULPS.BCST 44(DI), Z14, Z15
+	VCVTDQ2PS   704(CX), Z16
+	VFMADD231PS Z16, Z15, Z11
+	VMULPS.BCST 48(DI), Z14, Z15
+	VCVTDQ2PS   768(CX), Z16
+	VFMADD231PS Z16, Z15, Z12
+	VMULPS.BCST 52(DI), Z14, Z14
+	VCVTDQ2PS   832(CX), Z15
+	VFMADD231PS Z15, Z14, Z13
+	ADDQ        $0x000001c0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000038, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_14_drain1
+
+	// TILELOADD tmm0, 448(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0xc0
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z14
+	VMULPS.BCST (DI), Z14, Z15
+	VCVTDQ2PS   1024(CX), Z16
+	VFMADD231PS Z16, Z15, Z0
+	VMULPS.BCST 4(DI), Z14, Z15
+	VCVTDQ2PS   1088(CX), Z16
+	VFMADD231PS Z16, Z15, Z1
+	VMULPS.BCST 8(DI), Z14, Z15
+	VCVTDQ2PS   1152(CX), Z16
+	VFMADD231PS Z16, Z15, Z2
+	VMULPS.BCST 12(DI), Z14, Z15
+	VCVTDQ2PS   1216(CX), Z16
+	VFMADD231PS Z16, Z15, Z3
+	VMULPS.BCST 16(DI), Z14, Z15
+	VCVTDQ2PS   1280(CX), Z16
+	VFMADD231PS Z16, Z15, Z4
+	VMULPS.BCST 20(DI), Z14, Z15
+	VCVTDQ2PS   1344(CX), Z16
+	VFMADD231PS Z16, Z15, Z5
+	VMULPS.BCST 24(DI), Z14, Z15
+	VCVTDQ2PS   1408(CX), Z16
+	VFMADD231PS Z16, Z15, Z6
+	VMULPS.BCST 28(DI), Z14, Z15
+	VCVTDQ2PS   1472(CX), Z16
+	VFMADD231PS Z16, Z15, Z7
+	VMULPS.BCST 32(DI), Z14, Z15
+	VCVTDQ2PS   1536(CX), Z16
+	VFMADD231PS Z16, Z15, Z8
+	VMULPS.BCST 36(DI), Z14, Z15
+	VCVTDQ2PS   1600(CX), Z16
+	VFMADD231PS Z16, Z15, Z9
+	VMULPS.BCST 40(DI), Z14, Z15
+	VCVTDQ2PS   1664(CX), Z16
+	VFMADD231PS Z16, Z15, Z10
+	VMULPS.BCST 44(DI), Z14, Z15
+	VCVTDQ2PS   1728(CX), Z16
+	VFMADD231PS Z16, Z15, Z11
+	VMULPS.BCST 48(DI), Z14, Z15
+	VCVTDQ2PS   1792(CX), Z16
+	VFMADD231PS Z16, Z15, Z12
+	VMULPS.BCST 52(DI), Z14, Z14
+	VCVTDQ2PS   1856(CX), Z15
+	VFMADD231PS Z15, Z14, Z13
+	ADDQ        $0x000001c0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000038, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_14_blocks
+
+amxChainQ8_0_14_drain0:
+	VMOVUPS     (R8), Z14
+	VMULPS.BCST (DI), Z14, Z15
+	VCVTDQ2PS   (CX), Z16
+	VFMADD231PS Z16, Z15, Z0
+	VMULPS.BCST 4(DI), Z14, Z15
+	VCVTDQ2PS   64(CX), Z16
+	VFMADD231PS Z16, Z15, Z1
+	VMULPS.BCST 8(DI), Z14, Z15
+	VCVTDQ2PS   128(CX), Z16
+	VFMADD231PS Z16, Z15, Z2
+	VMULPS.BCST 12(DI), Z14, Z15
+	VCVTDQ2PS   192(CX), Z16
+	VFMADD231PS Z16, Z15, Z3
+	VMULPS.BCST 16(DI), Z14, Z15
+	VCVTDQ2PS   256(CX), Z16
+	VFMADD231PS Z16, Z15, Z4
+	VMULPS.BCST 20(DI), Z14, Z15
+	VCVTDQ2PS   320(CX), Z16
+	VFMADD231PS Z16, Z15, Z5
+	VMULPS.BCST 24(DI), Z14, Z15
+	VCVTDQ2PS   384(CX), Z16
+	VFMADD231PS Z16, Z15, Z6
+	VMULPS.BCST 28(DI), Z14, Z15
+	VCVTDQ2PS   448(CX), Z16
+	VFMADD231PS Z16, Z15, Z7
+	VMULPS.BCST 32(DI), Z14, Z15
+	VCVTDQ2PS   512(CX), Z16
+	VFMADD231PS Z16, Z15, Z8
+	VMULPS.BCST 36(DI), Z14, Z15
+	VCVTDQ2PS   576(CX), Z16
+	VFMADD231PS Z16, Z15, Z9
+	VMULPS.BCST 40(DI), Z14, Z15
+	VCVTDQ2PS   640(CX), Z16
+	VFMADD231PS Z16, Z15, Z10
+	VMULPS.BCST 44(DI), Z14, Z15
+	VCVTDQ2PS   704(CX), Z16
+	VFMADD231PS Z16, Z15, Z11
+	VMULPS.BCST 48(DI), Z14, Z15
+	VCVTDQ2PS   768(CX), Z16
+	VFMADD231PS Z16, Z15, Z12
+	VMULPS.BCST 52(DI), Z14, Z14
+	VCVTDQ2PS   832(CX), Z15
+	VFMADD231PS Z15, Z14, Z13
+	JMP         amxChainQ8_0_14_laneDone
+
+amxChainQ8_0_14_drain1:
+	VMOVUPS     (R8), Z14
+	VMULPS.BCST (DI), Z14, Z15
+	VCVTDQ2PS   1024(CX), Z16
+	VFMADD231PS Z16, Z15, Z0
+	VMULPS.BCST 4(DI), Z14, Z15
+	VCVTDQ2PS   1088(CX), Z16
+	VFMADD231PS Z16, Z15, Z1
+	VMULPS.BCST 8(DI), Z14, Z15
+	VCVTDQ2PS   1152(CX), Z16
+	VFMADD231PS Z16, Z15, Z2
+	VMULPS.BCST 12(DI), Z14, Z15
+	VCVTDQ2PS   1216(CX), Z16
+	VFMADD231PS Z16, Z15, Z3
+	VMULPS.BCST 16(DI), Z14, Z15
+	VCVTDQ2PS   1280(CX), Z16
+	VFMADD231PS Z16, Z15, Z4
+	VMULPS.BCST 20(DI), Z14, Z15
+	VCVTDQ2PS   1344(CX), Z16
+	VFMADD231PS Z16, Z15, Z5
+	VMULPS.BCST 24(DI), Z14, Z15
+	VCVTDQ2PS   1408(CX), Z16
+	VFMADD231PS Z16, Z15, Z6
+	VMULPS.BCST 28(DI), Z14, Z15
+	VCVTDQ2PS   1472(CX), Z16
+	VFMADD231PS Z16, Z15, Z7
+	VMULPS.BCST 32(DI), Z14, Z15
+	VCVTDQ2PS   1536(CX), Z16
+	VFMADD231PS Z16, Z15, Z8
+	VMULPS.BCST 36(DI), Z14, Z15
+	VCVTDQ2PS   1600(CX), Z16
+	VFMADD231PS Z16, Z15, Z9
+	VMULPS.BCST 40(DI), Z14, Z15
+	VCVTDQ2PS   1664(CX), Z16
+	VFMADD231PS Z16, Z15, Z10
+	VMULPS.BCST 44(DI), Z14, Z15
+	VCVTDQ2PS   1728(CX), Z16
+	VFMADD231PS Z16, Z15, Z11
+	VMULPS.BCST 48(DI), Z14, Z15
+	VCVTDQ2PS   1792(CX), Z16
+	VFMADD231PS Z16, Z15, Z12
+	VMULPS.BCST 52(DI), Z14, Z14
+	VCVTDQ2PS   1856(CX), Z15
+	VFMADD231PS Z15, Z14, Z13
+
+amxChainQ8_0_14_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z10, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z11, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z12, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z13, K1, (AX)
+	IMUL3Q  $0x0000000e, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000e, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000038, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_14_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_15(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_15(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_15_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	IMUL3Q $0x000001e0, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x0000003c, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_15_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_15_drain0
+
+amxChainQ8_0_15_blocks:
+	// TILELOADD tmm3, 480(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0xe0
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z15
+	VMULPS.BCST (DI), Z15, Z16
+	VCVTDQ2PS   (CX), Z17
+	VFMADD231PS Z17, Z16, Z0
+	VMULPS.BCST 4(DI), Z15, Z16
+	VCVTDQ2PS   64(CX), Z17
+	VFMADD231PS Z17, Z16, Z1
+	VMULPS.BCST 8(DI), Z15, Z16
+	VCVTDQ2PS   128(CX), Z17
+	VFMADD231PS Z17, Z16, Z2
+	VMULPS.BCST 12(DI), Z15, Z16
+	VCVTDQ2PS   192(CX), Z17
+	VFMADD231PS Z17, Z16, Z3
+	VMULPS.BCST 16(DI), Z15, Z16
+	VCVTDQ2PS   256(CX), Z17
+	VFMADD231PS Z17, Z16, Z4
+	VMULPS.BCST 20(DI), Z15, Z16
+	VCVTDQ2PS   320(CX), Z17
+	VFMADD231PS Z17, Z16, Z5
+	VMULPS.BCST 24(DI), Z15, Z16
+	VCVTDQ2PS   384(CX), Z17
+	VFMADD231PS Z17, Z16, Z6
+	VMULPS.BCST 28(DI), Z15, Z16
+	VCVTDQ2PS   448(CX), Z17
+	VFMADD231PS Z17, Z16, Z7
+	VMULPS.BCST 32(DI), Z15, Z16
+	VCVTDQ2PS   512(CX), Z17
+	VFMADD231PS Z17, Z16, Z8
+	VMULPS.BCST 36(DI), Z15, Z16
+	VCVTDQ2PS   576(CX), Z17
+	VFMADD231PS Z17, Z16, Z9
+	VMULPS.BCST 40(DI), Z15, Z16
+	VCVTDQ2PS   640(CX), Z17
+	VFMADD231PS Z17, Z16, Z10
+	VMULPS.BCST 44(DI), Z15, Z16
+	VCVTDQ2PS   704(CX), Z17
+	VFMADD231PS Z17, Z16, Z11
+	VMULPS.BCST 48(DI), Z15, Z16
+	VCVTDQ2PS   768(CX), Z17
+	VFMADD231PS Z17, Z16, Z12
+	VMULPS.BCST 52(DI), Z15, Z16
+	VCVTDQ2PS   832(CX), Z17
+	VFMADD231PS Z17, Z16, Z13
+	VMULPS.BCST 56(DI), Z15, Z15
+	VCVTDQ2PS   896(CX), Z16
+	VFMADD231PS Z16, Z15, Z14
+	ADDQ        $0x000001e0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000003c, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_15_drain1
+
+	// TILELOADD tmm0, 480(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0xe0
+	BYTE $0x01
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z15
+	VMULPS.BCST (DI), Z15, Z16
+	VCVTDQ2PS   1024(CX), Z17
+	VFMADD231PS Z17, Z16, Z0
+	VMULPS.BCST 4(DI), Z15, Z16
+	VCVTDQ2PS   1088(CX), Z17
+	VFMADD231PS Z17, Z16, Z1
+	VMULPS.BCST 8(DI), Z15, Z16
+	VCVTDQ2PS   1152(CX), Z17
+	VFMADD231PS Z17, Z16, Z2
+	VMULPS.BCST 12(DI), Z15, Z16
+	VCVTDQ2PS   1216(CX), Z17
+	VFMADD231PS Z17, Z16, Z3
+	VMULPS.BCST 16(DI), Z15, Z16
+	VCVTDQ2PS   1280(CX), Z17
+	VFMADD231PS Z17, Z16, Z4
+	VMULPS.BCST 20(DI), Z15, Z16
+	VCVTDQ2PS   1344(CX), Z17
+	VFMADD231PS Z17, Z16, Z5
+	VMULPS.BCST 24(DI), Z15, Z16
+	VCVTDQ2PS   1408(CX), Z17
+	VFMADD231PS Z17, Z16, Z6
+	VMULPS.BCST 28(DI), Z15, Z16
+	VCVTDQ2PS   1472(CX), Z17
+	VFMADD231PS Z17, Z16, Z7
+	VMULPS.BCST 32(DI), Z15, Z16
+	VCVTDQ2PS   1536(CX), Z17
+	VFMADD231PS Z17, Z16, Z8
+	VMULPS.BCST 36(DI), Z15, Z16
+	VCVTDQ2PS   1600(CX), Z17
+	VFMADD231PS Z17, Z16, Z9
+	VMULPS.BCST 40(DI), Z15, Z16
+	VCVTDQ2PS   1664(CX), Z17
+	VFMADD231PS Z17, Z16, Z10
+	VMULPS.BCST 44(DI), Z15, Z16
+	VCVTDQ2PS   1728(CX), Z17
+	VFMADD231PS Z17, Z16, Z11
+	VMULPS.BCST 48(DI), Z15, Z16
+	VCVTDQ2PS   1792(CX), Z17
+	VFMADD231PS Z17, Z16, Z12
+	VMULPS.BCST 52(DI), Z15, Z16
+	VCVTDQ2PS   1856(CX), Z17
+	VFMADD231PS Z17, Z16, Z13
+	VMULPS.BCST 56(DI), Z15, Z15
+	VCVTDQ2PS   1920(CX), Z16
+	VFMADD231PS Z16, Z15, Z14
+	ADDQ        $0x000001e0, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x0000003c, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_15_blocks
+
+amxChainQ8_0_15_drain0:
+	VMOVUPS     (R8), Z15
+	VMULPS.BCST (DI), Z15, Z16
+	VCVTDQ2PS   (CX), Z17
+	VFMADD231PS Z17, Z16, Z0
+	VMULPS.BCST 4(DI), Z15, Z16
+	VCVTDQ2PS   64(CX), Z17
+	VFMADD231PS Z17, Z16, Z1
+	VMULPS.BCST 8(DI), Z15, Z16
+	VCVTDQ2PS   128(CX), Z17
+	VFMADD231PS Z17, Z16, Z2
+	VMULPS.BCST 12(DI), Z15, Z16
+	VCVTDQ2PS   192(CX), Z17
+	VFMADD231PS Z17, Z16, Z3
+	VMULPS.BCST 16(DI), Z15, Z16
+	VCVTDQ2PS   256(CX), Z17
+	VFMADD231PS Z17, Z16, Z4
+	VMULPS.BCST 20(DI), Z15, Z16
+	VCVTDQ2PS   320(CX), Z17
+	VFMADD231PS Z17, Z16, Z5
+	VMULPS.BCST 24(DI), Z15, Z16
+	VCVTDQ2PS   384(CX), Z17
+	VFMADD231PS Z17, Z16, Z6
+	VMULPS.BCST 28(DI), Z15, Z16
+	VCVTDQ2PS   448(CX), Z17
+	VFMADD231PS Z17, Z16, Z7
+	VMULPS.BCST 32(DI), Z15, Z16
+	VCVTDQ2PS   512(CX), Z17
+	VFMADD231PS Z17, Z16, Z8
+	VMULPS.BCST 36(DI), Z15, Z16
+	VCVTDQ2PS   576(CX), Z17
+	VFMADD231PS Z17, Z16, Z9
+	VMULPS.BCST 40(DI), Z15, Z16
+	VCVTDQ2PS   640(CX), Z17
+	VFMADD231PS Z17, Z16, Z10
+	VMULPS.BCST 44(DI), Z15, Z16
+	VCVTDQ2PS   704(CX), Z17
+	VFMADD231PS Z17, Z16, Z11
+	VMULPS.BCST 48(DI), Z15, Z16
+	VCVTDQ2PS   768(CX), Z17
+	VFMADD231PS Z17, Z16, Z12
+	VMULPS.BCST 52(DI), Z15, Z16
+	VCVTDQ2PS   832(CX), Z17
+	VFMADD231PS Z17, Z16, Z13
+	VMULPS.BCST 56(DI), Z15, Z15
+	VCVTDQ2PS   896(CX), Z16
+	VFMADD231PS Z16, Z15, Z14
+	JMP         amxChainQ8_0_15_laneDone
+
+amxChainQ8_0_15_drain1:
+	VMOVUPS     (R8), Z15
+	VMULPS.BCST (DI), Z15, Z16
+	VCVTDQ2PS   1024(CX), Z17
+	VFMADD231PS Z17, Z16, Z0
+	VMULPS.BCST 4(DI), Z15, Z16
+	VCVTDQ2PS   1088(CX), Z17
+	VFMADD231PS Z17, Z16, Z1
+	VMULPS.BCST 8(DI), Z15, Z16
+	VCVTDQ2PS   1152(CX), Z17
+	VFMADD231PS Z17, Z16, Z2
+	VMULPS.BCST 12(DI), Z15, Z16
+	VCVTDQ2PS   1216(CX), Z17
+	VFMADD231PS Z17, Z16, Z3
+	VMULPS.BCST 16(DI), Z15, Z16
+	VCVTDQ2PS   1280(CX), Z17
+	VFMADD231PS Z17, Z16, Z4
+	VMULPS.BCST 20(DI), Z15, Z16
+	VCVTDQ2PS   1344(CX), Z17
+	VFMADD231PS Z17, Z16, Z5
+	VMULPS.BCST 24(DI), Z15, Z16
+	VCVTDQ2PS   1408(CX), Z17
+	VFMADD231PS Z17, Z16, Z6
+	VMULPS.BCST 28(DI), Z15, Z16
+	VCVTDQ2PS   1472(CX), Z17
+	VFMADD231PS Z17, Z16, Z7
+	VMULPS.BCST 32(DI), Z15, Z16
+	VCVTDQ2PS   1536(CX), Z17
+	VFMADD231PS Z17, Z16, Z8
+	VMULPS.BCST 36(DI), Z15, Z16
+	VCVTDQ2PS   1600(CX), Z17
+	VFMADD231PS Z17, Z16, Z9
+	VMULPS.BCST 40(DI), Z15, Z16
+	VCVTDQ2PS   1664(CX), Z17
+	VFMADD231PS Z17, Z16, Z10
+	VMULPS.BCST 44(DI), Z15, Z16
+	VCVTDQ2PS   1728(CX), Z17
+	VFMADD231PS Z17, Z16, Z11
+	VMULPS.BCST 48(DI), Z15, Z16
+	VCVTDQ2PS   1792(CX), Z17
+	VFMADD231PS Z17, Z16, Z12
+	VMULPS.BCST 52(DI), Z15, Z16
+	VCVTDQ2PS   1856(CX), Z17
+	VFMADD231PS Z17, Z16, Z13
+	VMULPS.BCST 56(DI), Z15, Z15
+	VCVTDQ2PS   1920(CX), Z16
+	VFMADD231PS Z16, Z15, Z14
+
+amxChainQ8_0_15_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z10, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z11, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z12, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z13, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z14, K1, (AX)
+	IMUL3Q  $0x0000000f, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x0000000f, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x0000003c, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_15_group
+
+	// TILERELEASE
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x78
+	BYTE $0x49
+	BYTE $0xc0
+	VZEROUPPER
+	RET
+
+// func amxChainQ8_0_16(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+// Requires: AVX, AVX512F
+TEXT ·amxChainQ8_0_16(SB), NOSPLIT, $0-208
+	MOVQ cfg_base+160(FP), AX
+
+	// LDTILECFG (AX)
+	BYTE  $0xc4
+	BYTE  $0xe2
+	BYTE  $0x78
+	BYTE  $0x49
+	BYTE  $0x00
+	MOVQ  dst_base+0(FP), R14
+	MOVQ  q_base+32(FP), R9
+	MOVQ  pd_base+64(FP), R15
+	MOVQ  ng+96(FP), R13
+	MOVQ  $0x00000020, DX
+	MOVQ  $0x00000040, SI
+	MOVQ  $0x00000001, AX
+	MOVQ  nr+104(FP), CX
+	SHLQ  CL, AX
+	DECQ  AX
+	KMOVW AX, K1
+
+amxChainQ8_0_16_group:
+	XORQ   R11, R11
+	MOVQ   sc_base+184(FP), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	IMUL3Q $0x00000200, R11, AX
+	ADDQ   R9, AX
+	MOVQ   wv_base+112(FP), BX
+	MOVQ   R11, R10
+	SHLQ   $0x09, R10
+	ADDQ   R10, BX
+	MOVQ   dws_base+136(FP), R8
+	MOVQ   R11, R10
+	SHLQ   $0x06, R10
+	ADDQ   R10, R8
+	IMUL3Q $0x00000040, R11, DI
+	ADDQ   R15, DI
+	MOVQ   sc_base+184(FP), CX
+	ADDQ   $0x00002000, CX
+	MOVQ   nb+88(FP), R10
+	TESTQ  R10, R10
+	JZ     amxChainQ8_0_16_laneDone
+
+	// TILELOADD tmm0, (AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x04
+	BYTE $0x10
+
+	// TILELOADD tmm1, (BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x0c
+	BYTE $0x33
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7a
+	BYTE $0x4b
+	BYTE $0x14
+	BYTE $0x31
+	DECQ R10
+	JZ   amxChainQ8_0_16_drain0
+
+amxChainQ8_0_16_blocks:
+	// TILELOADD tmm3, 512(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x9c
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm4, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0xa4
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm5
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xe8
+
+	// TDPBSSD tmm5, tmm3, tmm4
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x5b
+	BYTE $0x5e
+	BYTE $0xeb
+
+	// TILESTORED 1024(CX)(SI*1), tmm5
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0xac
+	BYTE        $0x31
+	BYTE        $0x00
+	BYTE        $0x04
+	BYTE        $0x00
+	BYTE        $0x00
+	VMOVUPS     (R8), Z16
+	VMULPS.BCST (DI), Z16, Z17
+	VCVTDQ2PS   (CX), Z18
+	VFMADD231PS Z18, Z17, Z0
+	VMULPS.BCST 4(DI), Z16, Z17
+	VCVTDQ2PS   64(CX), Z18
+	VFMADD231PS Z18, Z17, Z1
+	VMULPS.BCST 8(DI), Z16, Z17
+	VCVTDQ2PS   128(CX), Z18
+	VFMADD231PS Z18, Z17, Z2
+	VMULPS.BCST 12(DI), Z16, Z17
+	VCVTDQ2PS   192(CX), Z18
+	VFMADD231PS Z18, Z17, Z3
+	VMULPS.BCST 16(DI), Z16, Z17
+	VCVTDQ2PS   256(CX), Z18
+	VFMADD231PS Z18, Z17, Z4
+	VMULPS.BCST 20(DI), Z16, Z17
+	VCVTDQ2PS   320(CX), Z18
+	VFMADD231PS Z18, Z17, Z5
+	VMULPS.BCST 24(DI), Z16, Z17
+	VCVTDQ2PS   384(CX), Z18
+	VFMADD231PS Z18, Z17, Z6
+	VMULPS.BCST 28(DI), Z16, Z17
+	VCVTDQ2PS   448(CX), Z18
+	VFMADD231PS Z18, Z17, Z7
+	VMULPS.BCST 32(DI), Z16, Z17
+	VCVTDQ2PS   512(CX), Z18
+	VFMADD231PS Z18, Z17, Z8
+	VMULPS.BCST 36(DI), Z16, Z17
+	VCVTDQ2PS   576(CX), Z18
+	VFMADD231PS Z18, Z17, Z9
+	VMULPS.BCST 40(DI), Z16, Z17
+	VCVTDQ2PS   640(CX), Z18
+	VFMADD231PS Z18, Z17, Z10
+	VMULPS.BCST 44(DI), Z16, Z17
+	VCVTDQ2PS   704(CX), Z18
+	VFMADD231PS Z18, Z17, Z11
+	VMULPS.BCST 48(DI), Z16, Z17
+	VCVTDQ2PS   768(CX), Z18
+	VFMADD231PS Z18, Z17, Z12
+	VMULPS.BCST 52(DI), Z16, Z17
+	VCVTDQ2PS   832(CX), Z18
+	VFMADD231PS Z18, Z17, Z13
+	VMULPS.BCST 56(DI), Z16, Z17
+	VCVTDQ2PS   896(CX), Z18
+	VFMADD231PS Z18, Z17, Z14
+	VMULPS.BCST 60(DI), Z16, Z16
+	VCVTDQ2PS   960(CX), Z17
+	VFMADD231PS Z17, Z16, Z15
+	ADDQ        $0x00000200, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, DI
+	DECQ        R10
+	JZ          amxChainQ8_0_16_drain1
+
+	// TILELOADD tmm0, 512(AX)(DX*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x84
+	BYTE $0x10
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILELOADD tmm1, 512(BX)(SI*1)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x4b
+	BYTE $0x8c
+	BYTE $0x33
+	BYTE $0x00
+	BYTE $0x02
+	BYTE $0x00
+	BYTE $0x00
+
+	// TILEZERO tmm2
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x7b
+	BYTE $0x49
+	BYTE $0xd0
+
+	// TDPBSSD tmm2, tmm0, tmm1
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x73
+	BYTE $0x5e
+	BYTE $0xd0
+
+	// TILESTORED (CX)(SI*1), tmm2
+	BYTE        $0xc4
+	BYTE        $0xe2
+	BYTE        $0x7a
+	BYTE        $0x4b
+	BYTE        $0x14
+	BYTE        $0x31
+	VMOVUPS     (R8), Z16
+	VMULPS.BCST (DI), Z16, Z17
+	VCVTDQ2PS   1024(CX), Z18
+	VFMADD231PS Z18, Z17, Z0
+	VMULPS.BCST 4(DI), Z16, Z17
+	VCVTDQ2PS   1088(CX), Z18
+	VFMADD231PS Z18, Z17, Z1
+	VMULPS.BCST 8(DI), Z16, Z17
+	VCVTDQ2PS   1152(CX), Z18
+	VFMADD231PS Z18, Z17, Z2
+	VMULPS.BCST 12(DI), Z16, Z17
+	VCVTDQ2PS   1216(CX), Z18
+	VFMADD231PS Z18, Z17, Z3
+	VMULPS.BCST 16(DI), Z16, Z17
+	VCVTDQ2PS   1280(CX), Z18
+	VFMADD231PS Z18, Z17, Z4
+	VMULPS.BCST 20(DI), Z16, Z17
+	VCVTDQ2PS   1344(CX), Z18
+	VFMADD231PS Z18, Z17, Z5
+	VMULPS.BCST 24(DI), Z16, Z17
+	VCVTDQ2PS   1408(CX), Z18
+	VFMADD231PS Z18, Z17, Z6
+	VMULPS.BCST 28(DI), Z16, Z17
+	VCVTDQ2PS   1472(CX), Z18
+	VFMADD231PS Z18, Z17, Z7
+	VMULPS.BCST 32(DI), Z16, Z17
+	VCVTDQ2PS   1536(CX), Z18
+	VFMADD231PS Z18, Z17, Z8
+	VMULPS.BCST 36(DI), Z16, Z17
+	VCVTDQ2PS   1600(CX), Z18
+	VFMADD231PS Z18, Z17, Z9
+	VMULPS.BCST 40(DI), Z16, Z17
+	VCVTDQ2PS   1664(CX), Z18
+	VFMADD231PS Z18, Z17, Z10
+	VMULPS.BCST 44(DI), Z16, Z17
+	VCVTDQ2PS   1728(CX), Z18
+	VFMADD231PS Z18, Z17, Z11
+	VMULPS.BCST 48(DI), Z16, Z17
+	VCVTDQ2PS   1792(CX), Z18
+	VFMADD231PS Z18, Z17, Z12
+	VMULPS.BCST 52(DI), Z16, Z17
+	VCVTDQ2PS   1856(CX), Z18
+	VFMADD231PS Z18, Z17, Z13
+	VMULPS.BCST 56(DI), Z16, Z17
+	VCVTDQ2PS   1920(CX), Z18
+	VFMADD231PS Z18, Z17, Z14
+	VMULPS.BCST 60(DI), Z16, Z16
+	VCVTDQ2PS   1984(CX), Z17
+	VFMADD231PS Z17, Z16, Z15
+	ADDQ        $0x00000200, AX
+	ADDQ        $0x00000200, BX
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, DI
+	DECQ        R10
+	JNZ         amxChainQ8_0_16_blocks
+
+amxChainQ8_0_16_drain0:
+	VMOVUPS     (R8), Z16
+	VMULPS.BCST (DI), Z16, Z17
+	VCVTDQ2PS   (CX), Z18
+	VFMADD231PS Z18, Z17, Z0
+	VMULPS.BCST 4(DI), Z16, Z17
+	VCVTDQ2PS   64(CX), Z18
+	VFMADD231PS Z18, Z17, Z1
+	VMULPS.BCST 8(DI), Z16, Z17
+	VCVTDQ2PS   128(CX), Z18
+	VFMADD231PS Z18, Z17, Z2
+	VMULPS.BCST 12(DI), Z16, Z17
+	VCVTDQ2PS   192(CX), Z18
+	VFMADD231PS Z18, Z17, Z3
+	VMULPS.BCST 16(DI), Z16, Z17
+	VCVTDQ2PS   256(CX), Z18
+	VFMADD231PS Z18, Z17, Z4
+	VMULPS.BCST 20(DI), Z16, Z17
+	VCVTDQ2PS   320(CX), Z18
+	VFMADD231PS Z18, Z17, Z5
+	VMULPS.BCST 24(DI), Z16, Z17
+	VCVTDQ2PS   384(CX), Z18
+	VFMADD231PS Z18, Z17, Z6
+	VMULPS.BCST 28(DI), Z16, Z17
+	VCVTDQ2PS   448(CX), Z18
+	VFMADD231PS Z18, Z17, Z7
+	VMULPS.BCST 32(DI), Z16, Z17
+	VCVTDQ2PS   512(CX), Z18
+	VFMADD231PS Z18, Z17, Z8
+	VMULPS.BCST 36(DI), Z16, Z17
+	VCVTDQ2PS   576(CX), Z18
+	VFMADD231PS Z18, Z17, Z9
+	VMULPS.BCST 40(DI), Z16, Z17
+	VCVTDQ2PS   640(CX), Z18
+	VFMADD231PS Z18, Z17, Z10
+	VMULPS.BCST 44(DI), Z16, Z17
+	VCVTDQ2PS   704(CX), Z18
+	VFMADD231PS Z18, Z17, Z11
+	VMULPS.BCST 48(DI), Z16, Z17
+	VCVTDQ2PS   768(CX), Z18
+	VFMADD231PS Z18, Z17, Z12
+	VMULPS.BCST 52(DI), Z16, Z17
+	VCVTDQ2PS   832(CX), Z18
+	VFMADD231PS Z18, Z17, Z13
+	VMULPS.BCST 56(DI), Z16, Z17
+	VCVTDQ2PS   896(CX), Z18
+	VFMADD231PS Z18, Z17, Z14
+	VMULPS.BCST 60(DI), Z16, Z16
+	VCVTDQ2PS   960(CX), Z17
+	VFMADD231PS Z17, Z16, Z15
+	JMP         amxChainQ8_0_16_laneDone
+
+amxChainQ8_0_16_drain1:
+	VMOVUPS     (R8), Z16
+	VMULPS.BCST (DI), Z16, Z17
+	VCVTDQ2PS   1024(CX), Z18
+	VFMADD231PS Z18, Z17, Z0
+	VMULPS.BCST 4(DI), Z16, Z17
+	VCVTDQ2PS   1088(CX), Z18
+	VFMADD231PS Z18, Z17, Z1
+	VMULPS.BCST 8(DI), Z16, Z17
+	VCVTDQ2PS   1152(CX), Z18
+	VFMADD231PS Z18, Z17, Z2
+	VMULPS.BCST 12(DI), Z16, Z17
+	VCVTDQ2PS   1216(CX), Z18
+	VFMADD231PS Z18, Z17, Z3
+	VMULPS.BCST 16(DI), Z16, Z17
+	VCVTDQ2PS   1280(CX), Z18
+	VFMADD231PS Z18, Z17, Z4
+	VMULPS.BCST 20(DI), Z16, Z17
+	VCVTDQ2PS   1344(CX), Z18
+	VFMADD231PS Z18, Z17, Z5
+	VMULPS.BCST 24(DI), Z16, Z17
+	VCVTDQ2PS   1408(CX), Z18
+	VFMADD231PS Z18, Z17, Z6
+	VMULPS.BCST 28(DI), Z16, Z17
+	VCVTDQ2PS   1472(CX), Z18
+	VFMADD231PS Z18, Z17, Z7
+	VMULPS.BCST 32(DI), Z16, Z17
+	VCVTDQ2PS   1536(CX), Z18
+	VFMADD231PS Z18, Z17, Z8
+	VMULPS.BCST 36(DI), Z16, Z17
+	VCVTDQ2PS   1600(CX), Z18
+	VFMADD231PS Z18, Z17, Z9
+	VMULPS.BCST 40(DI), Z16, Z17
+	VCVTDQ2PS   1664(CX), Z18
+	VFMADD231PS Z18, Z17, Z10
+	VMULPS.BCST 44(DI), Z16, Z17
+	VCVTDQ2PS   1728(CX), Z18
+	VFMADD231PS Z18, Z17, Z11
+	VMULPS.BCST 48(DI), Z16, Z17
+	VCVTDQ2PS   1792(CX), Z18
+	VFMADD231PS Z18, Z17, Z12
+	VMULPS.BCST 52(DI), Z16, Z17
+	VCVTDQ2PS   1856(CX), Z18
+	VFMADD231PS Z18, Z17, Z13
+	VMULPS.BCST 56(DI), Z16, Z17
+	VCVTDQ2PS   1920(CX), Z18
+	VFMADD231PS Z18, Z17, Z14
+	VMULPS.BCST 60(DI), Z16, Z16
+	VCVTDQ2PS   1984(CX), Z17
+	VFMADD231PS Z17, Z16, Z15
+
+amxChainQ8_0_16_laneDone:
+	MOVQ    R14, AX
+	MOVQ    ldd+24(FP), BX
+	SHLQ    $0x02, BX
+	VMOVUPS Z0, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z1, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z2, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z4, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z6, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z8, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z10, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z11, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z12, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z13, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z14, K1, (AX)
+	ADDQ    BX, AX
+	VMOVUPS Z15, K1, (AX)
+	IMUL3Q  $0x00000010, BX, CX
+	ADDQ    CX, R14
+	MOVQ    n+56(FP), CX
+	IMUL3Q  $0x00000010, CX, CX
+	ADDQ    CX, R9
+	MOVQ    nb+88(FP), CX
+	IMUL3Q  $0x00000040, CX, CX
+	ADDQ    CX, R15
+	DECQ    R13
+	JNZ     amxChainQ8_0_16_group
 
 	// TILERELEASE
 	BYTE $0xc4

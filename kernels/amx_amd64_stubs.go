@@ -14,6 +14,11 @@ func amxPrepQ4_0(wv []byte, dws []float32, w []byte, rb int, nr int, nb int)
 //go:noescape
 func amxPrepQ8_0(wv []byte, dws []float32, w []byte, rb int, nr int, nb int)
 
+// amxPrepQ8_0Signed writes the B tiles and scales of 16 rows of 34-byte blocks (see _asm/amx).
+//
+//go:noescape
+func amxPrepQ8_0Signed(wv []byte, dws []float32, w []byte, rb int, nr int, nb int)
+
 // amxPrep16Q4_0 writes the B tiles and scales of 16 rows of 18-byte blocks (see _asm/amx).
 //
 //go:noescape
@@ -23,6 +28,11 @@ func amxPrep16Q4_0(wv []byte, dws []float32, w []byte, rb int, nb int)
 //
 //go:noescape
 func amxPrep16Q8_0(wv []byte, dws []float32, w []byte, rb int, nb int)
+
+// amxPrep16Q8_0Signed writes the B tiles and scales of 16 rows of 34-byte blocks (see _asm/amx).
+//
+//go:noescape
+func amxPrep16Q8_0Signed(wv []byte, dws []float32, w []byte, rb int, nb int)
 
 // amxDotQ8_1 computes groups of 1 tokens against 16 prepared rows (see _asm/amx).
 //
@@ -103,3 +113,83 @@ func amxDotQ8_15(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, 
 //
 //go:noescape
 func amxDotQ8_16(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_1 computes groups of 1 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_1(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_2 computes groups of 2 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_2(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_3 computes groups of 3 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_3(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_4 computes groups of 4 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_4(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_5 computes groups of 5 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_5(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_6 computes groups of 6 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_6(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_7 computes groups of 7 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_7(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_8 computes groups of 8 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_8(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_9 computes groups of 9 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_9(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_10 computes groups of 10 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_10(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_11 computes groups of 11 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_11(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_12 computes groups of 12 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_12(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_13 computes groups of 13 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_13(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_14 computes groups of 14 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_14(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_15 computes groups of 15 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_15(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)
+
+// amxChainQ8_0_16 computes groups of 16 tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).
+//
+//go:noescape
+func amxChainQ8_0_16(dst []float32, ldd int, q []int8, n int, pd []float32, nb int, ng int, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)

@@ -48,10 +48,10 @@
 //	Q4_0, Q5_0 against Q8 (w = dw * qw, qw signed):
 //	    isum_b = Σ_i qw_i * q_i
 //	    acc[b%8] = fma(dw_b * d_b, float32(isum_b), acc[b%8])
-//	Q8_0 against Q8, lane by lane within each block (ggml's x86 order:
-//	see below):
-//	    s_bj = Σ_{i=4j..4j+3} qw_i * q_i                   for j < 8
-//	    acc[j] = fma(dw_b * d_b, float32(s_bj), acc[j])
+//	Q8_0 against Q8, one accumulator a starting at +0 and every block in
+//	order, no tree (llama.cpp's AMX order: see below):
+//	    isum_b = Σ_i qw_i * q_i
+//	    a = fma(dw_b * d_b, float32(isum_b), a)            the result is a
 //	Q4_1, Q5_1 against Q8 (w = dw * qw + mw, qw unsigned):
 //	    acc[b%8] = fma(dw_b * d_b, float32(isum_b), acc[b%8])
 //	    acc[b%8] = fma(mw_b * d_b, float32(sum_b), acc[b%8])
@@ -73,15 +73,16 @@
 // low half, then pairs, then the last two). (dw_b * d_b is exact: both are
 // float16 values.)
 //
-// Q8_0 keeps ggml's own order, the one its x86 vec_dot_q8_0_q8_0 and
-// llamafile's tinyBLAS use, because on Q8_0 models the other order's
-// one-ulp differences flip activation quants often enough to move logits
-// by several hundredths against llama.cpp's (0.07 on
-// ../shared/golden/tinystories-656k-q8_0.p2), where this order agrees to
-// about 2e-6. It costs eight float steps a block instead of one, so Q8_0
-// has no AMX kernel (TDPBSSD only gives whole-block sums); the other
-// types keep the cheaper order, which llama.cpp itself does not follow
-// consistently (its AMX and repacked kernels differ from its vec_dot).
+// Q8_0 follows the order of llama.cpp's AMX build, the one that made
+// ../shared/golden (its AMX kernels take every Q8_0 matrix whose rows
+// are a multiple of 32, both the batch kernel and the one-token one): with
+// it, Strata's logits on the Q8_0 goldens are llama.cpp's to the bit. The
+// other orders miss: ggml's vec_dot (eight lanes of four products, the
+// order of llama.cpp's builds without AMX) by about 2e-6, and the lane
+// rule of the other 32-block types by up to 0.07, where one-ulp
+// differences flip activation quants. The other types keep the lane rule,
+// which llama.cpp itself does not follow consistently (its AMX and
+// repacked kernels differ from its vec_dot).
 //
 // Float weights (F32, and F16/BF16 converted exactly to float32) against
 // float32 activations: 32 lane accumulators over the first n32 = n - n%32

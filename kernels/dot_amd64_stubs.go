@@ -5,41 +5,37 @@
 package kernels
 
 // avx2DotQ8_0 is the Q8_0 row rule of the package doc with len(d) blocks
-// (AVX2, FMA, F16C; see _asm/q8lanes.go). It computes exactly, with w and q at least 34*len(d)
+// (AVX2, FMA, F16C; see _asm/q8chain.go). It computes exactly, with w and q at least 34*len(d)
 // and 32*len(d) long (not checked) and every q[i] in [-127, 127]:
 //
-//	var acc [8]float32
+//	var acc float32
 //	for b := range d {
 //		wb := w[34*b:]
-//		for j := range 8 {
-//			var s int32
-//			for i := 4 * j; i < 4*j+4; i++ {
-//				s += int32(int8(wb[2+i])) * int32(q[32*b+i])
-//			}
-//			acc[j] = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc[j])
+//		var s int32
+//		for i := range 32 {
+//			s += int32(int8(wb[2+i])) * int32(q[32*b+i])
 //		}
+//		acc = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc)
 //	}
-//	return tree8(&acc)
+//	return acc
 //
 //go:noescape
 func avx2DotQ8_0(w []byte, q []int8, d []float32) float32
 
 // avx512DotQ8_0 is the Q8_0 row rule of the package doc with len(d) blocks
-// (AVX2, FMA, F16C; see _asm/q8lanes.go). It computes exactly, with w and q at least 34*len(d)
+// (AVX2, FMA, F16C; see _asm/q8chain.go). It computes exactly, with w and q at least 34*len(d)
 // and 32*len(d) long (not checked) and every q[i] in [-127, 127]:
 //
-//	var acc [8]float32
+//	var acc float32
 //	for b := range d {
 //		wb := w[34*b:]
-//		for j := range 8 {
-//			var s int32
-//			for i := 4 * j; i < 4*j+4; i++ {
-//				s += int32(int8(wb[2+i])) * int32(q[32*b+i])
-//			}
-//			acc[j] = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc[j])
+//		var s int32
+//		for i := range 32 {
+//			s += int32(int8(wb[2+i])) * int32(q[32*b+i])
 //		}
+//		acc = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc)
 //	}
-//	return tree8(&acc)
+//	return acc
 //
 //go:noescape
 func avx512DotQ8_0(w []byte, q []int8, d []float32) float32

@@ -116,25 +116,23 @@ func dotQ5_0(w []byte, q []int8, d []float32) float32 {
 	return tree8(&acc)
 }
 
-// dotQ8_0 is the Q8_0 row rule: lane j of every block is its own sum of
-// four products, accumulated across the blocks (ggml's order).
+// dotQ8_0 is the Q8_0 row rule: one accumulator, each block's whole
+// integer dot added in order (llama.cpp's AMX order).
 func dotQ8_0(w []byte, q []int8, d []float32) float32 {
 	nb := len(d)
 	w, q = w[:nb*q8_0Bytes], q[:nb*Q8Block]
-	var acc [8]float32
+	var acc float32
 	for b := range nb {
 		wb := (*[q8_0Bytes]byte)(w[b*q8_0Bytes:])
 		qb := (*[Q8Block]int8)(q[b*Q8Block:])
 		qs := (*[Q8Block]byte)(wb[2:])
-		db := float32(fp16(wb[0:]) * d[b])
-		for j := range 8 {
-			i := 4 * j
-			s := int32(int8(qs[i]))*int32(qb[i]) + int32(int8(qs[i+1]))*int32(qb[i+1]) +
-				int32(int8(qs[i+2]))*int32(qb[i+2]) + int32(int8(qs[i+3]))*int32(qb[i+3])
-			acc[j] = fma32(db, float32(s), acc[j])
+		var s int32
+		for i := range Q8Block {
+			s += int32(int8(qs[i])) * int32(qb[i])
 		}
+		acc = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc)
 	}
-	return tree8(&acc)
+	return acc
 }
 
 // dotQ4_1 is the Q4_1 row rule: s holds the Q8 block sums.

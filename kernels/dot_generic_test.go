@@ -137,19 +137,18 @@ func (r *refBlock) value(t quant.Type, i int) float32 {
 func refDot(t quant.Type, w []byte, q []int8, d []float32, s []int32, bsums []int16) float32 {
 	bs, ts := t.BlockSize(), t.TypeSize()
 	var acc [8]float32
+	var chain float32 // Q8_0's one accumulator
 	for b := range len(w) / ts {
 		blk := refUnpack(t, w[b*ts:(b+1)*ts])
 		x := q[b*bs : (b+1)*bs]
 		lane := &acc[b%8]
 		switch t {
 		case quant.Q8_0:
-			for j := range acc {
-				var sj int32
-				for i := 4 * j; i < 4*j+4; i++ {
-					sj += blk.q[i] * int32(x[i])
-				}
-				acc[j] = fma32(float32(blk.d*d[b]), float32(sj), acc[j])
+			var isum int32
+			for i := range bs {
+				isum += blk.q[i] * int32(x[i])
 			}
+			chain = fma32(float32(blk.d*d[b]), float32(isum), chain)
 		case quant.Q4_0, quant.Q5_0, quant.Q4_1, quant.Q5_1:
 			var isum int32
 			for i := range bs {
@@ -177,6 +176,9 @@ func refDot(t quant.Type, w []byte, q []int8, d []float32, s []int32, bsums []in
 				*lane = fma32(-float32(blk.m*d[b]), float32(msum), *lane)
 			}
 		}
+	}
+	if t == quant.Q8_0 {
+		return chain
 	}
 	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
@@ -474,7 +476,7 @@ func TestRowKernelsGolden(t *testing.T) {
 		quant.Q4_1: 0x7252b91232431a1a,
 		quant.Q5_0: 0x10118027df9bd236,
 		quant.Q5_1: 0xfaf7d93fedccd23d,
-		quant.Q8_0: 0xaad0552d28637982,
+		quant.Q8_0: 0xd0e2e75df0e07976,
 		quant.Q4_K: 0xc3c0eed5a851bd1e,
 		quant.Q5_K: 0x6ca7be0158d87c7f,
 		quant.Q6_K: 0x3810fcf1b27edbd3,

@@ -5,29 +5,29 @@ package kernels
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"unsafe"
 )
 
 //go:generate sh -c "cd _asm/lanesz && go run . -out ../../lanesz_amd64.s -stubs ../../lanesz_amd64_stubs.go -pkg kernels"
 
 // The AVX-512 prefill kernels of Q8_0 (two tokens or more; decode keeps
-// the row kernel, which already streams at the memory's speed): 16 rows
-// in the lanes of a ZMM against up to three tokens at a time, in assembly
+// the row kernel, which streams at the memory's speed): 16 rows in the
+// lanes of a ZMM against up to eight tokens at a time, in assembly
 // generated with avo from _asm/lanesz (lanesz_amd64.s,
 // lanesz_amd64_stubs.go). The rows are prepared with _asm/amx's Q8_0
 // prepare kernels, which use AVX-512 only.
 
 // avx512LanesKernels installs the Q8_0 kernels in the AVX-512 path's
-// tables (the AMX path's too: TDPBSSD's whole-block sums do not serve
-// Q8_0's order): the prefill kernel, and the row kernel with the
-// prefetch distances that stream best there.
+// tables (the AMX path's too): the prefill kernel, and the row kernel
+// with the prefetch distances that stream best there.
 func avx512LanesKernels(k *RowKernels, t *TileKernels) {
 	k.Q8_0 = dotQ8_0AVX512
 	t.Q8_0 = TileQ8{Run: tileQ8_0Lanes, Pack: packLanes, PackScale: 2, Scratch: lanesScratch, Rows: lanesRows}
 }
 
 // dotQ8_0AVX512 is the AVX-512 path's Q8_0 row kernel: avx2DotQ8_0's
-// code with Sapphire Rapids' prefetch distances (see _asm/q8lanes.go).
+// code with Sapphire Rapids' prefetch distances (see _asm/q8chain.go).
 func dotQ8_0AVX512(w []byte, q []int8, d []float32) float32 {
 	nb := len(d)
 	return avx512DotQ8_0(w[:nb*q8_0Bytes], q[:nb*Q8Block], d)
@@ -44,35 +44,40 @@ func lanesScratch(nb int) int {
 	return 64 + nb*(64+512)
 }
 
-// packLanes is TileQ8.Pack of tileQ8_0Lanes (PackScale 2): token t's 2n
-// bytes from pq[2n*t] are its n quants as they are, then eight
-// little-endian int32s a block, -128 times the sum of quants 4j..4j+3 of
-// the block for j < 8 (what VPDPBUSD's unsigned weights add). d is copied;
-// the block sums are not used.
-func packLanes(pq []int8, pd []float32, _ []int32, q []int8, d []float32, _ []int32, nt int) {
+// lanesBlockBytes is the bytes of one block of one token in packLanes's
+// form.
+const lanesBlockBytes = 40
+
+// packLanes is TileQ8.Pack of tileQ8_0Lanes (PackScale 2): token t's part,
+// from pq[2n*t] (n quants a token), is 40 bytes a block: its 32 quants as
+// they are, -128 times their sum as a little-endian int32 (what VPDPBUSD's
+// unsigned weights add), and the block's scale as a little-endian
+// float32. pd and ps are not written: the kernels do not read them.
+func packLanes(pq []int8, _ []float32, _ []int32, q []int8, d []float32, s []int32, nt int) {
 	if nt == 0 {
 		return
 	}
-	n := len(q) / nt
-	copy(pd, d)
+	n, nb := len(q)/nt, len(d)/nt
 	for t := range nt {
 		src, out := q[t*n:(t+1)*n], pq[2*n*t:2*n*(t+1)]
-		copy(out[:n], src)
-		off := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out[n:]))), n)
-		for i := 0; i+4 <= n; i += 4 {
-			s := int32(src[i]) + int32(src[i+1]) + int32(src[i+2]) + int32(src[i+3])
-			binary.LittleEndian.PutUint32(off[i:], uint32(-128*s))
+		ob := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out))), len(out))
+		for b := range nb {
+			o := ob[lanesBlockBytes*b : lanesBlockBytes*(b+1)]
+			copy(out[lanesBlockBytes*b:], src[32*b:32*b+32])
+			binary.LittleEndian.PutUint32(o[32:], uint32(-128*s[t*nb+b]))
+			binary.LittleEndian.PutUint32(o[36:], math.Float32bits(d[t*nb+b]))
 		}
 	}
 }
 
-// lanesKernels holds the kernels of 1..3 tokens.
-var lanesKernels = [...]func(dst []float32, ldd int, q []int8, ts, nb, nr int, wv []byte, dws []float32, d []float32, pf []byte){
-	avx512LanesQ8_0_1, avx512LanesQ8_0_2, avx512LanesQ8_0_3,
+// lanesKernels holds the kernels of 1..8 tokens.
+var lanesKernels = [...]func(dst []float32, ldd int, q []int8, ts, nb, nr int, wv []byte, dws []float32, pf []byte){
+	avx512LanesQ8_0_1, avx512LanesQ8_0_2, avx512LanesQ8_0_3, avx512LanesQ8_0_4,
+	avx512LanesQ8_0_5, avx512LanesQ8_0_6, avx512LanesQ8_0_7, avx512LanesQ8_0_8,
 }
 
 // tileQ8_0Lanes reads the activation in packLanes's form: it prepares 16
-// rows at a time and runs them against the tokens, three at a time,
+// rows at a time and runs them against the tokens, eight at a time,
 // slicing every operand to what the kernels read so that a short one
 // panics instead.
 func tileQ8_0Lanes(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []float32, _ []int32, nt int, sc []byte) {
@@ -104,7 +109,7 @@ func tileQ8_0Lanes(dst []float32, ldd int, w []byte, rb, nr int, q []int8, d []f
 		for c, t := 0, 0; t < nt; c, t = c+1, t+len(lanesKernels) {
 			k := min(len(lanesKernels), nt-t)
 			pr := min(r0+16+c, nr-1) * rb
-			lanesKernels[k-1](dst[t*ldd+r0:(t+k-1)*ldd+r0+rows], ldd, q[t*ts:(t+k)*ts], ts, nb, rows, wv, dws, d[t*nb:(t+k)*nb], w[pr:pr+nb*q8_0Bytes])
+			lanesKernels[k-1](dst[t*ldd+r0:(t+k-1)*ldd+r0+rows], ldd, q[t*ts:(t+k)*ts], ts, nb, rows, wv, dws, w[pr:pr+nb*q8_0Bytes])
 		}
 	}
 }

@@ -7,14 +7,39 @@ package kernels
 // avx512LanesQ8_0_1 computes 1 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
 //
 //go:noescape
-func avx512LanesQ8_0_1(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32, pf []byte)
+func avx512LanesQ8_0_1(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)
 
 // avx512LanesQ8_0_2 computes 2 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
 //
 //go:noescape
-func avx512LanesQ8_0_2(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32, pf []byte)
+func avx512LanesQ8_0_2(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)
 
 // avx512LanesQ8_0_3 computes 3 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
 //
 //go:noescape
-func avx512LanesQ8_0_3(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, d []float32, pf []byte)
+func avx512LanesQ8_0_3(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)
+
+// avx512LanesQ8_0_4 computes 4 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
+//
+//go:noescape
+func avx512LanesQ8_0_4(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)
+
+// avx512LanesQ8_0_5 computes 5 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
+//
+//go:noescape
+func avx512LanesQ8_0_5(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)
+
+// avx512LanesQ8_0_6 computes 6 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
+//
+//go:noescape
+func avx512LanesQ8_0_6(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)
+
+// avx512LanesQ8_0_7 computes 7 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
+//
+//go:noescape
+func avx512LanesQ8_0_7(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)
+
+// avx512LanesQ8_0_8 computes 8 tokens against 16 prepared Q8_0 rows (see _asm/lanesz).
+//
+//go:noescape
+func avx512LanesQ8_0_8(dst []float32, ldd int, q []int8, ts int, nb int, nr int, wv []byte, dws []float32, pf []byte)

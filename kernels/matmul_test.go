@@ -61,7 +61,7 @@ func TestMatMulGolden(t *testing.T) {
 		quant.Q4_1: 0x7bfff2d7745c55ca,
 		quant.Q5_0: 0x1e80f194be2c56d0,
 		quant.Q5_1: 0x28c34aa6e3ff2b3c,
-		quant.Q8_0: 0x10620a0e9b1716cf,
+		quant.Q8_0: 0xe12cc71f6a224b41,
 		quant.Q8_1: 0x9568e0d72d06f1b8,
 		quant.Q2_K: 0x7e3abab1cd06b3d9,
 		quant.Q3_K: 0x1e1aa4b56f921135,

@@ -1033,7 +1033,7 @@ avx2Tile1Q8_0_row:
 	MOVQ    q_base+72(FP), DI
 	MOVQ    d_base+96(FP), R8
 	MOVQ    AX, R9
-	VXORPS  Y1, Y1, Y1
+	VXORPS  X1, X1, X1
 	MOVQ    SI, R10
 	TESTQ   R10, R10
 	JZ      avx2Tile1Q8_0_sum
@@ -1043,16 +1043,26 @@ avx2Tile1Q8_0_block:
 	PREFETCHT0   2048(R9)
 	VMOVDQU      2(R9), Y2
 	VPABSB       Y2, Y3
-	VPBROADCASTW (R9), X4
-	VCVTPH2PS    X4, Y4
+	MOVWLZX      (R9), R11
+	VMOVD        R11, X4
+	VCVTPH2PS    X4, X4
 	VMOVDQU      (DI), Y5
 	VPSIGNB      Y2, Y5, Y5
 	VPMADDUBSW   Y5, Y3, Y5
 	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS (R8), Y2
-	VMULPS       Y4, Y2, Y2
-	VFMADD231PS  Y5, Y2, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y6, Y6, Y6
+	VPHADDD      Y2, Y5, Y5
+	VPHADDD      Y6, Y3, Y3
+	VPHADDD      Y3, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPADDD       X2, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMOVSS       (R8), X2
+	VBROADCASTSS X4, X4
+	VMULPS       X4, X2, X2
+	VFMADD231PS  X5, X2, X1
 	ADDQ         $0x22, R9
 	ADDQ         $0x20, DI
 	ADDQ         $0x04, R8
@@ -1060,18 +1070,12 @@ avx2Tile1Q8_0_block:
 	JNZ          avx2Tile1Q8_0_block
 
 avx2Tile1Q8_0_sum:
-	MOVQ         BX, DI
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VMOVHLPS     X1, X1, X2
-	VADDPS       X2, X1, X1
-	VMOVSHDUP    X1, X2
-	VADDSS       X2, X1, X1
-	VMOVSS       X1, (DI)
-	ADDQ         $0x04, BX
-	ADDQ         CX, AX
-	DECQ         DX
-	JNZ          avx2Tile1Q8_0_row
+	MOVQ   BX, DI
+	VMOVSS X1, (DI)
+	ADDQ   $0x04, BX
+	ADDQ   CX, AX
+	DECQ   DX
+	JNZ    avx2Tile1Q8_0_row
 	VZEROUPPER
 	RET
 
@@ -1095,8 +1099,7 @@ avx2Tile2Q8_0_row:
 	MOVQ    q_base+72(FP), R10
 	MOVQ    d_base+96(FP), R11
 	MOVQ    AX, R12
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
+	VXORPS  X1, X1, X1
 	MOVQ    DI, R13
 	TESTQ   R13, R13
 	JZ      avx2Tile2Q8_0_sum
@@ -1104,26 +1107,32 @@ avx2Tile2Q8_0_row:
 
 avx2Tile2Q8_0_block:
 	PREFETCHT0   2048(R12)
-	VMOVDQU      2(R12), Y3
-	VPABSB       Y3, Y4
-	VPBROADCASTW (R12), X5
-	VCVTPH2PS    X5, Y5
-	VMOVDQU      (R10), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (R11), Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y1
+	VMOVDQU      2(R12), Y2
+	VPABSB       Y2, Y3
+	MOVWLZX      (R12), R14
+	VMOVD        R14, X4
+	VCVTPH2PS    X4, X4
+	VMOVDQU      (R10), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     Y0, Y5, Y5
 	VMOVDQU      (R10)(R8*1), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
+	VPSIGNB      Y2, Y6, Y6
+	VPMADDUBSW   Y6, Y3, Y6
 	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (R11)(R9*1), Y3
-	VMULPS       Y5, Y3, Y3
-	VFMADD231PS  Y6, Y3, Y2
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPHADDD      Y6, Y5, Y5
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y2, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPADDD       X2, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMOVSS       (R11), X2
+	VINSERTPS    $0x10, (R11)(R9*1), X2, X2
+	VBROADCASTSS X4, X4
+	VMULPS       X4, X2, X2
+	VFMADD231PS  X5, X2, X1
 	ADDQ         $0x22, R12
 	ADDQ         $0x20, R10
 	ADDQ         $0x04, R11
@@ -1131,26 +1140,14 @@ avx2Tile2Q8_0_block:
 	JNZ          avx2Tile2Q8_0_block
 
 avx2Tile2Q8_0_sum:
-	MOVQ         BX, R10
-	VEXTRACTF128 $0x01, Y1, X3
-	VADDPS       X3, X1, X1
-	VMOVHLPS     X1, X1, X3
-	VADDPS       X3, X1, X1
-	VMOVSHDUP    X1, X3
-	VADDSS       X3, X1, X1
-	VMOVSS       X1, (R10)
-	ADDQ         SI, R10
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VMOVHLPS     X2, X2, X1
-	VADDPS       X1, X2, X2
-	VMOVSHDUP    X2, X1
-	VADDSS       X1, X2, X2
-	VMOVSS       X2, (R10)
-	ADDQ         $0x04, BX
-	ADDQ         CX, AX
-	DECQ         DX
-	JNZ          avx2Tile2Q8_0_row
+	MOVQ       BX, R10
+	VMOVSS     X1, (R10)
+	ADDQ       SI, R10
+	VEXTRACTPS $0x01, X1, (R10)
+	ADDQ       $0x04, BX
+	ADDQ       CX, AX
+	DECQ       DX
+	JNZ        avx2Tile2Q8_0_row
 	VZEROUPPER
 	RET
 
@@ -1174,9 +1171,7 @@ avx2Tile3Q8_0_row:
 	MOVQ    q_base+72(FP), R10
 	MOVQ    d_base+96(FP), R11
 	MOVQ    AX, R12
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	VXORPS  X1, X1, X1
 	MOVQ    DI, R13
 	TESTQ   R13, R13
 	JZ      avx2Tile3Q8_0_sum
@@ -1184,34 +1179,36 @@ avx2Tile3Q8_0_row:
 
 avx2Tile3Q8_0_block:
 	PREFETCHT0   2048(R12)
-	VMOVDQU      2(R12), Y4
-	VPABSB       Y4, Y5
-	VPBROADCASTW (R12), X6
-	VCVTPH2PS    X6, Y6
-	VMOVDQU      (R10), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (R11), Y8
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      (R10)(R8*1), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (R11)(R9*1), Y8
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      2(R12), Y2
+	VPABSB       Y2, Y3
+	MOVWLZX      (R12), R14
+	VMOVD        R14, X4
+	VCVTPH2PS    X4, X4
+	VMOVDQU      (R10), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VMOVDQU      (R10)(R8*1), Y6
+	VPSIGNB      Y2, Y6, Y6
+	VPMADDUBSW   Y6, Y3, Y6
+	VPMADDWD     Y0, Y6, Y6
 	VMOVDQU      (R10)(R8*2), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
+	VPSIGNB      Y2, Y7, Y7
+	VPMADDUBSW   Y7, Y3, Y7
 	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (R11)(R9*2), Y4
-	VMULPS       Y6, Y4, Y4
-	VFMADD231PS  Y7, Y4, Y3
+	VPXOR        Y2, Y2, Y2
+	VPHADDD      Y6, Y5, Y5
+	VPHADDD      Y2, Y7, Y7
+	VPHADDD      Y7, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPADDD       X2, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMOVSS       (R11), X2
+	VINSERTPS    $0x10, (R11)(R9*1), X2, X2
+	VINSERTPS    $0x20, (R11)(R9*2), X2, X2
+	VBROADCASTSS X4, X4
+	VMULPS       X4, X2, X2
+	VFMADD231PS  X5, X2, X1
 	ADDQ         $0x22, R12
 	ADDQ         $0x20, R10
 	ADDQ         $0x04, R11
@@ -1219,40 +1216,22 @@ avx2Tile3Q8_0_block:
 	JNZ          avx2Tile3Q8_0_block
 
 avx2Tile3Q8_0_sum:
-	MOVQ         BX, R10
-	VEXTRACTF128 $0x01, Y1, X4
-	VADDPS       X4, X1, X1
-	VMOVHLPS     X1, X1, X4
-	VADDPS       X4, X1, X1
-	VMOVSHDUP    X1, X4
-	VADDSS       X4, X1, X1
-	VMOVSS       X1, (R10)
-	ADDQ         SI, R10
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VMOVHLPS     X2, X2, X1
-	VADDPS       X1, X2, X2
-	VMOVSHDUP    X2, X1
-	VADDSS       X1, X2, X2
-	VMOVSS       X2, (R10)
-	ADDQ         SI, R10
-	VEXTRACTF128 $0x01, Y3, X1
-	VADDPS       X1, X3, X3
-	VMOVHLPS     X3, X3, X1
-	VADDPS       X1, X3, X3
-	VMOVSHDUP    X3, X1
-	VADDSS       X1, X3, X3
-	VMOVSS       X3, (R10)
-	ADDQ         $0x04, BX
-	ADDQ         CX, AX
-	DECQ         DX
-	JNZ          avx2Tile3Q8_0_row
+	MOVQ       BX, R10
+	VMOVSS     X1, (R10)
+	ADDQ       SI, R10
+	VEXTRACTPS $0x01, X1, (R10)
+	ADDQ       SI, R10
+	VEXTRACTPS $0x02, X1, (R10)
+	ADDQ       $0x04, BX
+	ADDQ       CX, AX
+	DECQ       DX
+	JNZ        avx2Tile3Q8_0_row
 	VZEROUPPER
 	RET
 
 // func avx2Tile4Q8_0(dst []float32, ldd int, w []byte, rb int, nr int, q []int8, d []float32, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·avx2Tile4Q8_0(SB), NOSPLIT, $0-128
+TEXT ·avx2Tile4Q8_0(SB), NOSPLIT, $8-128
 	MOVQ    w_base+32(FP), AX
 	MOVQ    rb+56(FP), CX
 	MOVQ    nr+64(FP), DX
@@ -1272,10 +1251,7 @@ avx2Tile4Q8_0_row:
 	MOVQ    q_base+72(FP), R12
 	MOVQ    d_base+96(FP), R13
 	MOVQ    AX, R14
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
+	VXORPS  X1, X1, X1
 	MOVQ    DI, R15
 	TESTQ   R15, R15
 	JZ      avx2Tile4Q8_0_sum
@@ -1283,42 +1259,40 @@ avx2Tile4Q8_0_row:
 
 avx2Tile4Q8_0_block:
 	PREFETCHT0   2048(R14)
-	VMOVDQU      2(R14), Y5
-	VPABSB       Y5, Y6
-	VPBROADCASTW (R14), X7
-	VCVTPH2PS    X7, Y7
-	VMOVDQU      (R12), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (R13), Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y1
-	VMOVDQU      (R12)(R8*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (R13)(R9*1), Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y2
-	VMOVDQU      (R12)(R8*2), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (R13)(R9*2), Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y3
+	VMOVDQU      2(R14), Y2
+	VPABSB       Y2, Y3
+	MOVWLZX      (R14), BP
+	VMOVD        BP, X4
+	VCVTPH2PS    X4, X4
+	VMOVDQU      (R12), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VMOVDQU      (R12)(R8*1), Y6
+	VPSIGNB      Y2, Y6, Y6
+	VPMADDUBSW   Y6, Y3, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      (R12)(R8*2), Y7
+	VPSIGNB      Y2, Y7, Y7
+	VPMADDUBSW   Y7, Y3, Y7
+	VPMADDWD     Y0, Y7, Y7
 	VMOVDQU      (R12)(R10*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
+	VPSIGNB      Y2, Y8, Y8
+	VPMADDUBSW   Y8, Y3, Y8
 	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (R13)(R11*1), Y5
-	VMULPS       Y7, Y5, Y5
-	VFMADD231PS  Y8, Y5, Y4
+	VPHADDD      Y6, Y5, Y5
+	VPHADDD      Y8, Y7, Y7
+	VPHADDD      Y7, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPADDD       X2, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMOVSS       (R13), X2
+	VINSERTPS    $0x10, (R13)(R9*1), X2, X2
+	VINSERTPS    $0x20, (R13)(R9*2), X2, X2
+	VINSERTPS    $0x30, (R13)(R11*1), X2, X2
+	VBROADCASTSS X4, X4
+	VMULPS       X4, X2, X2
+	VFMADD231PS  X5, X2, X1
 	ADDQ         $0x22, R14
 	ADDQ         $0x20, R12
 	ADDQ         $0x04, R13
@@ -1326,42 +1300,18 @@ avx2Tile4Q8_0_block:
 	JNZ          avx2Tile4Q8_0_block
 
 avx2Tile4Q8_0_sum:
-	MOVQ         BX, R12
-	VEXTRACTF128 $0x01, Y1, X5
-	VADDPS       X5, X1, X1
-	VMOVHLPS     X1, X1, X5
-	VADDPS       X5, X1, X1
-	VMOVSHDUP    X1, X5
-	VADDSS       X5, X1, X1
-	VMOVSS       X1, (R12)
-	ADDQ         SI, R12
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VMOVHLPS     X2, X2, X1
-	VADDPS       X1, X2, X2
-	VMOVSHDUP    X2, X1
-	VADDSS       X1, X2, X2
-	VMOVSS       X2, (R12)
-	ADDQ         SI, R12
-	VEXTRACTF128 $0x01, Y3, X1
-	VADDPS       X1, X3, X3
-	VMOVHLPS     X3, X3, X1
-	VADDPS       X1, X3, X3
-	VMOVSHDUP    X3, X1
-	VADDSS       X1, X3, X3
-	VMOVSS       X3, (R12)
-	ADDQ         SI, R12
-	VEXTRACTF128 $0x01, Y4, X1
-	VADDPS       X1, X4, X4
-	VMOVHLPS     X4, X4, X1
-	VADDPS       X1, X4, X4
-	VMOVSHDUP    X4, X1
-	VADDSS       X1, X4, X4
-	VMOVSS       X4, (R12)
-	ADDQ         $0x04, BX
-	ADDQ         CX, AX
-	DECQ         DX
-	JNZ          avx2Tile4Q8_0_row
+	MOVQ       BX, R12
+	VMOVSS     X1, (R12)
+	ADDQ       SI, R12
+	VEXTRACTPS $0x01, X1, (R12)
+	ADDQ       SI, R12
+	VEXTRACTPS $0x02, X1, (R12)
+	ADDQ       SI, R12
+	VEXTRACTPS $0x03, X1, (R12)
+	ADDQ       $0x04, BX
+	ADDQ       CX, AX
+	DECQ       DX
+	JNZ        avx2Tile4Q8_0_row
 	VZEROUPPER
 	RET
 

@@ -17,8 +17,8 @@ func main() {
 	ConstraintExpr("amd64,!purego")
 	declareConstants()
 
-	lanesQ8_0("avx2DotQ8_0", quantPrefetch, 0)
-	lanesQ8_0("avx512DotQ8_0", 1536, 4096)
+	chainQ8_0("avx2DotQ8_0", quantPrefetch, 0)
+	chainQ8_0("avx512DotQ8_0", 1536, 4096)
 	legacyQ4_0()
 	legacyQ5_0()
 	legacyQ4_1()

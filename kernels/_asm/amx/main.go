@@ -1,8 +1,9 @@
 // Command amx generates kernels/amx_amd64.s and kernels/amx_amd64_stubs.go,
 // the AMX (Advanced Matrix Extensions, AMX-TILE and AMX-INT8) tile kernels
-// of package kernels for the Q4_0 weight type against the Q8 activation
-// form (and the prepare kernels of Q8_0's AVX-512 prefill), with avo. Run it through go generate in kernels/ (see
-// amx_amd64.go); CI regenerates and fails on a diff.
+// of package kernels for the Q4_0 and Q8_0 weight types against the Q8
+// activation form (and the prepare kernels of Q8_0's AVX-512 prefill),
+// with avo. Run it through go generate in kernels/ (see amx_amd64.go); CI
+// regenerates and fails on a diff.
 //
 // Neither avo nor the Go assembler knows the AMX instructions, so they are
 // written out as bytes (_asm/amxenc); every general-purpose register in
@@ -14,24 +15,25 @@
 //   - A prepare kernel writes the rows' quants in TDPBSSD's B layout (the
 //     "VNNI" layout), one 512-byte tile per block: row j of block b's tile
 //     holds, for each weight row r < 16, quants 4j..4j+3 of that row's
-//     block b, for Q4_0 as signed bytes (its nibbles minus 8), and the
-//     rows' block scales as float32s, 16 per block. The Q8_0 prepare
-//     kernels write the same layout of its quants plus 128, unsigned, for
-//     the AVX-512 kernels of _asm/lanesz: Q8_0's row rule needs sums of
-//     four products, which TDPBSSD only gives a sixteenth as fast.
+//     block b, for Q4_0 as signed bytes (its nibbles minus 8), for Q8_0 as
+//     they are (amxPrep*Q8_0Signed), and the rows' block scales as
+//     float32s, 16 per block. The other Q8_0 prepare kernels write its
+//     quants plus 128, unsigned, for the AVX-512 kernels of _asm/lanesz.
 //     Rows past nr repeat row nr-1, so nothing past the matrix is read.
 //   - A dot kernel, one per token count k = 1..16, runs groups of k
 //     tokens: for every block, one TDPBSSD of the tokens' quants (A: k
 //     rows of the block's 32 quants, which kernels.packAMX lays out
 //     block-major in each group so that they are 512 contiguous bytes)
 //     with the block's B tile gives the k×16 exact integer block dots
-//     isum_b; AVX-512 then does the float step of kernels/doc.go,
-//     acc[b%8] = fma(dw_b*d_b, float32(isum_b), acc[b%8]), with a ZMM of
-//     16 rows per token. The blocks of one lane b%8 run in one pass with
-//     the k accumulators in registers (the lanes are independent sums, so
-//     doing them one after the other keeps every lane's order); each
-//     lane's sums go to scratch and the fixed tree of kernels/doc.go
-//     reduces them at the end.
+//     isum_b; AVX-512 then does the float step of kernels/doc.go with a
+//     ZMM of 16 rows per token. For Q4_0 (amxDotQ8_k) that is
+//     acc[b%8] = fma(dw_b*d_b, float32(isum_b), acc[b%8]): the blocks of
+//     one lane b%8 run in one pass with the k accumulators in registers
+//     (the lanes are independent sums, so doing them one after the other
+//     keeps every lane's order); each lane's sums go to scratch and the
+//     fixed tree of kernels/doc.go reduces them at the end. For Q8_0
+//     (amxChainQ8_0_k) it is the one chain over every block in order,
+//     a = fma(dw_b*d_b, float32(isum_b), a), stored as it is.
 //
 // Every output is exactly the row rule: the integer dots are exact,
 // whichever unit computes them, and every float32 operation is the same
@@ -48,6 +50,15 @@ import (
 	"github.com/stratanet/strata/kernels/_asm/amxenc"
 	"github.com/stratanet/strata/kernels/_asm/avx2"
 	"github.com/stratanet/strata/kernels/_asm/avx512"
+)
+
+// quants is how a prepare kernel writes the quants of a block.
+type quants int
+
+const (
+	q4Quants   quants = iota // Q4_0's nibbles minus 8, signed
+	q8Unsigned               // Q8_0's quants plus 128, unsigned (for _asm/lanesz)
+	q8Signed                 // Q8_0's quants as they are (for TDPBSSD)
 )
 
 // prefetchBlocks is how many blocks ahead prepare16 prefetches its rows.
@@ -81,12 +92,17 @@ func main() {
 	cNib = avx2.BytesConst("amx_nib", avx2.Rep(0x0f, 64))
 	c8 = avx2.BytesConst("amx_8", avx2.Rep(8, 64))
 	cX80 = avx2.BytesConst("amx_x80", avx2.Rep(0x80, 64))
-	prepare("amxPrepQ4_0", 18, true)
-	prepare("amxPrepQ8_0", 34, false)
-	prepare16("amxPrep16Q4_0", 18, true)
-	prepare16("amxPrep16Q8_0", 34, false)
+	prepare("amxPrepQ4_0", 18, q4Quants)
+	prepare("amxPrepQ8_0", 34, q8Unsigned)
+	prepare("amxPrepQ8_0Signed", 34, q8Signed)
+	prepare16("amxPrep16Q4_0", 18, q4Quants)
+	prepare16("amxPrep16Q8_0", 34, q8Unsigned)
+	prepare16("amxPrep16Q8_0Signed", 34, q8Signed)
 	for k := 1; k <= maxTokens; k++ {
-		dot(k)
+		dot(k, false)
+	}
+	for k := 1; k <= maxTokens; k++ {
+		dot(k, true)
 	}
 	Generate()
 }
@@ -96,7 +112,8 @@ func main() {
 // nb blocks of 16 rows at w (row r at r*rb; rows from nr on repeat row
 // nr-1), for blocks of bs bytes, a float16 scale and then the quants:
 // Q4_0's 16 bytes of nibbles with q4, else Q8_0's 32 signed bytes.
-func prepare(fn string, bs int, q4 bool) {
+func prepare(fn string, bs int, qk quants) {
+	q4 := qk == q4Quants
 	TEXT(fn, NOSPLIT, "func(wv []byte, dws []float32, w []byte, rb, nr, nb int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s writes the B tiles and scales of 16 rows of %d-byte blocks (see _asm/amx).", fn, bs))
@@ -120,7 +137,7 @@ func prepare(fn string, bs int, q4 bool) {
 	if q4 {
 		VMOVDQU8(cNib, nib)
 		VMOVDQU8(c8, eight)
-	} else {
+	} else if qk == q8Unsigned {
 		VMOVDQU8(cX80, x80)
 	}
 
@@ -145,7 +162,9 @@ func prepare(fn string, bs int, q4 bool) {
 	} else {
 		for j := range 8 {
 			z := gather(2 + 4*j)
-			VPXORD(x80, z, z)
+			if qk == q8Unsigned {
+				VPXORD(x80, z, z)
+			}
 			VMOVDQU8(z, Mem{Base: wv, Disp: 64 * j})
 		}
 	}
@@ -189,7 +208,8 @@ func scales(w reg.Register, off reg.VecVirtual, dws, mask reg.Register) {
 // VPUNPCK{L,H}QDQ) leaves dword j of row 4l+p at dword 4l+p of U_j:
 // row j of the block's B tile (Q4_0: the low nibbles in row j, the high
 // ones in row j+4; Q8_0: twice, for dwords 0..3 and 4..7).
-func prepare16(fn string, bs int, q4 bool) {
+func prepare16(fn string, bs int, qk quants) {
+	q4 := qk == q4Quants
 	TEXT(fn, NOSPLIT, "func(wv []byte, dws []float32, w []byte, rb, nb int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s writes the B tiles and scales of 16 rows of %d-byte blocks (see _asm/amx).", fn, bs))
@@ -222,7 +242,7 @@ func prepare16(fn string, bs int, q4 bool) {
 	if q4 {
 		VMOVDQU8(cNib, nib)
 		VMOVDQU8(c8, eight)
-	} else {
+	} else if qk == q8Unsigned {
 		VMOVDQU8(cX80, x80)
 	}
 
@@ -278,7 +298,9 @@ func prepare16(fn string, bs int, q4 bool) {
 	} else {
 		for h := range 2 {
 			for j, z := range transposed(2 + 16*h) {
-				VPXORD(x80, z, z)
+				if qk == q8Unsigned {
+					VPXORD(x80, z, z)
+				}
 				VMOVDQU8(z, Mem{Base: wv, Disp: 64 * (4*h + j)})
 			}
 		}
@@ -304,11 +326,22 @@ func prepare16(fn string, bs int, q4 bool) {
 // dst[(g*k+m)*ldd:] for rows r < nr) against the prepared rows (wv, dws).
 // cfg is the tile configuration of k tokens; sc holds 8*16*16 + 2*16*16
 // float32s of scratch.
-func dot(k int) {
+func dot(k int, chain bool) {
 	fn := fmt.Sprintf("amxDotQ8_%d", k)
+	// step is the blocks between two of one lane: the lane rule's eight
+	// lanes; Q8_0's chain is one lane of every block.
+	step := 8
+	if chain {
+		fn = fmt.Sprintf("amxChainQ8_0_%d", k)
+		step = 1
+	}
 	TEXT(fn, NOSPLIT, "func(dst []float32, ldd int, q []int8, n int, pd []float32, nb, ng, nr int, wv []byte, dws []float32, cfg []byte, sc []float32)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s computes groups of %d tokens against 16 prepared rows (see _asm/amx).", fn, k))
+	if chain {
+		Doc(fmt.Sprintf("%s computes groups of %d tokens against 16 prepared Q8_0 rows in Q8_0's order (see _asm/amx).", fn, k))
+	} else {
+		Doc(fmt.Sprintf("%s computes groups of %d tokens against 16 prepared rows (see _asm/amx).", fn, k))
+	}
 	var (
 		aPtr  = reg.RAX // A tile (tokens' quants of block b)
 		bPtr  = reg.RBX // B tile of block b
@@ -369,9 +402,12 @@ func dot(k int) {
 	Load(Param("sc").Base(), cPtr)
 	ADDQ(U32(cOffset), cPtr)
 	Load(Param("nb"), left)
-	SUBQ(lane, left)
-	ADDQ(U8(7), left)
-	SHRQ(U8(3), left)
+	if !chain {
+		SUBQ(lane, left)
+		ADDQ(U8(7), left)
+		SHRQ(U8(3), left)
+	}
+	TESTQ(left, left)
 	JZ(LabelRef(fn + "_laneDone"))
 
 	// The lane's blocks go through two sets of tiles (tmm0-2, tmm3-5)
@@ -394,17 +430,17 @@ func dot(k int) {
 	// slot's tiles and C scratch.
 	product := func(slot int, blk int32) {
 		t := 3 * slot
-		amxenc.TileLoad(t, Mem{Base: aPtr, Index: aStr, Scale: 1, Disp: 32 * k * 8 * int(blk)})
-		amxenc.TileLoad(t+1, Mem{Base: bPtr, Index: s64, Scale: 1, Disp: 512 * 8 * int(blk)})
+		amxenc.TileLoad(t, Mem{Base: aPtr, Index: aStr, Scale: 1, Disp: 32 * k * step * int(blk)})
+		amxenc.TileLoad(t+1, Mem{Base: bPtr, Index: s64, Scale: 1, Disp: 512 * step * int(blk)})
 		amxenc.TileZero(t + 2)
 		amxenc.TDPBSSD(t+2, t, t+1)
 		amxenc.TileStore(Mem{Base: cPtr, Index: s64, Scale: 1, Disp: 1024 * slot}, t+2)
 	}
 	advance := func() {
-		ADDQ(U32(8*32*k), aPtr)
-		ADDQ(U32(8*512), bPtr)
-		ADDQ(U32(8*64), wdPtr)
-		ADDQ(U32(8*4*k), pdPtr)
+		ADDQ(U32(step*32*k), aPtr)
+		ADDQ(U32(step*512), bPtr)
+		ADDQ(U32(step*64), wdPtr)
+		ADDQ(U32(step*4*k), pdPtr)
 	}
 	product(0, 0)
 	DECQ(left)
@@ -427,20 +463,33 @@ func dot(k int) {
 	epilogue(1)
 
 	Label(fn + "_laneDone")
-	for m, a := range acc {
-		VMOVUPS(a, Mem{Base: accP, Disp: 64 * m})
-	}
-	ADDQ(U32(laneBytes), accP)
-	INCQ(lane)
-	CMPQ(lane, U8(8))
-	JL(LabelRef(fn + "_lane"))
+	if chain {
+		// The one lane is the result.
+		MOVQ(dstP, aPtr)
+		Load(Param("ldd"), bPtr)
+		SHLQ(U8(2), bPtr)
+		for m, a := range acc {
+			VMOVUPS(a, rmask, Mem{Base: aPtr})
+			if m+1 < k {
+				ADDQ(bPtr, aPtr)
+			}
+		}
+	} else {
+		for m, a := range acc {
+			VMOVUPS(a, Mem{Base: accP, Disp: 64 * m})
+		}
+		ADDQ(U32(laneBytes), accP)
+		INCQ(lane)
+		CMPQ(lane, U8(8))
+		JL(LabelRef(fn + "_lane"))
 
-	// The fixed tree over the lanes, per token.
-	Load(Param("sc").Base(), accP)
-	MOVQ(dstP, aPtr)
-	Load(Param("ldd"), bPtr)
-	SHLQ(U8(2), bPtr)
-	avx512.LaneTrees(accP, laneBytes, k, aPtr, bPtr, rmask)
+		// The fixed tree over the lanes, per token.
+		Load(Param("sc").Base(), accP)
+		MOVQ(dstP, aPtr)
+		Load(Param("ldd"), bPtr)
+		SHLQ(U8(2), bPtr)
+		avx512.LaneTrees(accP, laneBytes, k, aPtr, bPtr, rmask)
+	}
 	// Next group: k tokens on.
 	IMUL3Q(U32(k), bPtr, cPtr)
 	ADDQ(cPtr, dstP)

@@ -1,7 +1,7 @@
 // Command q8z generates kernels/q8z_amd64.s and kernels/q8z_amd64_stubs.go,
 // the AVX-512 (F, BW, VL, VNNI) tile kernels of package kernels for the
 // Q4_0 weight type against the Q8 activation form, with avo (Q8_0's order
-// is another: see kernels/_asm/q8lanes).
+// is another: see kernels/_asm/q8chain.go and kernels/_asm/lanesz).
 // Run it through go generate in kernels/ (see q8z_amd64.go); CI
 // regenerates and fails on a diff.
 //

@@ -3,44 +3,46 @@ package main
 import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
+
+	"github.com/stratanet/strata/kernels/_asm/avx2"
 )
 
-// lanesQ8_0 generates avx2DotQ8_0, the Q8_0 row rule of kernels/doc.go:
-// int32 lane j of VPMADDWD's sum of VPMADDUBSW's pair sums is exactly
-// s_bj, the four products 4j..4j+3 of the block, so one vector
-// accumulator takes a block per FMA, in order.
+// chainQ8_0 generates avx2DotQ8_0, the Q8_0 row rule of kernels/doc.go:
+// one float accumulator taking each block's whole integer dot in order.
+// VPMADDWD of VPMADDUBSW's pair sums gives eight int32 partial sums of a
+// block, added up exactly to isum_b; the float step is then one scalar
+// FMA per block, which makes the FMA's latency the chain's pace (4 cycles
+// a block), still faster than memory brings the rows.
 //
 // It is generated twice: avx2DotQ8_0 prefetches into L1 quantPrefetch
 // bytes ahead (best on Zen 3); avx512DotQ8_0, the AVX-512 path's (its
 // instructions are AVX2's), into L1 at 1.5 KiB and L2 at 4 KiB ahead,
 // like _asm/q8z's one-token kernels (best on Sapphire Rapids).
-func lanesQ8_0(fn string, prefetchL1, prefetchL2 int) {
+func chainQ8_0(fn string, prefetchL1, prefetchL2 int) {
 	TEXT(fn, NOSPLIT, "func(w []byte, q []int8, d []float32) float32")
 	Pragma("noescape")
 	Doc(
 		fn+" is the Q8_0 row rule of the package doc with len(d) blocks",
-		"(AVX2, FMA, F16C; see _asm/q8lanes.go). It computes exactly, with w and q at least 34*len(d)",
+		"(AVX2, FMA, F16C; see _asm/q8chain.go). It computes exactly, with w and q at least 34*len(d)",
 		"and 32*len(d) long (not checked) and every q[i] in [-127, 127]:",
 		"",
-		"\tvar acc [8]float32",
+		"\tvar acc float32",
 		"\tfor b := range d {",
 		"\t\twb := w[34*b:]",
-		"\t\tfor j := range 8 {",
-		"\t\t\tvar s int32",
-		"\t\t\tfor i := 4 * j; i < 4*j+4; i++ {",
-		"\t\t\t\ts += int32(int8(wb[2+i])) * int32(q[32*b+i])",
-		"\t\t\t}",
-		"\t\t\tacc[j] = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc[j])",
+		"\t\tvar s int32",
+		"\t\tfor i := range 32 {",
+		"\t\t\ts += int32(int8(wb[2+i])) * int32(q[32*b+i])",
 		"\t\t}",
+		"\t\tacc = fma32(float32(fp16(wb[0:])*d[b]), float32(s), acc)",
 		"\t}",
-		"\treturn tree8(&acc)",
+		"\treturn acc",
 	)
 	wp := Load(Param("w").Base(), GP64())
 	qp := Load(Param("q").Base(), GP64())
 	dp := Load(Param("d").Base(), GP64())
 	nb := Load(Param("d").Len(), GP64())
 	ones := load(cOnes16)
-	acc := YMM()
+	acc := XMM()
 	VXORPS(acc, acc, acc)
 
 	block := func(k int) {
@@ -48,15 +50,11 @@ func lanesQ8_0(fn string, prefetchL1, prefetchL2 int) {
 		VMOVDQU(Mem{Base: wp, Disp: 34*k + 2}, x)
 		p := signedDot(x, qp, 32*k) // pair sums up to 2*128*127
 		VPMADDWD(ones, p, p)
-		VCVTDQ2PS(p, p)
-		h := XMM()
-		VPBROADCASTW(Mem{Base: wp, Disp: 34 * k}, h)
-		dw := YMM()
-		VCVTPH2PS(h, dw)
-		db := YMM()
-		VBROADCASTSS(Mem{Base: dp, Disp: 4 * k}, db)
-		VMULPS(db, dw, dw)
-		VFMADD231PS(p, dw, acc)
+		s := avx2.HSumI32(p)
+		VCVTDQ2PS(s, s)
+		dw := avx2.LoadF16(Mem{Base: wp, Disp: 34 * k})
+		VMULSS(Mem{Base: dp, Disp: 4 * k}, dw, dw)
+		VFMADD231SS(s, dw, acc)
 	}
 
 	loop, tail, done := fn+"_loop2", fn+"_tail", fn+"_done"
@@ -85,8 +83,7 @@ func lanesQ8_0(fn string, prefetchL1, prefetchL2 int) {
 	block(0)
 
 	Label(done)
-	r := hsumF32(acc)
 	VZEROUPPER()
-	Store(r, ReturnIndex(0))
+	Store(acc, ReturnIndex(0))
 	RET()
 }
