@@ -4,6 +4,8 @@ import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 
+	"github.com/mmcloughlin/avo/reg"
+
 	"github.com/stratanet/strata/kernels/_asm/avx2"
 )
 
@@ -57,6 +59,41 @@ func chainQ8_0(fn string, prefetchL1, prefetchL2 int) {
 		VFMADD231SS(s, dw, acc)
 	}
 
+	// pair is block(0) and block(1) with their sums added up together:
+	// VPHADDD leaves {b0 01, b0 23, b1 01, b1 23} in each half, the halves'
+	// sum and a second VPHADDD each block's whole dot (lane 0: block 0,
+	// lane 1: block 1), and one VCVTDQ2PS and VMULPS then serve both.
+	pair := func() {
+		var p [2]reg.VecVirtual
+		for k := range p {
+			x := YMM()
+			VMOVDQU(Mem{Base: wp, Disp: 34*k + 2}, x)
+			p[k] = signedDot(x, qp, 32*k) // pair sums up to 2*128*127
+			VPMADDWD(ones, p[k], p[k])
+		}
+		VPHADDD(p[1], p[0], p[0])
+		hi := XMM()
+		VEXTRACTI128(U8(1), p[0], hi)
+		s := p[0].AsX()
+		VPADDD(hi, s, s)
+		VPHADDD(s, s, s)
+		VCVTDQ2PS(s, s)
+		h := XMM()
+		g := GP32()
+		MOVWLZX(Mem{Base: wp}, g)
+		VMOVD(g, h)
+		VPINSRW(U8(1), Mem{Base: wp, Disp: 34}, h, h)
+		dw := XMM()
+		VCVTPH2PS(h, dw)
+		db := XMM()
+		VMOVSD(Mem{Base: dp}, db)
+		VMULPS(db, dw, dw)
+		VFMADD231SS(s, dw, acc)
+		VMOVSHDUP(s, s)
+		VMOVSHDUP(dw, dw)
+		VFMADD231SS(s, dw, acc)
+	}
+
 	loop, tail, done := fn+"_loop2", fn+"_tail", fn+"_done"
 	n2 := GP64()
 	MOVQ(nb, n2)
@@ -69,8 +106,7 @@ func chainQ8_0(fn string, prefetchL1, prefetchL2 int) {
 			PREFETCHT1(Mem{Base: wp, Disp: prefetchL2 + o})
 		}
 	}
-	block(0)
-	block(1)
+	pair()
 	ADDQ(U32(2*34), wp)
 	ADDQ(U32(2*32), qp)
 	ADDQ(U32(2*4), dp)
