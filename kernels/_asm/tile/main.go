@@ -11,7 +11,7 @@
 // dot products are exact, block b's lands in lane b%8 of the token's own
 // accumulator, and every float32 operation is the same IEEE operation, on
 // the same operands, as in kernels/dot_generic.go. Q8_0's kernels
-// (q8_0.go) follow its own row rule, eight lanes of four products, and
+// (q8_0.go) follow its own row rule, one chain of whole-block dots, and
 // read the activations in Q8's layout.
 package main
 
