@@ -3,7 +3,6 @@ package main
 import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
-
 	"github.com/mmcloughlin/avo/reg"
 
 	"github.com/stratanet/strata/kernels/_asm/avx2"
@@ -47,12 +46,16 @@ func chainQ8_0(fn string, prefetchL1, prefetchL2 int) {
 	acc := XMM()
 	VXORPS(acc, acc, acc)
 
-	block := func(k int) {
+	// sums returns block k's eight int32 partial sums.
+	sums := func(k int) reg.VecVirtual {
 		x := YMM()
 		VMOVDQU(Mem{Base: wp, Disp: 34*k + 2}, x)
 		p := signedDot(x, qp, 32*k) // pair sums up to 2*128*127
 		VPMADDWD(ones, p, p)
-		s := avx2.HSumI32(p)
+		return p
+	}
+	block := func(k int) {
+		s := avx2.HSumI32(sums(k))
 		VCVTDQ2PS(s, s)
 		dw := avx2.LoadF16(Mem{Base: wp, Disp: 34 * k})
 		VMULSS(Mem{Base: dp, Disp: 4 * k}, dw, dw)
@@ -64,13 +67,7 @@ func chainQ8_0(fn string, prefetchL1, prefetchL2 int) {
 	// sum and a second VPHADDD each block's whole dot (lane 0: block 0,
 	// lane 1: block 1), and one VCVTDQ2PS and VMULPS then serve both.
 	pair := func() {
-		var p [2]reg.VecVirtual
-		for k := range p {
-			x := YMM()
-			VMOVDQU(Mem{Base: wp, Disp: 34*k + 2}, x)
-			p[k] = signedDot(x, qp, 32*k) // pair sums up to 2*128*127
-			VPMADDWD(ones, p[k], p[k])
-		}
+		p := [2]reg.VecVirtual{sums(0), sums(1)}
 		VPHADDD(p[1], p[0], p[0])
 		hi := XMM()
 		VEXTRACTI128(U8(1), p[0], hi)

@@ -65,8 +65,11 @@ func kernel(k int) {
 	ts := Load(Param("ts"), GP64())
 	ts3 := GP64() // 3*ts
 	LEAQ(Mem{Base: ts, Index: ts, Scale: 2}, ts3)
-	qp4 := GP64() // token 4's activation
-	LEAQ(Mem{Base: qp, Index: ts, Scale: 4}, qp4)
+	var qp4 reg.GPVirtual // token 4's activation, with more than four tokens
+	if k > 4 {
+		qp4 = GP64()
+		LEAQ(Mem{Base: qp, Index: ts, Scale: 4}, qp4)
+	}
 	nb := Load(Param("nb"), GP64())
 	wv := Load(Param("wv").Base(), GP64())
 	dws := Load(Param("dws").Base(), GP64())
@@ -112,7 +115,9 @@ func kernel(k int) {
 		VFMADD231PS(is[m], ds, acc[m])
 	}
 	ADDQ(U32(40), qp)
-	ADDQ(U32(40), qp4)
+	if k > 4 {
+		ADDQ(U32(40), qp4)
+	}
 	ADDQ(U32(512), wv)
 	ADDQ(U32(64), dws)
 	ADDQ(U32(34), pf)
